@@ -1,0 +1,3 @@
+from gsvc_cli.cli import main
+
+main()

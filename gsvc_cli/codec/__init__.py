@@ -1,0 +1,1 @@
+"""The codec: frames -> splats -> bits, and back."""

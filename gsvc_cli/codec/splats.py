@@ -1,0 +1,64 @@
+"""The splat set of one frame: exactly the inputs of `gsvc_cli.render.render`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Splats:
+    """N 2D Gaussian splats of one frame.
+
+    means:  [N, 2] float32, centres in pixels (x right, y down; pixel centres at integer + 0.5).
+    chol:   [N, 3] float32, (l1, l2, l3) of the lower Cholesky factor L = [[l1, 0], [l2, l3]],
+            Sigma = L L^T in pixel^2.
+    colors: [N, 3] float32, unbounded per-channel amplitudes (the rendered sum is clamped later).
+    """
+
+    means: torch.Tensor
+    chol: torch.Tensor
+    colors: torch.Tensor
+
+    def __post_init__(self) -> None:
+        n = self.means.shape[0]
+        if self.means.shape != (n, 2) or self.chol.shape != (n, 3) or self.colors.shape != (n, 3):
+            raise ValueError(
+                f"inconsistent splat shapes: means {tuple(self.means.shape)}, "
+                f"chol {tuple(self.chol.shape)}, colors {tuple(self.colors.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.means.device
+
+    def detach(self) -> Splats:
+        return Splats(self.means.detach(), self.chol.detach(), self.colors.detach())
+
+    def clone(self) -> Splats:
+        return Splats(self.means.clone(), self.chol.clone(), self.colors.clone())
+
+    def to(self, device: torch.device | str) -> Splats:
+        return Splats(self.means.to(device), self.chol.to(device), self.colors.to(device))
+
+    def select(self, index: torch.Tensor) -> Splats:
+        """The splats at `index` (a bool mask or integer indices), in that order."""
+        return Splats(self.means[index], self.chol[index], self.colors[index])
+
+    @staticmethod
+    def cat(parts: list[Splats]) -> Splats:
+        return Splats(
+            torch.cat([p.means for p in parts]),
+            torch.cat([p.chol for p in parts]),
+            torch.cat([p.colors for p in parts]),
+        )
+
+    @staticmethod
+    def empty(device: torch.device | str = "cpu") -> Splats:
+        z2 = torch.zeros(0, 2, device=device)
+        z3 = torch.zeros(0, 3, device=device)
+        return Splats(z2, z3, z3.clone())

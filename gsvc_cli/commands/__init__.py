@@ -1,0 +1,1 @@
+"""One module per subcommand. Each exposes `register(app)`; cli.py lists the ones that work."""
