@@ -13,7 +13,7 @@ _gsvc() {
     case "$cmd" in
         "")
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--version --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--version --debug -h --help" -- "$cur"))
             else
                 COMPREPLY=()
             fi

@@ -2,5 +2,5 @@
 complete -c gsvc -f
 complete -c gsvc -n '__fish_use_subcommand' -l version -d 'Print the version and exit'
 complete -c gsvc -n '__fish_use_subcommand' -l debug -d 'Show a full traceback on errors'
-complete -c gsvc -n '__fish_use_subcommand' -l help -s h -d 'Show this message and exit'
+complete -c gsvc -n '__fish_use_subcommand' -s h -l help -d 'Show this message and exit'
 # no subcommands are registered in this version

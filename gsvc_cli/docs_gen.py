@@ -173,6 +173,12 @@ def _completion_of(param: Any) -> tuple[str, tuple[str, ...]]:
     return "none", ()
 
 
+def _spellings(names: Sequence[str]) -> tuple[str, ...]:
+    """Short spellings first, then long, each sorted: Typer's order of help_option_names depends on
+    the interpreter's hash seed, and the outputs must not."""
+    return tuple(sorted(names, key=lambda name: (name.startswith("--"), name)))
+
+
 def _default_text(param: Any, ctx: Any, takes_value: bool) -> str | None:
     """The default as a user would type it, or None when showing it would say nothing."""
     show_default = getattr(param, "show_default", None)
@@ -194,7 +200,7 @@ def _default_text(param: Any, ctx: Any, takes_value: bool) -> str | None:
         return ", ".join(_choice_text(v) for v in value) or None
     if isinstance(value, bool) and not takes_value:
         if param.secondary_opts:
-            return (param.opts if value else param.secondary_opts)[-1]
+            return _spellings(param.opts if value else param.secondary_opts)[-1]
         return None if not value else "on"
     if getattr(param, "count", False) and value == 0:
         return None
@@ -219,8 +225,8 @@ def _param_doc(param: Any, ctx: Any) -> ParamDoc:
     takes_value = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
     completion, choices = _completion_of(param) if takes_value else ("none", ())
     if is_option:
-        flags = tuple(param.opts)
-        negative = tuple(param.secondary_opts)
+        flags = _spellings(param.opts)
+        negative = _spellings(param.secondary_opts)
         metavar = _metavar(param, ctx, completion, choices) if takes_value else None
     else:
         flags, negative = (), ()
