@@ -1,0 +1,401 @@
+"""Entropy coding of integer streams with constriction's range coder and integer-only models.
+
+A frame payload codes a sequence of *streams* (arrays of signed integers whose lengths the decoder
+can derive). `EntropyWriter.add(symbols)` picks, per stream, the cheapest of a few models, records
+the model's integer parameters in a model block and range-codes the symbols; `EntropyReader.read(n)`
+does the reverse in the same order. Streams of length 0 write nothing.
+
+Determinism (docs/FORMAT.md, "Entropy coding"): every model is an integer frequency table
+f[0..A) with f[k] >= 1 and sum f = 2**24, built from the integers in the model block by integer
+arithmetic only. The table is handed to constriction as the float64 weights f[k] - 1, whose sum is
+2**24 - A; constriction's fast ("perfect=False") quantisation then reproduces f exactly (its scale
+factor is exactly 1.0), so encoder and decoder agree bit for bit on every IEEE-754 machine.
+
+Models (kind byte, then varints):
+  CONSTANT   every symbol equals one value (costs no body bits: unchanged splats are free).
+  LAPLACE    two-sided geometric weights 2**32 * (r/65536)**|k-c| in fixed point, over [lo, lo+A).
+  HISTOGRAM  transmitted counts over [lo, lo+A), used when the alphabet is small enough to pay.
+Large ranges are split: the top bits ((v - lo) >> s) use the model, the low s bits a uniform table.
+
+`StreamStats` gives the exact model-block bits and the ideal code length of each stream, which
+`frame_coding` sums per parameter group for the bits-per-splat report.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from gsvc_cli.errors import FormatError, GsvcError
+
+PRECISION = 24
+TOTAL = 1 << PRECISION
+MAX_ALPHABET = 1 << 16
+"""Largest table the models use; wider ranges send their low bits through a uniform table."""
+LAPLACE_ONE = 1 << 16
+"""Decay r is coded as an integer in [0, LAPLACE_ONE]; theta = r / LAPLACE_ONE."""
+MAX_HISTOGRAM_ALPHABET = 4096
+
+KIND_CONSTANT = 0
+KIND_LAPLACE = 1
+KIND_HISTOGRAM = 2
+
+
+# ----------------------------------------------------------------------------------------------
+# varints
+
+
+def zigzag(value: int) -> int:
+    """Signed -> unsigned: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ..."""
+    return (value << 1) if value >= 0 else ((-value << 1) - 1)
+
+
+def unzigzag(value: int) -> int:
+    return (value >> 1) if not value & 1 else -((value + 1) >> 1)
+
+
+def put_varint(out: bytearray, value: int) -> None:
+    """Unsigned LEB128: 7 bits per byte, least significant first, high bit = more bytes follow."""
+    if value < 0:
+        raise ValueError(f"varint must be non-negative, got {value}")
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return
+
+
+class ByteReader:
+    """Sequential reader of bytes and varints; running off the end raises FormatError."""
+
+    def __init__(self, data: bytes, what: str = "payload") -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.what = what
+
+    def bytes(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise FormatError(f"{self.what}: truncated (needs {n} bytes at offset {self.pos})")
+        out = bytes(self.data[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.bytes(1)[0]
+
+    def varint(self) -> int:
+        value = 0
+        shift = 0
+        while True:
+            byte = self.u8()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise FormatError(f"{self.what}: varint longer than 64 bits at offset {self.pos}")
+
+    def svarint(self) -> int:
+        return unzigzag(self.varint())
+
+    def remaining(self) -> bytes:
+        return self.bytes(len(self.data) - self.pos)
+
+
+# ----------------------------------------------------------------------------------------------
+# integer frequency tables
+
+
+def normalise_weights(weights: np.ndarray) -> np.ndarray:
+    """Integer weights w[0..A) (>= 0, sum > 0, A >= 2) -> frequencies f >= 1 summing to 2**24.
+
+    f[k] = 1 + floor(w[k] * (2**24 - A) / W) with W = sum w; what is left over goes to the first
+    k with the largest w. Integer arithmetic only (FORMAT.md defines exactly this).
+    """
+    w = np.asarray(weights, dtype=np.int64)
+    size = len(w)
+    if size < 2 or size > MAX_ALPHABET:
+        raise GsvcError(f"frequency table size {size} outside [2, {MAX_ALPHABET}]")
+    total_w = int(w.sum())
+    if total_w <= 0 or (w < 0).any():
+        raise FormatError("entropy model has no positive weight")
+    free = TOTAL - size
+    # w < 2**33 and free < 2**24, so the product fits comfortably in int64 when w is clipped there.
+    if int(w.max()) >= (1 << 38):
+        raise GsvcError("entropy model weight too large")
+    freqs = 1 + (w * free) // total_w
+    freqs[int(np.argmax(w))] += TOTAL - int(freqs.sum())
+    return freqs
+
+
+@functools.lru_cache(maxsize=256)
+def _geometric_weights(r: int, length: int) -> np.ndarray:
+    """g[d] for d in [0, length): g[0] = 2**32, g[d+1] = (g[d] * r) >> 16 (stops at zero)."""
+    out = np.zeros(length, dtype=np.int64)
+    if r >= LAPLACE_ONE:
+        out[:] = 1 << 32
+        return out
+    g = 1 << 32
+    for d in range(length):
+        if g == 0:
+            break
+        out[d] = g
+        g = (g * r) >> 16
+    out.flags.writeable = False
+    return out
+
+
+def laplace_freqs(size: int, centre: int, r: int) -> np.ndarray:
+    """Two-sided geometric table over [0, size) peaked at `centre` with decay r / 65536."""
+    g = _geometric_weights(r, max(centre + 1, size - centre))
+    k = np.arange(size)
+    return normalise_weights(g[np.abs(k - centre)])
+
+
+def _categorical(freqs: np.ndarray) -> constriction.stream.model.Categorical:
+    """A constriction model whose fixed-point table is exactly `freqs` (see module docstring)."""
+    return constriction.stream.model.Categorical((freqs - 1).astype(np.float64), perfect=False)
+
+
+def _ideal_bits(freqs: np.ndarray, symbols: np.ndarray) -> float:
+    if len(symbols) == 0:
+        return 0.0
+    return float(-np.log2(freqs[symbols] / TOTAL).sum())
+
+
+# ----------------------------------------------------------------------------------------------
+# model choice
+
+
+@dataclass
+class _Model:
+    """One stream's model: the header bytes, the table for the coded part, and the shift."""
+
+    header: bytes
+    freqs: np.ndarray | None  # None for CONSTANT
+    lo: int
+    shift: int
+    ideal_bits: float
+
+
+def _shift_for(span: int) -> int:
+    shift = 0
+    while (span >> shift) + 1 > MAX_ALPHABET:
+        shift += 1
+    return shift
+
+
+def _low_bits_cost(shift: int, count: int) -> float:
+    return float(shift * count)
+
+
+def _laplace_candidates(symbols: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """(centre, r) pairs worth trying: median centre, decay from the mean absolute deviation."""
+    centre = int(np.median(symbols))
+    centre = min(max(centre, 0), size - 1)
+    mad = float(np.abs(symbols - centre).mean())
+    theta = 0.0 if mad <= 0 else (math.sqrt(1.0 + mad * mad) - 1.0) / mad
+    out = []
+    for factor in (1.0, 0.6, 1.6):
+        one_minus = min(max((1.0 - theta) * factor, 0.0), 1.0)
+        r = int(round((1.0 - one_minus) * LAPLACE_ONE))
+        out.append((centre, min(max(r, 0), LAPLACE_ONE)))
+    return sorted(set(out))
+
+
+def _histogram_weights(symbols: np.ndarray, size: int, qmax: int) -> np.ndarray:
+    counts = np.bincount(symbols, minlength=size).astype(np.int64)
+    q = (counts * qmax + counts.max() - 1) // counts.max()  # ceil: a seen symbol keeps q >= 1
+    return q
+
+
+def _choose_model(values: np.ndarray) -> _Model:
+    """The cheapest model for `values` (int64, non-empty) by exact header + ideal body bits."""
+    lo = int(values.min())
+    hi = int(values.max())
+    if lo == hi:
+        head = bytearray([KIND_CONSTANT])
+        put_varint(head, zigzag(lo))
+        return _Model(bytes(head), None, lo, 0, 0.0)
+    shift = _shift_for(hi - lo)
+    symbols = (values - lo) >> shift
+    size = int(symbols.max()) + 1
+    low_cost = _low_bits_cost(shift, len(values))
+    best: _Model | None = None
+    if size == 1:  # everything in the top bits is equal: a two-entry table still codes it
+        size = 2
+    for centre, r in _laplace_candidates(symbols, size):
+        freqs = laplace_freqs(size, centre, r)
+        head = bytearray([KIND_LAPLACE])
+        put_varint(head, zigzag(lo))
+        put_varint(head, size)
+        head.append(shift)
+        put_varint(head, centre)
+        put_varint(head, r)
+        bits = _ideal_bits(freqs, symbols) + low_cost
+        if best is None or 8 * len(head) + bits < 8 * len(best.header) + best.ideal_bits:
+            best = _Model(bytes(head), freqs, lo, shift, bits)
+    if size <= MAX_HISTOGRAM_ALPHABET and size < 4 * len(values):
+        for qmax in (127, 16383):
+            weights = _histogram_weights(symbols, size, qmax)
+            freqs = normalise_weights(weights)
+            head = bytearray([KIND_HISTOGRAM])
+            put_varint(head, zigzag(lo))
+            put_varint(head, size)
+            head.append(shift)
+            for w in weights.tolist():
+                put_varint(head, w)
+            bits = _ideal_bits(freqs, symbols) + low_cost
+            assert best is not None
+            if 8 * len(head) + bits < 8 * len(best.header) + best.ideal_bits:
+                best = _Model(bytes(head), freqs, lo, shift, bits)
+    assert best is not None
+    return best
+
+
+def _read_model(reader: ByteReader) -> _Model:
+    """Parse one model description from the model block (inverse of `_choose_model`'s header)."""
+    kind = reader.u8()
+    lo = reader.svarint()
+    if kind == KIND_CONSTANT:
+        return _Model(b"", None, lo, 0, 0.0)
+    if kind not in (KIND_LAPLACE, KIND_HISTOGRAM):
+        raise FormatError(f"{reader.what}: unknown entropy model kind {kind}")
+    size = reader.varint()
+    shift = reader.u8()
+    if not 2 <= size <= MAX_ALPHABET or shift > 32:
+        raise FormatError(f"{reader.what}: bad entropy model (alphabet {size}, shift {shift})")
+    if kind == KIND_LAPLACE:
+        centre = reader.varint()
+        r = reader.varint()
+        if centre >= size or r > LAPLACE_ONE:
+            raise FormatError(f"{reader.what}: bad Laplace model (centre {centre}, r {r})")
+        return _Model(b"", laplace_freqs(size, centre, r), lo, shift, 0.0)
+    weights = np.array([reader.varint() for _ in range(size)], dtype=np.int64)
+    if int(weights.max(initial=0)) >= (1 << 38) or int(weights.sum()) <= 0:
+        raise FormatError(f"{reader.what}: bad histogram model")
+    return _Model(b"", normalise_weights(weights), lo, shift, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# writer and reader
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """What one stream cost: `model_bits` of model block plus `ideal_bits` of range-coded body."""
+
+    name: str
+    count: int
+    model_bits: int
+    ideal_bits: float
+
+
+class EntropyWriter:
+    """Collects streams in order; `finish()` returns varint(len(model block)) + model block + body."""
+
+    def __init__(self) -> None:
+        self._models = bytearray()
+        self._encoder = constriction.stream.queue.RangeEncoder()
+        self.stats: list[StreamStats] = []
+
+    def add(self, name: str, values: np.ndarray) -> StreamStats:
+        """Code a 1-D array of integers (|v| < 2**40); the decoder must know its length."""
+        values = np.asarray(values, dtype=np.int64).reshape(-1)
+        if len(values) == 0:
+            stats = StreamStats(name, 0, 0, 0.0)
+        else:
+            model = _choose_model(values)
+            self._models += model.header
+            if model.freqs is not None:
+                offsets = values - model.lo
+                self._encoder.encode((offsets >> model.shift).astype(np.int32), _categorical(model.freqs))
+                if model.shift:
+                    low = (offsets & ((1 << model.shift) - 1)).astype(np.int32)
+                    for part_shift, part in _split_low_bits(low, model.shift):
+                        self._encoder.encode(part, _categorical(_uniform_freqs(part_shift)))
+            stats = StreamStats(name, len(values), 8 * len(model.header), model.ideal_bits)
+        self.stats.append(stats)
+        return stats
+
+    def finish(self) -> bytes:
+        """The coded streams as bytes (body: range coder words as little-endian uint32)."""
+        out = bytearray()
+        put_varint(out, len(self._models))
+        out += self._models
+        body = np.asarray(self._encoder.get_compressed(), dtype=np.uint32)
+        out += body.astype("<u4").tobytes()
+        return bytes(out)
+
+
+class EntropyReader:
+    """Reads streams back in the order they were added; errors become FormatError naming `what`."""
+
+    def __init__(self, data: bytes, what: str = "payload") -> None:
+        reader = ByteReader(data, what)
+        model_len = reader.varint()
+        self._models = ByteReader(reader.bytes(model_len), what)
+        body = reader.remaining()
+        if len(body) % 4:
+            raise FormatError(f"{what}: entropy-coded body is not a whole number of 32-bit words")
+        words = np.frombuffer(body, dtype="<u4").astype(np.uint32)
+        self._decoder = constriction.stream.queue.RangeDecoder(words)
+        self.what = what
+        self.stats: list[StreamStats] = []
+
+    def read(self, count: int, name: str = "") -> np.ndarray:
+        """The next stream, `count` int64 values; its cost is appended to `stats` under `name`."""
+        if count == 0:
+            self.stats.append(StreamStats(name, 0, 0, 0.0))
+            return np.zeros(0, dtype=np.int64)
+        start = self._models.pos
+        model = _read_model(self._models)
+        model_bits = 8 * (self._models.pos - start)
+        if model.freqs is None:
+            self.stats.append(StreamStats(name, count, model_bits, 0.0))
+            return np.full(count, model.lo, dtype=np.int64)
+        try:
+            high = np.asarray(self._decoder.decode(_categorical(model.freqs), count), dtype=np.int64)
+            values = high << model.shift
+            if model.shift:
+                done = 0
+                for part_shift, _ in _split_low_bits(np.zeros(1, dtype=np.int32), model.shift):
+                    part = np.asarray(self._decoder.decode(_categorical(_uniform_freqs(part_shift)), count))
+                    values |= part.astype(np.int64) << done
+                    done += part_shift
+        except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
+            raise FormatError(f"{self.what}: entropy decoding failed ({exc})") from exc
+        ideal = _ideal_bits(model.freqs, high) + model.shift * count
+        self.stats.append(StreamStats(name, count, model_bits, ideal))
+        return values + model.lo
+
+    def check_consumed(self) -> None:
+        """Raise FormatError if model descriptions are left over (a sign of a corrupt payload)."""
+        if self._models.pos != len(self._models.data):
+            raise FormatError(f"{self.what}: unused entropy model descriptions")
+
+
+_LOW_CHUNK = 12
+
+
+def _split_low_bits(low: np.ndarray, shift: int) -> list[tuple[int, np.ndarray]]:
+    """Low bits in chunks of at most 12 bits, least significant chunk first."""
+    parts = []
+    done = 0
+    while done < shift:
+        width = min(_LOW_CHUNK, shift - done)
+        parts.append((width, ((low >> done) & ((1 << width) - 1)).astype(np.int32)))
+        done += width
+    return parts
+
+
+@functools.lru_cache(maxsize=16)
+def _uniform_freqs(bits: int) -> np.ndarray:
+    return np.full(1 << bits, TOTAL >> bits, dtype=np.int64)

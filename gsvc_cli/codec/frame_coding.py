@@ -1,0 +1,297 @@
+"""Frame payloads: quantised splats of one frame <-> bytes (the payload of a container record).
+
+For the encoder loop (docs/FORMAT.md, "Frame payloads", is the contract):
+
+    coded = encode_intra_frame(q, steps)            # I-frame: starts a GOP, carries its steps
+    q = q.select(coded.order)                        # the decoder's splat order (sorted by position)
+    ...
+    coded = encode_inter_frame(cur, prev, kept)      # P-frame, closed loop on *decoded* integers
+    cur = cur.select(coded.order)                    # survivors keep their order; new ones sorted
+    frame = decode_frame(coded.payload, prev)        # DecodedFrame: .splats equal `cur` exactly
+
+P-frame semantics (splat identity): `prev` are the previous frame's decoded splats (N_prev, in the
+decoder's order); `kept` are the increasing indices of the survivors in `prev`; `cur` holds the
+survivors first, in that order (their parameters may have changed), then the new splats. The
+payload codes a deletion flag per previous splat, a change class per survivor (which of means,
+chol, colours differ), the integer differences of what changed, and the new splats intra-coded.
+An unchanged frame codes only constant streams, so it costs a few bytes in total.
+
+`FrameStats` (on both coded and decoded frames) gives bits per parameter group and per splat, raw
+(8 float32 = 256 bits per splat) and coded, for `gsvc info` and the rate controller.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from gsvc_cli.codec.entropy import ByteReader, EntropyReader, EntropyWriter, StreamStats, put_varint
+from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps
+from gsvc_cli.errors import FormatError, GsvcError
+
+FRAME_I = 0
+FRAME_P = 1
+TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P"}
+RAW_BITS_PER_SPLAT = 8 * 32
+"""Raw size of a splat: 8 float32 parameters (the fixed-width reference for 'raw' figures)."""
+
+GROUPS = ("structure", "means", "chol", "colors")
+_INTRA_STREAMS = (
+    ("first_y", "means"), ("delta_y", "means"), ("x", "means"),
+    ("l1", "chol"), ("shear", "chol"), ("l3", "chol"),
+    ("c0", "colors"), ("c1", "colors"), ("c2", "colors"),
+)
+_DELTA_GROUPS = (("means", 0, 2, 1), ("chol", 2, 5, 2), ("colors", 5, 8, 4))
+"""(group, first column, end column, change-class bit) of the [N, 8] integer layout."""
+
+
+@dataclass
+class FrameStats:
+    """Bit accounting of one frame payload.
+
+    streams: per entropy stream, model-block bits and ideal range-coded bits (names prefixed "new."
+             for the intra-coded new splats of a P-frame).
+    payload_bits: 8 * len(payload); `side_bits` is what no stream accounts for (frame header,
+             lengths, range-coder flush), so sum(groups) + side = payload_bits.
+    """
+
+    frame_type: str
+    n_splats: int
+    n_kept: int
+    n_new: int
+    n_deleted: int
+    payload_bits: int
+    streams: list[StreamStats] = field(default_factory=list)
+    stream_groups: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def raw_bits(self) -> int:
+        return self.n_splats * RAW_BITS_PER_SPLAT
+
+    def bits_by_group(self) -> dict[str, float]:
+        """Coded bits per parameter group ("structure", "means", "chol", "colors", "side")."""
+        out = dict.fromkeys(GROUPS, 0.0)
+        for s in self.streams:
+            out[self.stream_groups[s.name]] += s.model_bits + s.ideal_bits
+        out["side"] = self.payload_bits - sum(out.values())
+        return out
+
+    def bits_per_splat(self) -> dict[str, float]:
+        """`bits_by_group` divided by the splat count, plus "total" and "raw" (256)."""
+        n = max(self.n_splats, 1)
+        out = {k: v / n for k, v in self.bits_by_group().items()}
+        out["total"] = self.payload_bits / n
+        out["raw"] = float(RAW_BITS_PER_SPLAT) if self.n_splats else 0.0
+        return out
+
+
+@dataclass
+class CodedFrame:
+    """An encoded frame: payload bytes, the splat order the decoder will have, and the accounting.
+
+    order: [N] int64, decoded splat i is input splat order[i]; apply it with `q.select(order)`.
+    """
+
+    payload: bytes
+    order: torch.Tensor
+    stats: FrameStats
+
+    @property
+    def frame_type(self) -> str:
+        return self.stats.frame_type
+
+
+@dataclass
+class DecodedFrame:
+    """A decoded frame: its integers, its steps (I-frames only) and the survivors' indices.
+
+    kept: [n_kept] int64, increasing indices into the previous frame (empty for I-frames).
+    """
+
+    frame_type: str
+    splats: QuantisedSplats
+    steps: QuantSteps | None
+    kept: torch.Tensor
+    stats: FrameStats
+
+
+# ----------------------------------------------------------------------------------------------
+# intra coding (I-frames and the new splats of P-frames)
+
+
+def _position_order(values: np.ndarray) -> np.ndarray:
+    """Raster order of the quantised centres: by y, then x, then the remaining parameters."""
+    keys = tuple(values[:, c] for c in (7, 6, 5, 4, 3, 2, 0, 1))
+    return np.lexsort(keys).astype(np.int64)
+
+
+def _write_intra(writer: EntropyWriter, values: np.ndarray, prefix: str) -> None:
+    """Code sorted [n, 8] integers: y as a first value plus non-negative steps, the rest plain."""
+    y = values[:, 1]
+    streams = {
+        "first_y": y[:1],
+        "delta_y": np.diff(y),
+        "x": values[:, 0],
+        "l1": values[:, 2], "shear": values[:, 3], "l3": values[:, 4],
+        "c0": values[:, 5], "c1": values[:, 6], "c2": values[:, 7],
+    }
+    for name, _ in _INTRA_STREAMS:
+        writer.add(prefix + name, streams[name])
+
+
+def _read_intra(reader: EntropyReader, count: int, prefix: str) -> np.ndarray:
+    out = np.zeros((count, 8), dtype=np.int64)
+    if count == 0:
+        return out
+    first_y = reader.read(1, prefix + "first_y")
+    delta_y = reader.read(count - 1, prefix + "delta_y")
+    out[:, 1] = np.cumsum(np.concatenate([first_y, delta_y]))
+    for column, name in ((0, "x"), (2, "l1"), (3, "shear"), (4, "l3"), (5, "c0"), (6, "c1"), (7, "c2")):
+        out[:, column] = reader.read(count, prefix + name)
+    return out
+
+
+def _stream_groups(prefixes: tuple[str, ...]) -> dict[str, str]:
+    groups = {"deleted": "structure", "change": "structure"}
+    for prefix in prefixes:
+        for name, group in _INTRA_STREAMS:
+            groups[prefix + name] = group
+    for group, first, end, _ in _DELTA_GROUPS:
+        for column in range(first, end):
+            groups[f"d{column}"] = group
+    return groups
+
+
+def _as_quantised(values: np.ndarray, what: str) -> QuantisedSplats:
+    """Decoded [N, 8] integers -> QuantisedSplats, refusing values no encoder could have written."""
+    if len(values) and int(np.abs(values).max()) >= (1 << 30):
+        raise FormatError(f"{what}: decoded splat parameters out of range (corrupt payload)")
+    return QuantisedSplats.from_array(values)
+
+
+def _check_range(values: np.ndarray, what: str) -> None:
+    if len(values) and int(np.abs(values).max()) >= (1 << 30):
+        raise GsvcError(f"cannot code {what}: quantised values out of range")
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def encode_intra_frame(q: QuantisedSplats, steps: QuantSteps) -> CodedFrame:
+    """I-frame: every splat intra-coded, the GOP's `steps` stored. Splats are reordered by position.
+
+    q: N quantised splats under `steps`. Returns the payload and `order` ([N], see CodedFrame).
+    """
+    values = q.as_array()
+    _check_range(values, "I-frame")
+    order = _position_order(values)
+    values = values[order]
+    head = bytearray([FRAME_I])
+    put_varint(head, len(values))
+    head += struct.pack("<6f", *steps.as_tuple())
+    writer = EntropyWriter()
+    _write_intra(writer, values, "")
+    payload = bytes(head) + writer.finish()
+    stats = FrameStats("I", len(values), 0, len(values), 0, 8 * len(payload), writer.stats,
+                       _stream_groups(("",)))
+    return CodedFrame(payload, torch.from_numpy(order), stats)
+
+
+def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor) -> CodedFrame:
+    """P-frame, closed loop: `q` = survivors of `prev` (indices `kept`, increasing) then new splats.
+
+    prev: the previous frame's *decoded* splats (N_prev). kept: [n_kept] integer indices into prev.
+    q: [N >= n_kept] splats in the same quantiser steps as prev (the GOP's).
+    Returns the payload and `order` ([N]: the survivors in place, then the new splats sorted).
+    """
+    kept_np = np.asarray(torch.as_tensor(kept).cpu().numpy(), dtype=np.int64).reshape(-1)
+    n_prev, n_cur, n_kept = len(prev), len(q), len(kept_np)
+    if n_kept > n_cur:
+        raise GsvcError(f"P-frame keeps {n_kept} splats but has only {n_cur}")
+    if n_kept and (kept_np[0] < 0 or kept_np[-1] >= n_prev or (np.diff(kept_np) <= 0).any()):
+        raise GsvcError("P-frame `kept` must be increasing indices into the previous frame")
+    cur_values = q.as_array()
+    prev_values = prev.as_array()
+    _check_range(cur_values, "P-frame")
+    deleted = np.ones(n_prev, dtype=np.int64)
+    deleted[kept_np] = 0
+    deltas = cur_values[:n_kept] - prev_values[kept_np]
+    change = np.zeros(n_kept, dtype=np.int64)
+    for _, first, end, bit in _DELTA_GROUPS:
+        change |= np.where((deltas[:, first:end] != 0).any(axis=1), bit, 0)
+    new_values = cur_values[n_kept:]
+    new_order = _position_order(new_values)
+
+    head = bytearray([FRAME_P])
+    put_varint(head, n_cur)
+    put_varint(head, n_prev)
+    writer = EntropyWriter()
+    writer.add("deleted", deleted)
+    writer.add("change", change)
+    for _, first, end, bit in _DELTA_GROUPS:
+        rows = (change & bit) != 0
+        for column in range(first, end):
+            writer.add(f"d{column}", deltas[rows, column])
+    _write_intra(writer, new_values[new_order], "new.")
+    payload = bytes(head) + writer.finish()
+    order = np.concatenate([np.arange(n_kept, dtype=np.int64), n_kept + new_order])
+    stats = FrameStats("P", n_cur, n_kept, n_cur - n_kept, n_prev - n_kept, 8 * len(payload),
+                       writer.stats, _stream_groups(("new.",)))
+    return CodedFrame(payload, torch.from_numpy(order), stats)
+
+
+def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "frame") -> DecodedFrame:
+    """Payload -> quantised splats. P-frames need `prev`, the previous decoded frame's splats.
+
+    `what` names the frame in errors (e.g. "clip.gsvc: frame 7"). Raises FormatError on any
+    inconsistency (bad type, counts, truncated or corrupt payload, P-frame without a previous frame).
+    """
+    reader = ByteReader(payload, what)
+    frame_type = reader.u8()
+    n_cur = reader.varint()
+    if frame_type == FRAME_I:
+        steps_raw = struct.unpack("<6f", reader.bytes(24))
+        try:
+            steps = QuantSteps.from_tuple(steps_raw)
+        except GsvcError as exc:
+            raise FormatError(f"{what}: bad quantiser steps ({exc})") from exc
+        entropy = EntropyReader(reader.remaining(), what)
+        values = _read_intra(entropy, n_cur, "")
+        entropy.check_consumed()
+        stats = FrameStats("I", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
+                           _stream_groups(("",)))
+        return DecodedFrame("I", _as_quantised(values, what), steps,
+                            torch.zeros(0, dtype=torch.int64), stats)
+    if frame_type != FRAME_P:
+        raise FormatError(f"{what}: unknown frame type {frame_type}")
+    if prev is None:
+        raise FormatError(f"{what}: P-frame without a previous frame (a GOP must start with an I-frame)")
+    n_prev = reader.varint()
+    if n_prev != len(prev):
+        raise FormatError(f"{what}: P-frame predicts from {n_prev} splats, previous frame has {len(prev)}")
+    entropy = EntropyReader(reader.remaining(), what)
+    deleted = entropy.read(n_prev, "deleted")
+    if len(deleted) and (deleted.min() < 0 or deleted.max() > 1):
+        raise FormatError(f"{what}: bad deletion flags")
+    kept = np.flatnonzero(deleted == 0).astype(np.int64)
+    n_kept = len(kept)
+    if n_kept > n_cur:
+        raise FormatError(f"{what}: {n_kept} survivors but only {n_cur} splats")
+    change = entropy.read(n_kept, "change")
+    if len(change) and (change.min() < 0 or change.max() > 7):
+        raise FormatError(f"{what}: bad change classes")
+    values = np.zeros((n_cur, 8), dtype=np.int64)
+    values[:n_kept] = prev.as_array()[kept]
+    for _, first, end, bit in _DELTA_GROUPS:
+        rows = np.flatnonzero((change & bit) != 0)
+        for column in range(first, end):
+            values[rows, column] += entropy.read(len(rows), f"d{column}")
+    values[n_kept:] = _read_intra(entropy, n_cur - n_kept, "new.")
+    entropy.check_consumed()
+    stats = FrameStats("P", n_cur, n_kept, n_cur - n_kept, n_prev - n_kept, 8 * len(payload),
+                       entropy.stats, _stream_groups(("new.",)))
+    return DecodedFrame("P", _as_quantised(values, what), None, torch.from_numpy(kept), stats)

@@ -1,0 +1,254 @@
+"""Uniform scalar quantisation of splats: floats <-> the integers the bitstream carries.
+
+Every splat parameter is mapped to a "coding domain" and rounded to a multiple of a step:
+
+    means  (x, y) px        q = round(mean / step.mean)                              [N, 2]
+    chol   (l1, l2, l3) px  canonical signs l1 > 0, l3 > 0 (Sigma = L L^T unchanged), then
+                            q0 = round(ln(l1) / step.log_scale)
+                            q1 = round((l2 / l3) / step.shear)      (a dimensionless shear)
+                            q2 = round(ln(l3) / step.log_scale)                      [N, 3]
+    colors (c0, c1, c2)     q = round(c / step.color[k])                             [N, 3]
+
+Why log-scales and a relative shear: the error a step causes is then proportional to the splat's
+size, and a dequantised factor always has l1, l3 > 0, so no covariance can become degenerate.
+l1 and l3 are clamped to [MIN_SCALE, MAX_SCALE] pixels before the logarithm; all integers are
+clamped to [-MAX_ABS_Q, MAX_ABS_Q]. Only the integers travel; P-frames code differences of them,
+so prediction is exact (closed loop) whatever floats `dequantise` produces.
+
+Step sizes are chosen per GOP (they travel in the I-frame record, docs/FORMAT.md). They are stored
+as float32, and `QuantSteps` rounds every step to float32 on construction so the encoder's own
+reconstruction uses exactly the numbers the decoder will read. The rate controller turns one knob:
+`QuantSteps.default().scaled(f)` multiplies every step by f (f = 2: every parameter about one bit
+cheaper and twice as coarse); `QuantSteps.from_quality(q)` is the same with f = 2**-q.
+
+`fake_quantise` is the straight-through version for quantisation-aware fitting: the forward value is
+exactly `dequantise(quantise(s))`, the gradient passes through the rounding as if it were identity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gsvc_cli.codec.splats import Splats
+from gsvc_cli.errors import GsvcError
+
+MIN_SCALE = 1.0 / 16.0
+"""Smallest l1 or l3 (pixels) a quantised splat can have."""
+MAX_SCALE = 4096.0
+"""Largest l1 or l3 (pixels) a quantised splat can have."""
+MAX_ABS_Q = (1 << 22) - 1
+"""Every quantised integer lies in [-MAX_ABS_Q, MAX_ABS_Q]."""
+
+
+def _f32(value: float) -> float:
+    """The float32 nearest to `value`, as a Python float (what the file stores)."""
+    return float(np.float32(value))
+
+
+@dataclass(frozen=True)
+class QuantSteps:
+    """Step sizes of the uniform quantisers of one GOP (all values float32-exact, > 0).
+
+    mean:      pixels, for x and y.
+    log_scale: natural-log units, for ln(l1) and ln(l3) (0.0625 means about 6 % relative steps).
+    shear:     dimensionless, for l2 / l3.
+    color:     one step per colour channel, in the encoder's colour units (e.g. [0, 1] YUV or RGB).
+    """
+
+    mean: float
+    log_scale: float
+    shear: float
+    color: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        values = (self.mean, self.log_scale, self.shear, *self.color)
+        if len(self.color) != 3:
+            raise GsvcError(f"quantiser steps need 3 colour steps, got {len(self.color)}")
+        if not all(math.isfinite(v) and v > 0 for v in values):
+            raise GsvcError(f"quantiser steps must be finite and positive, got {values}")
+        object.__setattr__(self, "mean", _f32(self.mean))
+        object.__setattr__(self, "log_scale", _f32(self.log_scale))
+        object.__setattr__(self, "shear", _f32(self.shear))
+        object.__setattr__(self, "color", tuple(_f32(c) for c in self.color))
+        if not all(v > 0 for v in self.as_tuple()):
+            raise GsvcError(f"quantiser steps underflow float32: {values}")
+
+    @staticmethod
+    def default() -> QuantSteps:
+        """Medium quality: 1/8 px centres, ~6 % scales, 1/16 shear, 1/128 colour steps."""
+        return QuantSteps(mean=1 / 8, log_scale=1 / 16, shear=1 / 16, color=(1 / 128, 1 / 128, 1 / 128))
+
+    @staticmethod
+    def from_quality(quality: float) -> QuantSteps:
+        """Default steps times 2**-quality: +1 quality halves every step (about +1 bit per parameter)."""
+        return QuantSteps.default().scaled(2.0 ** (-quality))
+
+    def scaled(self, factor: float) -> QuantSteps:
+        """Every step multiplied by `factor` (> 1 is coarser and cheaper)."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise GsvcError(f"quantiser step factor must be finite and positive, got {factor}")
+        return QuantSteps(
+            mean=self.mean * factor,
+            log_scale=self.log_scale * factor,
+            shear=self.shear * factor,
+            color=tuple(c * factor for c in self.color),  # type: ignore[arg-type]
+        )
+
+    def as_tuple(self) -> tuple[float, ...]:
+        """(mean, log_scale, shear, color0, color1, color2): the order the I-frame record stores."""
+        return (self.mean, self.log_scale, self.shear, *self.color)
+
+    @staticmethod
+    def from_tuple(values: tuple[float, ...] | list[float]) -> QuantSteps:
+        """Inverse of `as_tuple`."""
+        if len(values) != 6:
+            raise GsvcError(f"quantiser steps need 6 values, got {len(values)}")
+        return QuantSteps(values[0], values[1], values[2], (values[3], values[4], values[5]))
+
+
+@dataclass
+class QuantisedSplats:
+    """The integers of N quantised splats (what frame records carry).
+
+    means:  [N, 2] int32, round(x / step.mean), round(y / step.mean).
+    chol:   [N, 3] int32, round(ln l1 / step.log_scale), round((l2/l3) / step.shear),
+            round(ln l3 / step.log_scale).
+    colors: [N, 3] int32, round(c_k / step.color[k]).
+    """
+
+    means: torch.Tensor
+    chol: torch.Tensor
+    colors: torch.Tensor
+
+    def __post_init__(self) -> None:
+        n = self.means.shape[0]
+        if self.means.shape != (n, 2) or self.chol.shape != (n, 3) or self.colors.shape != (n, 3):
+            raise ValueError(
+                f"inconsistent quantised splat shapes: means {tuple(self.means.shape)}, "
+                f"chol {tuple(self.chol.shape)}, colors {tuple(self.colors.shape)}"
+            )
+        for t in (self.means, self.chol, self.colors):
+            if t.dtype != torch.int32:
+                raise ValueError(f"quantised splats must be int32, got {t.dtype}")
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    def as_array(self) -> np.ndarray:
+        """[N, 8] int64 numpy array: x, y, l1, shear, l3, c0, c1, c2 (the coding order)."""
+        return torch.cat([self.means, self.chol, self.colors], dim=1).cpu().numpy().astype(np.int64)
+
+    @staticmethod
+    def from_array(values: np.ndarray) -> QuantisedSplats:
+        """Inverse of `as_array` ([N, 8] integers)."""
+        t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int32).reshape(-1, 8))
+        return QuantisedSplats(t[:, 0:2].clone(), t[:, 2:5].clone(), t[:, 5:8].clone())
+
+    def select(self, index: torch.Tensor) -> QuantisedSplats:
+        """The splats at `index` (bool mask or integer indices), in that order."""
+        return QuantisedSplats(self.means[index], self.chol[index], self.colors[index])
+
+    def equal(self, other: QuantisedSplats) -> bool:
+        """True when both hold exactly the same integers in the same order."""
+        return (
+            len(self) == len(other)
+            and torch.equal(self.means, other.means)
+            and torch.equal(self.chol, other.chol)
+            and torch.equal(self.colors, other.colors)
+        )
+
+    @staticmethod
+    def cat(parts: list[QuantisedSplats]) -> QuantisedSplats:
+        return QuantisedSplats(
+            torch.cat([p.means for p in parts]),
+            torch.cat([p.chol for p in parts]),
+            torch.cat([p.colors for p in parts]),
+        )
+
+    @staticmethod
+    def empty() -> QuantisedSplats:
+        return QuantisedSplats(
+            torch.zeros(0, 2, dtype=torch.int32),
+            torch.zeros(0, 3, dtype=torch.int32),
+            torch.zeros(0, 3, dtype=torch.int32),
+        )
+
+
+def _coding_domain(splats: Splats, steps: QuantSteps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Means, chol and colours divided by their steps, in the coding domain, before rounding (float)."""
+    means = splats.means / steps.mean
+    l1, l2, l3 = splats.chol.unbind(dim=1)
+    sign1 = torch.where(l1 < 0, -1.0, 1.0).to(l1.dtype)
+    sign3 = torch.where(l3 < 0, -1.0, 1.0).to(l3.dtype)
+    a1 = (l1 * sign1).clamp(MIN_SCALE, MAX_SCALE)
+    a3 = (l3 * sign3).clamp(MIN_SCALE, MAX_SCALE)
+    # Flipping the sign of column 1 of L (l1, l2) or of column 2 (l3) leaves Sigma = L L^T unchanged.
+    shear = l2 * sign1 / a3
+    chol = torch.stack([a1.log() / steps.log_scale, shear / steps.shear, a3.log() / steps.log_scale], 1)
+    color_steps = torch.tensor(steps.color, dtype=splats.colors.dtype, device=splats.colors.device)
+    colors = splats.colors / color_steps
+    return means, chol, colors
+
+
+def _from_coding_domain(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor,
+                        steps: QuantSteps) -> Splats:
+    """Inverse of `_coding_domain` on (possibly rounded) float values."""
+    l1 = torch.exp(chol[:, 0] * steps.log_scale)
+    l3 = torch.exp(chol[:, 2] * steps.log_scale)
+    l2 = chol[:, 1] * steps.shear * l3
+    color_steps = torch.tensor(steps.color, dtype=colors.dtype, device=colors.device)
+    return Splats(means * steps.mean, torch.stack([l1, l2, l3], dim=1), colors * color_steps)
+
+
+def _round_clamped(values: torch.Tensor) -> torch.Tensor:
+    return torch.round(values).clamp(-MAX_ABS_Q, MAX_ABS_Q)
+
+
+def quantise(splats: Splats, steps: QuantSteps) -> QuantisedSplats:
+    """Splats (float, pixels) -> their integers under `steps` (round half to even, clamped).
+
+    Raises GsvcError on non-finite parameters (a fitting bug that must not reach a file).
+    """
+    splats = splats.detach().to("cpu")
+    for name, t in (("means", splats.means), ("chol", splats.chol), ("colors", splats.colors)):
+        if not torch.isfinite(t).all():
+            raise GsvcError(f"cannot quantise splats: non-finite values in {name}")
+    means, chol, colors = _coding_domain(Splats(splats.means.double(), splats.chol.double(),
+                                                splats.colors.double()), steps)
+    return QuantisedSplats(
+        _round_clamped(means).to(torch.int32),
+        _round_clamped(chol).to(torch.int32),
+        _round_clamped(colors).to(torch.int32),
+    )
+
+
+def dequantise(q: QuantisedSplats, steps: QuantSteps, device: torch.device | str = "cpu") -> Splats:
+    """Integers -> float32 splats (pixels); always l1, l3 in [MIN_SCALE, MAX_SCALE] (about)."""
+    return _from_coding_domain(
+        q.means.to(device, torch.float32),
+        q.chol.to(device, torch.float32),
+        q.colors.to(device, torch.float32),
+        steps,
+    )
+
+
+def fake_quantise(splats: Splats, steps: QuantSteps) -> Splats:
+    """Straight-through quantisation for autograd: forward = dequantise(quantise(splats)).
+
+    Gradients flow to `splats` as if rounding were the identity (the coding-domain transform and
+    its inverse are differentiated normally). Shapes and units as in `Splats`.
+    """
+    dtype = splats.means.dtype
+    # The coding domain is computed in float64, as `quantise` does, so both round identically.
+    means, chol, colors = _coding_domain(
+        Splats(splats.means.double(), splats.chol.double(), splats.colors.double()), steps)
+
+    def straight_through(x: torch.Tensor) -> torch.Tensor:
+        return (x + (_round_clamped(x.detach()) - x.detach())).to(dtype)
+
+    return _from_coding_domain(straight_through(means), straight_through(chol),
+                               straight_through(colors), steps)
