@@ -1,0 +1,451 @@
+"""The .gsvc container: file header, checksummed frame records, frame index, fixed-size trailer.
+
+The container knows nothing about splats: a record is (type "I"/"P", splat count, payload bytes),
+the payload coming from `frame_coding`. docs/FORMAT.md is the byte-level contract.
+
+Writing (the temp file beside the target is renamed into place only by a successful `close`):
+
+    header = FileHeader(width=1920, height=1080, fps_num=30000, fps_den=1001,
+                        colour_space="yuv", matrix="bt709", colour_range="limited",
+                        params={"preset": "medium"})
+    with GsvcWriter(path, header, overwrite=False) as out:    # UsageError if path exists
+        out.write_frame("I", n_splats, payload)              # frame_count is patched on close
+        out.projected_size()                                  # file bytes if closed now (rate control)
+
+Reading:
+
+    with GsvcReader(path) as gsvc:              # header + index + trailer only, no payloads
+        gsvc.header, gsvc.index                  # FileHeader, list[IndexEntry] (for `gsvc info`)
+        record = gsvc.read_frame(k)              # random access; FormatError names the frame
+    with GsvcReader(path, ignore_errors=True) as gsvc:
+        for k, record in gsvc.frames():          # record is None for a bad frame
+            ...
+        gsvc.bad_frames                           # the frames that were skipped, in order
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from gsvc_cli.atomic import atomic_output
+from gsvc_cli.errors import FormatError, GsvcError, InputError, UsageError
+
+MAGIC = b"GSVC\r\n\x1a\n"
+RECORD_MAGIC = b"GSFR"
+INDEX_MAGIC = b"GSIX"
+TRAILER_MAGIC = b"GSVE"
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+
+_HEADER_FIXED = struct.Struct("<8sHHIIIIIIBBBBH")  # magic .. kv count: 42 bytes
+_RECORD_HEAD = struct.Struct("<4scII")  # magic, type, splat count, payload length: 13 bytes
+_INDEX_HEAD = struct.Struct("<4sI")  # magic, frame count: 8 bytes
+_INDEX_ENTRY = struct.Struct("<QIIc3x")  # offset, payload length, splat count, type: 20 bytes
+_TRAILER = struct.Struct("<QI4s")  # index offset, index CRC32, magic: 16 bytes
+_CRC = struct.Struct("<I")
+
+COLOUR_SPACES = ("rgb", "yuv")
+MATRICES = ("none", "bt601", "bt709")
+RANGES = ("full", "limited")
+FRAME_TYPES = ("I", "P")
+MAX_RECORD_PAYLOAD = (1 << 32) - 1
+
+
+@dataclass
+class FileHeader:
+    """What a .gsvc file says about itself before any frame.
+
+    width, height: frame size in pixels. fps_num / fps_den: frame rate as an exact fraction.
+    frame_count: number of frame records (the writer fills it in on close).
+    colour_space: "rgb" or "yuv" (the space the splat colours live in); matrix: "none", "bt601" or
+    "bt709" (YUV <-> RGB); colour_range: "full" or "limited".
+    params: coding parameters as short UTF-8 key/value strings (keys < 256 bytes, values < 64 KiB).
+    version: (major, minor) of the format the file was written with.
+    """
+
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int
+    colour_space: str = "yuv"
+    matrix: str = "bt709"
+    colour_range: str = "full"
+    params: dict[str, str] = field(default_factory=dict)
+    frame_count: int = 0
+    version: tuple[int, int] = (FORMAT_MAJOR, FORMAT_MINOR)
+
+    def validate(self) -> None:
+        """Raise UsageError if a field cannot be written."""
+        for name in ("width", "height", "fps_num", "fps_den"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 < value < (1 << 32):
+                raise UsageError(f"header field {name} must be a positive 32-bit integer, got {value!r}")
+        if self.colour_space not in COLOUR_SPACES:
+            raise UsageError(f"colour space must be one of {COLOUR_SPACES}, got {self.colour_space!r}")
+        if self.matrix not in MATRICES:
+            raise UsageError(f"colour matrix must be one of {MATRICES}, got {self.matrix!r}")
+        if self.colour_range not in RANGES:
+            raise UsageError(f"colour range must be one of {RANGES}, got {self.colour_range!r}")
+        if len(self.params) >= (1 << 16):
+            raise UsageError("too many coding parameters")
+        for key, value in self.params.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise UsageError(f"coding parameter {key!r} must map a string to a string")
+            if not 0 < len(key.encode()) < 256 or len(value.encode()) >= (1 << 16):
+                raise UsageError(f"coding parameter {key!r} is too long or empty")
+
+    def to_bytes(self) -> bytes:
+        """The header as stored, CRC32 included (see docs/FORMAT.md, "File header")."""
+        self.validate()
+        kv = bytearray()
+        for key, value in self.params.items():
+            k, v = key.encode(), value.encode()
+            kv += struct.pack("<B", len(k)) + k + struct.pack("<H", len(v)) + v
+        size = _HEADER_FIXED.size + len(kv) + _CRC.size
+        fixed = _HEADER_FIXED.pack(
+            MAGIC, FORMAT_MAJOR, FORMAT_MINOR, size, self.width, self.height, self.fps_num,
+            self.fps_den, self.frame_count, COLOUR_SPACES.index(self.colour_space),
+            MATRICES.index(self.matrix), RANGES.index(self.colour_range), 0, len(self.params),
+        )
+        body = fixed + bytes(kv)
+        return body + _CRC.pack(zlib.crc32(body))
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """Where frame k lives: record offset (bytes from file start), type, splat count, payload size."""
+
+    offset: int
+    frame_type: str
+    n_splats: int
+    payload_length: int
+
+    @property
+    def record_length(self) -> int:
+        return _RECORD_HEAD.size + self.payload_length + _CRC.size
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame record read back: its number, type, splat count, offset and payload."""
+
+    index: int
+    frame_type: str
+    n_splats: int
+    offset: int
+    payload: bytes
+
+
+def record_overhead() -> int:
+    """Bytes a record adds around its payload (header and CRC), for rate control."""
+    return _RECORD_HEAD.size + _CRC.size
+
+
+def index_and_trailer_size(frame_count: int) -> int:
+    """Bytes of the index and trailer of a file with `frame_count` frames."""
+    return _INDEX_HEAD.size + frame_count * _INDEX_ENTRY.size + _TRAILER.size
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+class GsvcWriter:
+    """Writes a .gsvc file through a temp file that `close()` renames onto `path`.
+
+    Leaving the `with` block by an exception (or calling `abort()`) removes the temp file and
+    leaves `path` untouched. An existing `path` is refused (UsageError) unless overwrite=True.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], header: FileHeader, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.header = FileHeader(**{**header.__dict__, "params": dict(header.params), "frame_count": 0,
+                                    "version": (FORMAT_MAJOR, FORMAT_MINOR)})
+        self.header.validate()
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_output(self.path, overwrite))
+        try:
+            self._file: BinaryIO = self._stack.enter_context(open(tmp, "wb"))  # noqa: SIM115
+            self._header_bytes = self.header.to_bytes()
+            self._file.write(self._header_bytes)
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        self.index: list[IndexEntry] = []
+        self._offset = len(self._header_bytes)
+        self._closed = False
+
+    def write_frame(self, frame_type: str, n_splats: int, payload: bytes) -> int:
+        """Append one record; returns the record's size in bytes."""
+        if self._closed:
+            raise GsvcError(f"{self.path}: writer already closed")
+        if frame_type not in FRAME_TYPES:
+            raise GsvcError(f"{self.path}: frame type must be 'I' or 'P', got {frame_type!r}")
+        if frame_type == "P" and not self.index:
+            raise GsvcError(f"{self.path}: the first frame must be an I-frame")
+        if not 0 <= n_splats < (1 << 32) or len(payload) > MAX_RECORD_PAYLOAD:
+            raise GsvcError(f"{self.path}: frame {len(self.index)} too large to store")
+        head = _RECORD_HEAD.pack(RECORD_MAGIC, frame_type.encode(), n_splats, len(payload))
+        crc = zlib.crc32(payload, zlib.crc32(head))
+        record = head + payload + _CRC.pack(crc)
+        self._file.write(record)
+        self.index.append(IndexEntry(self._offset, frame_type, n_splats, len(payload)))
+        self._offset += len(record)
+        return len(record)
+
+    @property
+    def bytes_written(self) -> int:
+        """Header and records written so far."""
+        return self._offset
+
+    def projected_size(self, extra_frames: int = 0) -> int:
+        """File size if closed now (plus index entries for `extra_frames` more frames)."""
+        return self._offset + index_and_trailer_size(len(self.index) + extra_frames)
+
+    def close(self) -> None:
+        """Write index and trailer, patch the frame count, and move the file into place."""
+        if self._closed:
+            return
+        try:
+            index = bytearray(_INDEX_HEAD.pack(INDEX_MAGIC, len(self.index)))
+            for e in self.index:
+                index += _INDEX_ENTRY.pack(e.offset, e.payload_length, e.n_splats, e.frame_type.encode())
+            self._file.write(index)
+            self._file.write(_TRAILER.pack(self._offset, zlib.crc32(index), TRAILER_MAGIC))
+            self.header.frame_count = len(self.index)
+            header_bytes = self.header.to_bytes()
+            if len(header_bytes) != len(self._header_bytes):  # cannot happen: only a u32 changed
+                raise GsvcError(f"{self.path}: header size changed while writing")
+            self._file.seek(0)
+            self._file.write(header_bytes)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except BaseException:
+            self._closed = True
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        self._closed = True
+        self._stack.close()
+
+    def abort(self) -> None:
+        """Discard everything: remove the temp file, leave the target untouched."""
+        if not self._closed:
+            self._closed = True
+            self._stack.__exit__(_Aborted, _Aborted(), None)
+
+    def __enter__(self) -> GsvcWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _Aborted(Exception):
+    """Raised into the atomic-output context to make it discard the temp file."""
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+def _parse_header(data: bytes, name: str) -> FileHeader:
+    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+        raise FormatError(f"{name}: not a .gsvc file (bad magic)")
+    if len(data) < _HEADER_FIXED.size + _CRC.size:
+        raise FormatError(f"{name}: truncated file header")
+    (_, major, minor, size, width, height, fps_num, fps_den, frame_count, space, matrix, rng, _,
+     kv_count) = _HEADER_FIXED.unpack_from(data)
+    if major != FORMAT_MAJOR:
+        raise FormatError(f"{name}: format version {major}.{minor} is not supported "
+                          f"(this gsvc reads {FORMAT_MAJOR}.x)")
+    if size > len(data) or size < _HEADER_FIXED.size + _CRC.size:
+        raise FormatError(f"{name}: truncated file header")
+    (crc,) = _CRC.unpack_from(data, size - _CRC.size)
+    if zlib.crc32(data[:size - _CRC.size]) != crc:
+        raise FormatError(f"{name}: file header fails its checksum (corrupt header)")
+    params: dict[str, str] = {}
+    pos = _HEADER_FIXED.size
+    try:
+        for _ in range(kv_count):
+            klen = data[pos]
+            key = data[pos + 1:pos + 1 + klen].decode()
+            pos += 1 + klen
+            (vlen,) = struct.unpack_from("<H", data, pos)
+            value = data[pos + 2:pos + 2 + vlen].decode()
+            pos += 2 + vlen
+            params[key] = value
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise FormatError(f"{name}: bad coding-parameter block in the header") from exc
+    if pos > size - _CRC.size:
+        raise FormatError(f"{name}: bad coding-parameter block in the header")
+    if space >= len(COLOUR_SPACES) or matrix >= len(MATRICES) or rng >= len(RANGES):
+        raise FormatError(f"{name}: unknown colour description ({space}, {matrix}, {rng})")
+    return FileHeader(width, height, fps_num, fps_den, COLOUR_SPACES[space], MATRICES[matrix],
+                      RANGES[rng], params, frame_count, (major, minor))
+
+
+class GsvcReader:
+    """Reads a .gsvc file: header, index and trailer on open; payloads on demand.
+
+    Strict by default: a missing trailer, a bad index or a bad record raises FormatError naming the
+    file (and the frame). With ignore_errors=True a damaged index is rebuilt by scanning records
+    from the header on, and `frames()` yields None for frames that fail; `bad_frames` lists them.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], ignore_errors: bool = False) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.ignore_errors = ignore_errors
+        self.bad_frames: list[int] = []
+        self.index_problem: str | None = None
+        try:
+            self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115
+        except FileNotFoundError as exc:
+            raise InputError(f"{self.name}: no such file") from exc
+        except OSError as exc:
+            raise InputError(f"{self.name}: cannot open ({exc.strerror})") from exc
+        try:
+            self.file_size = os.fstat(self._file.fileno()).st_size
+            self.header = self._read_header()
+            self.header_size = len(self.header.to_bytes())
+            try:
+                self.index = self._read_index()
+            except FormatError as exc:
+                if not ignore_errors:
+                    raise
+                self.index_problem = str(exc)
+                self.index = self._scan_records()
+        except BaseException:
+            self._file.close()
+            raise
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        self._file.seek(offset)
+        return self._file.read(size)
+
+    def _read_header(self) -> FileHeader:
+        head = self._read_at(0, _HEADER_FIXED.size)
+        if len(head) >= len(MAGIC) and head[:len(MAGIC)] != MAGIC:
+            raise FormatError(f"{self.name}: not a .gsvc file (bad magic)")
+        if len(head) < _HEADER_FIXED.size:
+            raise FormatError(f"{self.name}: truncated (shorter than a file header)")
+        (size,) = struct.unpack_from("<I", head, 12)
+        return _parse_header(self._read_at(0, min(size, 1 << 24)), self.name)
+
+    def _read_index(self) -> list[IndexEntry]:
+        if self.file_size < _TRAILER.size:
+            raise FormatError(f"{self.name}: truncated (no trailer)")
+        index_offset, index_crc, magic = _TRAILER.unpack(self._read_at(self.file_size - _TRAILER.size,
+                                                                       _TRAILER.size))
+        if magic != TRAILER_MAGIC:
+            raise FormatError(f"{self.name}: truncated or unfinished file (no trailer)")
+        end = self.file_size - _TRAILER.size
+        if not len(self.header.to_bytes()) <= index_offset <= end - _INDEX_HEAD.size:
+            raise FormatError(f"{self.name}: trailer points outside the file")
+        data = self._read_at(index_offset, end - index_offset)
+        if zlib.crc32(data) != index_crc:
+            raise FormatError(f"{self.name}: frame index fails its checksum")
+        magic, count = _INDEX_HEAD.unpack_from(data)
+        if magic != INDEX_MAGIC or len(data) != _INDEX_HEAD.size + count * _INDEX_ENTRY.size:
+            raise FormatError(f"{self.name}: malformed frame index")
+        if count != self.header.frame_count:
+            raise FormatError(f"{self.name}: index lists {count} frames, header says "
+                              f"{self.header.frame_count}")
+        entries = []
+        for k in range(count):
+            offset, length, n_splats, ftype = _INDEX_ENTRY.unpack_from(
+                data, _INDEX_HEAD.size + k * _INDEX_ENTRY.size)
+            if ftype not in (b"I", b"P") or offset + _RECORD_HEAD.size + length + _CRC.size > index_offset:
+                raise FormatError(f"{self.name}: malformed frame index (entry {k})")
+            entries.append(IndexEntry(offset, ftype.decode(), n_splats, length))
+        return entries
+
+    def _scan_records(self) -> list[IndexEntry]:
+        """Index rebuilt from the records themselves, stopping at the first unreadable one."""
+        entries: list[IndexEntry] = []
+        offset = self.header_size
+        while len(entries) < self.header.frame_count or self.header.frame_count == 0:
+            try:
+                entries.append(self._check_record(len(entries), offset, None)[0])
+            except FormatError:
+                break
+            offset += entries[-1].record_length
+        expected = max(self.header.frame_count, len(entries))
+        self.bad_frames = list(range(len(entries), expected))
+        return entries
+
+    # -- records ------------------------------------------------------------------------------
+
+    def _check_record(self, k: int, offset: int, expected: IndexEntry | None) -> tuple[IndexEntry, bytes]:
+        head = self._read_at(offset, _RECORD_HEAD.size)
+        where = f"{self.name}: frame {k}"
+        if len(head) < _RECORD_HEAD.size:
+            raise FormatError(f"{where}: truncated record")
+        magic, ftype, n_splats, length = _RECORD_HEAD.unpack(head)
+        if magic != RECORD_MAGIC or ftype not in (b"I", b"P"):
+            raise FormatError(f"{where}: corrupt record header")
+        entry = IndexEntry(offset, ftype.decode(), n_splats, length)
+        if expected is not None and entry != expected:
+            raise FormatError(f"{where}: record does not match the index (corrupt record header)")
+        rest = self._read_at(offset + _RECORD_HEAD.size, length + _CRC.size)
+        if len(rest) < length + _CRC.size:
+            raise FormatError(f"{where}: truncated record")
+        payload = rest[:length]
+        (crc,) = _CRC.unpack_from(rest, length)
+        if zlib.crc32(payload, zlib.crc32(head)) != crc:
+            raise FormatError(f"{where}: checksum mismatch (corrupt frame record)")
+        return entry, payload
+
+    def __len__(self) -> int:
+        return max(len(self.index), self.header.frame_count if self.ignore_errors else 0)
+
+    def read_frame(self, k: int) -> FrameRecord:
+        """Frame k's record, its CRC checked. FormatError names the file and frame k."""
+        if not 0 <= k < len(self.index):
+            if k in self.bad_frames:
+                raise FormatError(f"{self.name}: frame {k}: missing or unreadable (file damaged)")
+            raise UsageError(f"{self.name}: no frame {k} (the file has {len(self.index)})")
+        entry, payload = self._check_record(k, self.index[k].offset, self.index[k])
+        return FrameRecord(k, entry.frame_type, entry.n_splats, entry.offset, payload)
+
+    def frames(self, start: int = 0) -> Iterator[tuple[int, FrameRecord | None]]:
+        """(k, record) for k = start, start+1, ...; bad frames raise, or give None when ignoring."""
+        for k in range(start, len(self)):
+            try:
+                yield k, self.read_frame(k)
+            except FormatError:
+                if not self.ignore_errors:
+                    raise
+                if k not in self.bad_frames:
+                    self.bad_frames.append(k)
+                yield k, None
+
+    def gop_start(self, k: int) -> int:
+        """The nearest I-frame at or before frame k (where decoding frame k must start)."""
+        if not 0 <= k < len(self.index):
+            raise UsageError(f"{self.name}: no frame {k} (the file has {len(self.index)})")
+        while k > 0 and self.index[k].frame_type != "I":
+            k -= 1
+        return k
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> GsvcReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
