@@ -1,0 +1,123 @@
+"""Entropy coding: exact round trips, integer-only tables, costs near the entropy, corrupt input."""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+import pytest
+
+from gsvc_cli.codec.entropy import (
+    TOTAL,
+    ByteReader,
+    EntropyReader,
+    EntropyWriter,
+    _categorical,
+    laplace_freqs,
+    normalise_weights,
+    put_varint,
+    unzigzag,
+    zigzag,
+)
+from gsvc_cli.errors import FormatError
+
+
+def round_trip(streams: list[np.ndarray]) -> tuple[bytes, EntropyWriter, EntropyReader]:
+    writer = EntropyWriter()
+    for k, s in enumerate(streams):
+        writer.add(f"s{k}", s)
+    data = writer.finish()
+    reader = EntropyReader(data)
+    for k, s in enumerate(streams):
+        np.testing.assert_array_equal(reader.read(len(s), f"s{k}"), s)
+    reader.check_consumed()
+    return data, writer, reader
+
+
+def test_streams_of_every_shape_round_trip_exactly():
+    rng = np.random.default_rng(0)
+    streams = [
+        rng.laplace(0, 3, 5000).round().astype(np.int64),            # deltas
+        rng.integers(-10, 15400, 4000),                                # positions (wide, flat)
+        np.zeros(300, dtype=np.int64),                                 # unchanged: constant
+        np.array([7]),                                                 # a single value
+        np.array([], dtype=np.int64),                                  # nothing
+        rng.integers(-(2**29), 2**29, 200),                            # huge range: split low bits
+        rng.normal(40, 6, 3000).round().astype(np.int64),             # peaked: histogram candidate
+        np.array([0, 1] * 50),                                         # binary flags
+        np.array([-5, 70000]),                                         # two far apart values
+    ]
+    data, writer, reader = round_trip(streams)
+    # the decoder's accounting equals the encoder's, stream by stream
+    assert [(s.count, s.model_bits) for s in writer.stats] == [(s.count, s.model_bits) for s in reader.stats]
+    for a, b in zip(writer.stats, reader.stats, strict=True):
+        assert a.ideal_bits == pytest.approx(b.ideal_bits)
+    total_ideal = sum(s.model_bits + s.ideal_bits for s in writer.stats)
+    assert total_ideal <= 8 * len(data) <= total_ideal + 8 * 12
+
+
+def test_costs_are_close_to_the_entropy():
+    rng = np.random.default_rng(1)
+    b = 3.0
+    deltas = rng.laplace(0, b, 20000).round().astype(np.int64)
+    _, writer, _ = round_trip([deltas])
+    counts = np.bincount(deltas - deltas.min())
+    p = counts[counts > 0] / counts.sum()
+    entropy = float(-(p * np.log2(p)).sum())
+    per_symbol = (writer.stats[0].ideal_bits + writer.stats[0].model_bits) / len(deltas)
+    assert entropy <= per_symbol <= entropy + 0.05
+    _, writer, _ = round_trip([np.zeros(20000, dtype=np.int64)])
+    assert writer.stats[0].ideal_bits == 0 and writer.stats[0].model_bits <= 16
+
+
+def test_tables_are_exact_integers_summing_to_total():
+    f = laplace_freqs(1000, 400, 60000)
+    assert f.dtype == np.int64 and f.sum() == TOTAL and f.min() >= 1 and f.argmax() == 400
+    assert f[399] == f[401]  # symmetric about the centre
+    flat = laplace_freqs(17, 3, 65536)
+    assert flat.sum() == TOTAL and flat.max() - flat.min() <= 17
+    g = normalise_weights(np.array([0, 5, 0, 1]))
+    assert g.sum() == TOTAL and (g >= 1).all() and g.argmax() == 1
+    # pinned values: any change to the table arithmetic breaks every existing file
+    # FORMAT.md by hand: weights 2**32 * (1/2)**|k-2| = 2**30 * (1, 2, 4, 2, 1), W = 10 * 2**30
+    free = TOTAL - 5
+    expected = [1 + (2**30 * m * free) // (10 * 2**30) for m in (1, 2, 4, 2, 1)]
+    expected[2] += TOTAL - sum(expected)
+    assert laplace_freqs(5, 2, 32768).tolist() == expected
+
+
+def test_constriction_codes_our_table_exactly():
+    """constriction must use our integer table as is: a frequency-1 symbol costs 24 bits."""
+    freqs = np.array([1, TOTAL - 3, 1, 1], dtype=np.int64)
+    encoder = constriction.stream.queue.RangeEncoder()
+    encoder.encode(np.full(300, 2, dtype=np.int32), _categorical(freqs))
+    assert 300 * 24 <= encoder.num_bits() <= 300 * 24 + 64
+    encoder = constriction.stream.queue.RangeEncoder()
+    encoder.encode(np.full(100000, 1, dtype=np.int32), _categorical(freqs))
+    assert encoder.num_bits() <= 64  # 3/2**24 of a bit each
+
+
+def test_varints_and_zigzag():
+    for v in (0, 1, -1, 63, -64, 2**40, -(2**40)):
+        assert unzigzag(zigzag(v)) == v
+    out = bytearray()
+    for v in (0, 127, 128, 300, 2**35):
+        put_varint(out, v)
+    r = ByteReader(bytes(out))
+    assert [r.varint() for _ in range(5)] == [0, 127, 128, 300, 2**35]
+    with pytest.raises(FormatError, match="truncated"):
+        r.u8()
+
+
+def test_corrupt_or_short_input_raises_format_error():
+    rng = np.random.default_rng(2)
+    writer = EntropyWriter()
+    writer.add("a", rng.integers(0, 50, 1000))
+    data = writer.finish()
+    with pytest.raises(FormatError):
+        EntropyReader(data[:-1]).read(1000)  # body no longer whole words
+    with pytest.raises(FormatError):
+        EntropyReader(b"\x05\x09").read(10)  # model block shorter than it claims
+    bad_kind = bytearray(data)
+    bad_kind[1] = 9  # first model's kind byte
+    with pytest.raises(FormatError, match="model kind"):
+        EntropyReader(bytes(bad_kind)).read(1000)

@@ -1,0 +1,111 @@
+"""Quantisation: error bounds, integer dtype, canonical Cholesky signs, straight-through gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gsvc_cli.codec.quantise import (
+    MIN_SCALE,
+    QuantisedSplats,
+    QuantSteps,
+    dequantise,
+    fake_quantise,
+    quantise,
+)
+from gsvc_cli.codec.splats import Splats
+from gsvc_cli.errors import GsvcError
+
+
+def realistic_splats(n: int, width: int, height: int, seed: int) -> Splats:
+    g = torch.Generator().manual_seed(seed)
+    means = torch.rand(n, 2, generator=g) * torch.tensor([width + 4.0, height + 4.0]) - 2.0
+    scales = (torch.randn(n, 2, generator=g) * 0.7 + 0.8).exp().clamp(0.3, 30.0)
+    l2 = torch.randn(n, generator=g) * 0.5 * scales[:, 1]
+    colors = torch.rand(n, 3, generator=g) * 2.0 - 0.5
+    return Splats(means, torch.stack([scales[:, 0], l2, scales[:, 1]], 1), colors)
+
+
+def covariance(chol: torch.Tensor) -> torch.Tensor:
+    l1, l2, l3 = chol.double().unbind(1)
+    return torch.stack([l1 * l1, l1 * l2, l1 * l2, l2 * l2 + l3 * l3], 1).reshape(-1, 2, 2)
+
+
+def test_round_trip_error_bounds():
+    steps = QuantSteps.default()
+    s = realistic_splats(5000, 320, 240, 0)
+    q = quantise(s, steps)
+    assert all(t.dtype == torch.int32 for t in (q.means, q.chol, q.colors))
+    d = dequantise(q, steps)
+    assert (d.means - s.means).abs().max() <= steps.mean / 2 + 1e-4
+    for k in range(3):
+        assert (d.colors[:, k] - s.colors[:, k]).abs().max() <= steps.color[k] / 2 + 1e-5
+    # log-scales: relative error of l1 and l3 at most exp(step / 2) - 1
+    for col in (0, 2):
+        rel = (d.chol[:, col] / s.chol[:, col]).log().abs().max()
+        assert rel <= steps.log_scale / 2 + 1e-5
+    # shear l2 / l3 within half a step (plus the l3 rounding it rides on)
+    shear_err = (d.chol[:, 1] / d.chol[:, 2] - s.chol[:, 1] / s.chol[:, 2]).abs().max()
+    assert shear_err <= steps.shear / 2 + 1e-5
+
+
+def test_requantising_is_exact():
+    steps = QuantSteps.from_quality(1.0)
+    q = quantise(realistic_splats(2000, 64, 48, 1), steps)
+    assert quantise(dequantise(q, steps), steps).equal(q)
+
+
+def test_sign_flips_keep_covariance_and_never_degenerate():
+    steps = QuantSteps.default()
+    s = realistic_splats(1000, 64, 48, 2)
+    flipped = Splats(s.means, s.chol * torch.tensor([-1.0, -1.0, -1.0]), s.colors)
+    assert quantise(flipped, steps).equal(quantise(s, steps))
+    tiny = Splats(s.means[:3], torch.tensor([[0.0, 0.0, 0.0], [1e-9, 5.0, -1e-9], [-2.0, 0.1, 3.0]]),
+                  s.colors[:3])
+    d = dequantise(quantise(tiny, steps), steps)
+    assert (d.chol[:, 0] >= MIN_SCALE * 0.99).all() and (d.chol[:, 2] >= MIN_SCALE * 0.99).all()
+    assert (torch.linalg.det(covariance(d.chol)) > 0).all()
+    rel = (covariance(dequantise(quantise(s, steps), steps).chol) - covariance(s.chol)).abs()
+    assert (rel / covariance(s.chol).abs().amax(dim=(1, 2), keepdim=True)).max() < 0.15
+
+
+def test_fake_quantise_forward_equals_dequantise_and_gradients_flow():
+    steps = QuantSteps.default()
+    s = realistic_splats(500, 64, 48, 3)
+    leaves = [t.clone().requires_grad_() for t in (s.means, s.chol, s.colors)]
+    out = fake_quantise(Splats(*leaves), steps)
+    ref = dequantise(quantise(s, steps), steps)
+    assert torch.equal(out.means, ref.means) and torch.equal(out.colors, ref.colors)
+    assert torch.equal(out.chol, ref.chol)
+    (out.means.sum() + out.chol.sum() + out.colors.sum()).backward()
+    assert torch.allclose(leaves[0].grad, torch.ones_like(s.means))
+    assert torch.allclose(leaves[2].grad, torch.ones_like(s.colors))
+    # straight through the rounding: d l_out / d l is about 1 (exactly 1 only without rounding)
+    assert ((leaves[1].grad - 1).abs() < 0.1).float().mean() > 0.95
+
+
+def test_steps_are_float32_exact_and_scale_with_quality():
+    a = QuantSteps.from_quality(0.0)
+    b = QuantSteps.from_quality(1.0)
+    assert b.mean == pytest.approx(a.mean / 2) and b.color[1] == pytest.approx(a.color[1] / 2)
+    odd = QuantSteps(0.1, 0.1, 0.1, (0.1, 0.2, 0.3))
+    assert odd.mean != 0.1 and abs(odd.mean - 0.1) < 1e-8  # rounded to float32 on purpose
+    assert QuantSteps.from_tuple(odd.as_tuple()) == odd
+    with pytest.raises(GsvcError):
+        QuantSteps(0.0, 1.0, 1.0, (1.0, 1.0, 1.0))
+    with pytest.raises(GsvcError):
+        a.scaled(math.nan)
+
+
+def test_non_finite_splats_refused():
+    s = realistic_splats(10, 64, 48, 4)
+    s.colors[3, 1] = float("nan")
+    with pytest.raises(GsvcError, match="non-finite"):
+        quantise(s, QuantSteps.default())
+
+
+def test_quantised_splats_array_round_trip():
+    q = quantise(realistic_splats(100, 64, 48, 5), QuantSteps.default())
+    assert QuantisedSplats.from_array(q.as_array()).equal(q)
