@@ -216,7 +216,7 @@ def _metavar(param: Any, ctx: Any, completion: str, choices: tuple[str, ...]) ->
         return "DIR" if completion == "dir" else "PATH"
     display = getattr(param, "display_type", None)
     if callable(display):
-        return display(ctx).strip("<>").upper()
+        return display(ctx).strip("<>").removesuffix(" range").upper()
     return (param.name or "value").upper()
 
 
@@ -466,6 +466,12 @@ def render_bash(root: CommandDoc) -> str:
     return "\n".join(out) + "\n"
 
 
+def first_sentence(text: str) -> str:
+    """The first sentence, without its full stop: completion menus have room for one line."""
+    first = re.split(r"\.\s+(?=[A-Z])", text, maxsplit=1)[0]
+    return first[:-1] if first.endswith(".") and not first.endswith("..") else first
+
+
 def _zsh_quote(text: str) -> str:
     """Text inside a single-quoted zsh _arguments spec."""
     return text.replace("'", "'\\''")
@@ -473,7 +479,7 @@ def _zsh_quote(text: str) -> str:
 
 def _zsh_describe(text: str) -> str:
     """A description inside [...] of an _arguments spec."""
-    first = text.split(". ")[0].rstrip(".")
+    first = first_sentence(text)
     return _zsh_quote(first.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace(":", "\\:"))
 
 
@@ -561,7 +567,7 @@ def _fish_option(condition: str, param: ParamDoc) -> list[str]:
             else:
                 parts.append("-x")
         if param.help:
-            parts.append(f"-d {_fish_quote(param.help.split('. ')[0].rstrip('.'))}")
+            parts.append(f"-d {_fish_quote(first_sentence(param.help))}")
         lines.append(" ".join(parts))
     return lines
 
