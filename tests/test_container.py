@@ -1,0 +1,246 @@
+"""The .gsvc container: round trips, random access, corruption, truncation, versions, golden bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gsvc_cli.codec.container import (
+    FileHeader,
+    GsvcReader,
+    GsvcWriter,
+    index_and_trailer_size,
+)
+from gsvc_cli.codec.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps
+from gsvc_cli.errors import FormatError, UsageError
+
+GOLDEN = Path(__file__).parent / "golden"
+HEADER = FileHeader(width=64, height=48, fps_num=30000, fps_den=1001, colour_space="yuv",
+                    matrix="bt709", colour_range="limited", params={"preset": "medium", "gop": "4"})
+
+
+def payload(k: int) -> bytes:
+    return bytes((k * 7 + i) % 256 for i in range(50 + 13 * k))
+
+
+def write_many(path: Path, count: int = 40, gop: int = 8) -> list[bytes]:
+    payloads = [payload(k) for k in range(count)]
+    with GsvcWriter(path, HEADER) as out:
+        for k, data in enumerate(payloads):
+            out.write_frame("I" if k % gop == 0 else "P", 100 + k, data)
+        assert out.projected_size() == out.bytes_written + index_and_trailer_size(count)
+    assert path.stat().st_size == out.projected_size()
+    return payloads
+
+
+def test_many_frames_round_trip_with_random_access(tmp_path):
+    path = tmp_path / "clip.gsvc"
+    payloads = write_many(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.gsvc"]  # the temp file was renamed
+    with GsvcReader(path) as gsvc:
+        h = gsvc.header
+        assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
+        assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (1, 0)
+        assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
+        assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
+        for k in (33, 0, 39, 7):
+            record = gsvc.read_frame(k)
+            assert record.payload == payloads[k] and record.n_splats == 100 + k
+        assert [r.payload for _, r in gsvc.frames()] == payloads
+        assert gsvc.gop_start(13) == 8 and gsvc.gop_start(16) == 16
+
+
+def test_existing_output_refused_unless_overwrite(tmp_path):
+    path = tmp_path / "out.gsvc"
+    write_many(path, 3)
+    with pytest.raises(UsageError, match="exists"):
+        GsvcWriter(path, HEADER)
+    with GsvcWriter(path, HEADER, overwrite=True) as out:
+        out.write_frame("I", 1, b"new")
+    with GsvcReader(path) as gsvc:
+        assert len(gsvc.index) == 1
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    path = tmp_path / "out.gsvc"
+    with pytest.raises(KeyboardInterrupt), GsvcWriter(path, HEADER) as out:
+        out.write_frame("I", 1, b"abc")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_corrupt_byte_names_the_frame(tmp_path):
+    path = tmp_path / "clip.gsvc"
+    payloads = write_many(path)
+    with GsvcReader(path) as gsvc:
+        offset = gsvc.index[17].offset + 13 + 20  # inside frame 17's payload
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+    with GsvcReader(path) as gsvc:
+        gsvc.read_frame(16)  # its neighbours are fine
+        with pytest.raises(FormatError, match=r"clip.gsvc: frame 17: checksum"):
+            gsvc.read_frame(17)
+        with pytest.raises(FormatError, match="frame 17"):
+            list(gsvc.frames())
+    with GsvcReader(path, ignore_errors=True) as gsvc:
+        got = dict(gsvc.frames())
+        assert got[17] is None and gsvc.bad_frames == [17]
+        assert all(got[k].payload == payloads[k] for k in got if k != 17)
+
+
+def test_corrupt_record_header_is_caught(tmp_path):
+    path = tmp_path / "clip.gsvc"
+    write_many(path, 5)
+    with GsvcReader(path) as gsvc:
+        offset = gsvc.index[2].offset + 5  # the splat count of frame 2
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1
+    path.write_bytes(bytes(data))
+    with GsvcReader(path) as gsvc, pytest.raises(FormatError, match="frame 2"):
+        gsvc.read_frame(2)
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "clip.gsvc"
+    payloads = write_many(path, 10)
+    with GsvcReader(path) as gsvc:
+        cut = gsvc.index[6].offset + 30  # in the middle of frame 6
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(FormatError, match="truncated"):
+        GsvcReader(path)
+    with GsvcReader(path, ignore_errors=True) as gsvc:
+        assert gsvc.index_problem and "truncated" in gsvc.index_problem
+        got = dict(gsvc.frames())
+        assert [k for k, r in got.items() if r is not None] == list(range(6))
+        assert gsvc.bad_frames == [6, 7, 8, 9]
+        assert got[5].payload == payloads[5]
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(FormatError, match="truncated"):
+        GsvcReader(path, ignore_errors=True)
+
+
+def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
+    path = tmp_path / "clip.gsvc"
+    write_many(path, 2)
+    good = path.read_bytes()
+    other = tmp_path / "other.gsvc"
+    other.write_bytes(b"RIFF" + good[4:])
+    with pytest.raises(FormatError, match="not a .gsvc file"):
+        GsvcReader(other)
+    other.write_bytes(good[:8] + struct.pack("<H", 2) + good[10:])
+    with pytest.raises(FormatError, match="version 2.0 is not supported"):
+        GsvcReader(other)
+    newer_minor = good[:10] + struct.pack("<H", 7) + good[12:]
+    other.write_bytes(newer_minor)  # a newer minor version is readable, but its CRC must match
+    with pytest.raises(FormatError, match="header"):
+        GsvcReader(other)
+    with pytest.raises(FormatError, match="header"):
+        other.write_bytes(good[:20] + bytes([good[20] ^ 1]) + good[21:])
+        GsvcReader(other)
+    with pytest.raises(UsageError):
+        GsvcWriter(tmp_path / "x.gsvc", FileHeader(0, 48, 30, 1))
+    with pytest.raises(UsageError):
+        GsvcWriter(tmp_path / "x.gsvc", FileHeader(64, 48, 30, 1, colour_space="hsv"))
+
+
+def test_reader_needs_no_payloads_for_info(tmp_path):
+    path = tmp_path / "clip.gsvc"
+    write_many(path, 12, gop=5)
+    data = bytearray(path.read_bytes())
+    with GsvcReader(path) as gsvc:
+        for e in gsvc.index:  # wipe every payload: header and index still read fine
+            data[e.offset + 13:e.offset + 13 + e.payload_length] = bytes(e.payload_length)
+    path.write_bytes(bytes(data))
+    with GsvcReader(path) as gsvc:
+        assert "".join(e.frame_type for e in gsvc.index) == "IPPPPIPPPPIP"
+        assert sum(e.payload_length for e in gsvc.index) == sum(len(payload(k)) for k in range(12))
+
+
+# ----------------------------------------------------------------------------------------------
+# golden file: a deterministic GOP (I, P, P) and a second I-frame, coded end to end
+
+
+class Lcg:
+    """Deterministic integers from a fixed 64-bit LCG (no float or RNG library involved)."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed
+
+    def __call__(self, n: int) -> int:
+        self.state = (self.state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        return (self.state >> 33) % n
+
+    def splat(self) -> list[int]:
+        return [self(512), self(384), self(40) - 10, self(17) - 8, self(40) - 10,
+                self(128) + 20, self(21) - 10, self(21) - 10]
+
+
+def encode_golden(path: Path) -> list[QuantisedSplats]:
+    """Frames I, P, P, I: each P drops every 9th splat, nudges a third, adds 4 new ones."""
+    rand = Lcg(12345)
+    steps = QuantSteps.from_quality(0.5)
+    decoded: list[QuantisedSplats] = []
+    with GsvcWriter(path, HEADER, overwrite=True) as out:
+        for k in range(4):
+            if k in (0, 3):
+                q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(60 - 30 * (k == 3))]))
+                coded = encode_intra_frame(q, steps)
+            else:
+                prev = decoded[-1].as_array()
+                kept = [i for i in range(len(prev)) if i % 9 != 4]
+                cur = [list(prev[i]) for i in kept]
+                for row in cur[::3]:
+                    row[0] += rand(5) - 2
+                    row[5] += rand(3) - 1
+                q = QuantisedSplats.from_array(np.array(cur + [rand.splat() for _ in range(4)]))
+                coded = encode_inter_frame(q, decoded[-1], torch.tensor(kept))
+            out.write_frame(coded.frame_type, len(q), coded.payload)
+            decoded.append(q.select(coded.order))
+    return decoded
+
+
+def splats_digest(frames: list[QuantisedSplats]) -> str:
+    h = hashlib.sha256()
+    for q in frames:
+        h.update(q.as_array().astype("<i4").tobytes())
+    return h.hexdigest()
+
+
+def test_golden_bitstream(tmp_path):
+    """The pinned file must come out byte for byte, and the stored file must decode to the pins.
+
+    Regenerate (only after a deliberate format change, with a version bump) with
+    GSVC_REGEN_GOLDEN=1 pytest tests/test_container.py.
+    """
+    produced = tmp_path / "golden.gsvc"
+    reconstruction = encode_golden(produced)
+    file_hash = hashlib.sha256(produced.read_bytes()).hexdigest()
+    pins_path = GOLDEN / "small.json"
+    if os.environ.get("GSVC_REGEN_GOLDEN") == "1":
+        GOLDEN.mkdir(exist_ok=True)
+        (GOLDEN / "small.gsvc").write_bytes(produced.read_bytes())
+        pins_path.write_text(json.dumps({"file_sha256": file_hash,
+                                         "decoded_sha256": splats_digest(reconstruction)}, indent=2) + "\n")
+    pins = json.loads(pins_path.read_text())
+    assert file_hash == pins["file_sha256"], "encoder output changed: bitstream no longer matches golden"
+    decoded: list[QuantisedSplats] = []
+    with GsvcReader(GOLDEN / "small.gsvc") as gsvc:
+        assert "".join(e.frame_type for e in gsvc.index) == "IPPI"
+        prev = None
+        for k, record in gsvc.frames():
+            frame = decode_frame(record.payload, prev, what=f"golden frame {k}")
+            assert len(frame.splats) == record.n_splats
+            prev = frame.splats
+            decoded.append(prev)
+    assert splats_digest(decoded) == pins["decoded_sha256"]
+    assert splats_digest(decoded) == splats_digest(reconstruction)  # decoder == encoder's own
