@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -140,8 +141,7 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(good[:8] + struct.pack("<H", 2) + good[10:])
     with pytest.raises(FormatError, match="version 2.0 is not supported"):
         GsvcReader(other)
-    newer_minor = good[:10] + struct.pack("<H", 7) + good[12:]
-    other.write_bytes(newer_minor)  # a newer minor version is readable, but its CRC must match
+    other.write_bytes(good[:10] + struct.pack("<H", 7) + good[12:])  # minor changed, CRC not updated
     with pytest.raises(FormatError, match="header"):
         GsvcReader(other)
     with pytest.raises(FormatError, match="header"):
@@ -151,6 +151,28 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
         GsvcWriter(tmp_path / "x.gsvc", FileHeader(0, 48, 30, 1))
     with pytest.raises(UsageError):
         GsvcWriter(tmp_path / "x.gsvc", FileHeader(64, 48, 30, 1, colour_space="hsv"))
+
+
+def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
+    """FORMAT.md: a minor version may append header bytes before the CRC; old readers skip them."""
+    path = tmp_path / "clip.gsvc"
+    payloads = write_many(path, 3)
+    good = path.read_bytes()
+    (size,) = struct.unpack_from("<I", good, 12)
+    extra = b"new"
+    body = bytearray(good[: size - 4] + extra)
+    struct.pack_into("<HI", body, 10, 9, size + len(extra))
+    header = bytes(body) + struct.pack("<I", zlib.crc32(body))
+    index_offset, _, magic = struct.unpack("<QI4s", good[-16:])
+    index = bytearray(good[index_offset:-16])
+    for k in range(3):
+        at = 8 + 20 * k
+        struct.pack_into("<Q", index, at, struct.unpack_from("<Q", index, at)[0] + len(extra))
+    trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
+    path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
+    with GsvcReader(path) as gsvc:
+        assert gsvc.header.version == (1, 9) and gsvc.header.params == HEADER.params
+        assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
 def test_reader_needs_no_payloads_for_info(tmp_path):

@@ -259,7 +259,8 @@ class _Aborted(Exception):
 # reading
 
 
-def _parse_header(data: bytes, name: str) -> FileHeader:
+def _parse_header(data: bytes, name: str) -> tuple[FileHeader, int]:
+    """The header and its size in bytes (which may exceed what we write, for newer minors)."""
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         raise FormatError(f"{name}: not a .gsvc file (bad magic)")
     if len(data) < _HEADER_FIXED.size + _CRC.size:
@@ -291,8 +292,9 @@ def _parse_header(data: bytes, name: str) -> FileHeader:
         raise FormatError(f"{name}: bad coding-parameter block in the header")
     if space >= len(COLOUR_SPACES) or matrix >= len(MATRICES) or rng >= len(RANGES):
         raise FormatError(f"{name}: unknown colour description ({space}, {matrix}, {rng})")
-    return FileHeader(width, height, fps_num, fps_den, COLOUR_SPACES[space], MATRICES[matrix],
-                      RANGES[rng], params, frame_count, (major, minor))
+    header = FileHeader(width, height, fps_num, fps_den, COLOUR_SPACES[space], MATRICES[matrix],
+                        RANGES[rng], params, frame_count, (major, minor))
+    return header, size
 
 
 class GsvcReader:
@@ -317,8 +319,7 @@ class GsvcReader:
             raise InputError(f"{self.name}: cannot open ({exc.strerror})") from exc
         try:
             self.file_size = os.fstat(self._file.fileno()).st_size
-            self.header = self._read_header()
-            self.header_size = len(self.header.to_bytes())
+            self.header, self.header_size = self._read_header()
             try:
                 self.index = self._read_index()
             except FormatError as exc:
@@ -336,7 +337,7 @@ class GsvcReader:
         self._file.seek(offset)
         return self._file.read(size)
 
-    def _read_header(self) -> FileHeader:
+    def _read_header(self) -> tuple[FileHeader, int]:
         head = self._read_at(0, _HEADER_FIXED.size)
         if len(head) >= len(MAGIC) and head[:len(MAGIC)] != MAGIC:
             raise FormatError(f"{self.name}: not a .gsvc file (bad magic)")
@@ -353,7 +354,7 @@ class GsvcReader:
         if magic != TRAILER_MAGIC:
             raise FormatError(f"{self.name}: truncated or unfinished file (no trailer)")
         end = self.file_size - _TRAILER.size
-        if not len(self.header.to_bytes()) <= index_offset <= end - _INDEX_HEAD.size:
+        if not self.header_size <= index_offset <= end - _INDEX_HEAD.size:
             raise FormatError(f"{self.name}: trailer points outside the file")
         data = self._read_at(index_offset, end - index_offset)
         if zlib.crc32(data) != index_crc:
@@ -368,7 +369,8 @@ class GsvcReader:
         for k in range(count):
             offset, length, n_splats, ftype = _INDEX_ENTRY.unpack_from(
                 data, _INDEX_HEAD.size + k * _INDEX_ENTRY.size)
-            if ftype not in (b"I", b"P") or offset + _RECORD_HEAD.size + length + _CRC.size > index_offset:
+            if (ftype not in (b"I", b"P") or offset < self.header_size
+                    or offset + _RECORD_HEAD.size + length + _CRC.size > index_offset):
                 raise FormatError(f"{self.name}: malformed frame index (entry {k})")
             entries.append(IndexEntry(offset, ftype.decode(), n_splats, length))
         return entries
