@@ -1,0 +1,126 @@
+"""The decoder: .gsvc records -> integers -> splats -> rendered frames.
+
+Decoding is exact and deterministic: integers come out of the entropy decoder, P-frames add their
+deltas to the previous frame's integers, and only then are floats made (`dequantise`) and rendered.
+So the decoder reproduces the encoder's own reconstruction bit for bit. Seeking starts at the
+nearest I-frame at or before the first requested frame.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from gsvc_cli.codec.container import FileHeader, GsvcReader
+from gsvc_cli.codec.fitting import render_splats
+from gsvc_cli.codec.frame_coding import DecodedFrame, decode_frame
+from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise
+from gsvc_cli.errors import FormatError, UsageError
+from gsvc_cli.progress import ProgressCallback, report
+from gsvc_cli.video import Frame, VideoInfo, open_writer
+
+
+def video_info(header: FileHeader, path: Path | None = None, frames: int | None = None) -> VideoInfo:
+    """The VideoInfo of the decoded output (pixel format as the encoder's input had it)."""
+    pix_fmt = header.params.get("pix_fmt", "yuv420p")
+    return VideoInfo(
+        width=header.width, height=header.height, fps=Fraction(header.fps_num, header.fps_den),
+        pix_fmt=pix_fmt, color_matrix=header.matrix if header.matrix != "none" else "",
+        color_range="tv" if header.colour_range == "limited" else "pc",
+        frame_count=frames if frames is not None else header.frame_count, path=path,
+    )
+
+
+@dataclass
+class DecodedImage:
+    """One decoded frame: its number, type and YUV 4:4:4 image [3,H,W] float32 in [0,1]."""
+
+    index: int
+    frame_type: str
+    image: torch.Tensor
+    n_splats: int
+
+
+def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
+                  ignore_errors: bool = False) -> Iterator[DecodedImage]:
+    """Yield decoded frames [start, start + count). With ignore_errors, a bad frame (and the rest of
+    its GOP, which depends on it) is skipped instead of stopping the decode."""
+    total = len(reader)
+    if start < 0 or start >= total:
+        raise UsageError(f"{reader.path}: --start {start} is outside the file's {total} frames")
+    end = total if count is None else min(total, start + count)
+    header = reader.header
+    k = reader.gop_start(start)
+    prev: QuantisedSplats | None = None
+    steps: QuantSteps | None = None
+    broken = False
+    for k in range(k, end):
+        try:
+            record = reader.read_frame(k)
+            frame = decode_frame(record.payload, prev if record.frame_type == "P" else None,
+                                 f"{reader.path}: frame {k}")
+            if frame.frame_type != record.frame_type:
+                raise FormatError(f"{reader.path}: frame {k}: index says {record.frame_type}, "
+                                  f"payload says {frame.frame_type}")
+            if frame.frame_type == "P" and broken:  # its reference is gone: undecodable
+                if k not in reader.bad_frames:
+                    reader.bad_frames.append(k)
+                continue
+        except FormatError:
+            if not ignore_errors:
+                raise
+            if k not in reader.bad_frames:
+                reader.bad_frames.append(k)
+            prev, broken = None, True
+            continue
+        broken = False
+        steps = _steps_of(frame, steps, reader.path, k)
+        prev = frame.splats
+        if k < start:
+            continue
+        splats = dequantise(frame.splats, steps)
+        image = render_splats(splats, header.height, header.width)
+        yield DecodedImage(k, frame.frame_type, image, len(frame.splats))
+
+
+def _steps_of(frame: DecodedFrame, steps: QuantSteps | None, path: Path, k: int) -> QuantSteps:
+    if frame.steps is not None:
+        return frame.steps
+    if steps is None:
+        raise FormatError(f"{path}: frame {k}: P-frame without a preceding I-frame")
+    return steps
+
+
+@dataclass
+class DecodeSummary:
+    frames: int
+    seconds: float
+    bad_frames: list[int]
+
+
+def decode_video(source: Path, output: Path, *, start: int = 0, frames: int | None = None,
+                 overwrite: bool = False, ignore_errors: bool = False, crf: int | None = None,
+                 progress: ProgressCallback | None = None) -> DecodeSummary:
+    """Decode `source` into a video file (y4m, yuv, mp4/mkv or a png pattern), atomically."""
+    begin = time.perf_counter()
+    with GsvcReader(source, ignore_errors=ignore_errors) as reader:
+        total = len(reader)
+        if total == 0:
+            raise FormatError(f"{source}: the file holds no frames")
+        end = total if frames is None else min(total, start + frames)
+        info = video_info(reader.header, output, end - start)
+        written = 0
+        with open_writer(output, info, crf=crf, overwrite=overwrite) as writer:
+            for decoded in decode_frames(reader, start, end - start, ignore_errors):
+                writer.write(Frame.from_yuv444_float(decoded.image, info, decoded.index))
+                written += 1
+                report(progress, "decode", written, end - start, type=decoded.frame_type)
+            if written == 0:
+                raise FormatError(f"{source}: no frame could be decoded")
+        bad = sorted(set(getattr(reader, "bad_frames", [])))
+    return DecodeSummary(written, time.perf_counter() - begin, bad)

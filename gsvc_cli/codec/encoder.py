@@ -1,0 +1,329 @@
+"""The encoder: frames -> fitted splats -> quantised integers -> entropy-coded .gsvc records.
+
+GOP structure (GSVC, docs/FORMAT.md): an I-frame is fitted from scratch; each P-frame starts from
+the previous frame's *decoded* splats (closed loop: the encoder reconstructs exactly what the
+decoder will), adds new splats where the residual is largest, prunes the least useful, and is
+fitted briefly with straight-through quantisation. Its payload codes deletions, integer deltas of
+the survivors and the new splats, so a splat that did not move costs almost nothing.
+
+Scene changes need no pre-pass: a P-frame whose warm start cannot come within `scenecut_db` of the
+GOP's I-frame quality is thrown away and the frame is coded as an I-frame instead. The same rule
+refreshes a GOP whose quality has drifted down.
+
+Fitting happens in YUV 4:4:4 (code value / peak, chroma upsampled) with the codec's usual 6:1:1
+weighting; the decoder renders YUV 4:4:4 and downsamples to the output's pixel format.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from gsvc_cli.codec.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
+from gsvc_cli.codec.fitting import FitConfig, SplatBudget, fit_frame, psnr, render_splats
+from gsvc_cli.codec.frame_coding import CodedFrame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
+from gsvc_cli.codec.rate_control import FramePlan, RateController, RateTarget
+from gsvc_cli.codec.splats import Splats
+from gsvc_cli.errors import InputError, UsageError
+from gsvc_cli.metrics.psnr import frame_psnr
+from gsvc_cli.progress import ProgressCallback, report
+from gsvc_cli.video import Frame, VideoInfo
+
+CHANNEL_WEIGHTS = (6.0, 1.0, 1.0)
+PRESETS = ("fast", "medium", "slow")
+ENCODER_NAME = "gsvc-encoder 1"
+PSNR_MARGIN_DB = 0.3  # starting allowance for quantisation and chroma subsampling (--psnr)
+STEP_SEARCH_ITERS = 9
+STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """How to encode. gop: longest GOP in frames (1 = all intra). scenecut_db: quality drop (dB,
+    YUV 6:1:1 against the GOP's I-frame) that turns a P-frame into an I-frame; 0 disables it."""
+
+    target: RateTarget
+    preset: str = "medium"
+    gop: int = 60
+    scenecut_db: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise UsageError(f"--preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if self.gop < 1:
+            raise UsageError(f"--gop {self.gop}: must be at least 1")
+        if self.scenecut_db < 0:
+            raise UsageError(f"--scenecut {self.scenecut_db}: must be 0 (off) or more")
+
+
+@dataclass
+class FrameReport:
+    """One coded frame. psnr: YUV 6:1:1 of the decoded output frame against the input (dB);
+    psnr_fit: the same before quantisation, in the fitting space; bits: the whole record."""
+
+    index: int
+    frame_type: str
+    n_splats: int
+    n_new: int
+    n_deleted: int
+    bits: int
+    psnr: float
+    psnr_fit: float
+    seconds: float
+    scene_cut: bool = False
+    bits_per_splat: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EncodeSummary:
+    """The whole encode: per-frame reports and the file's real size."""
+
+    path: Path
+    width: int
+    height: int
+    frames: list[FrameReport]
+    file_bytes: int
+    seconds: float
+
+    @property
+    def bpp(self) -> float:
+        return 8.0 * self.file_bytes / (self.width * self.height * max(1, len(self.frames)))
+
+    @property
+    def mean_psnr(self) -> float:
+        return sum(f.psnr for f in self.frames) / max(1, len(self.frames))
+
+
+@dataclass
+class _Reference:
+    """What the decoder will hold after a frame: its integers and their float splats."""
+
+    q: QuantisedSplats
+    splats: Splats
+
+
+def _fit_configs(preset: str) -> tuple[FitConfig, FitConfig, FitConfig]:
+    """(I-frame, P-frame, quantisation-aware fine-tune) fitting configurations of a preset."""
+    intra = FitConfig.preset(preset)
+    inter = FitConfig.preset(preset, pframe=True)
+    qat = replace(inter, add_fraction=None, max_steps=max(30, inter.max_steps // 2))
+    return intra, inter, qat
+
+
+class Encoder:
+    """Encodes frames one at a time into an open GsvcWriter (see `encode_video`)."""
+
+    def __init__(self, info: VideoInfo, settings: EncoderSettings, frames: int,
+                 overhead_bytes: int) -> None:
+        self.info = info
+        self.settings = settings
+        self.height, self.width = info.height, info.width
+        self.intra_config, self.inter_config, self.qat_config = _fit_configs(settings.preset)
+        self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
+                                   overhead_bytes)
+        self.steps = QuantSteps.default()
+        self.reference: _Reference | None = None
+        self.gop_psnr = 0.0
+        self.gop_length = 0
+        self.psnr_margin = PSNR_MARGIN_DB
+        self.bits_per_splat_unit: float | None = None  # I-frame bits/splat at step scale 1
+
+    # ------------------------------------------------------------------------------------------
+    def encode(self, index: int, frame: Frame) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
+        """Code one frame; returns the payload, its report and the decoded YUV 4:4:4 image."""
+        start = time.perf_counter()
+        image = frame.to_yuv444_float()
+        cut = False
+        coded = None
+        if self.reference is not None and self.gop_length < self.settings.gop:
+            coded, result, fit_psnr = self._inter(index, image, self.rate.plan_inter(len(self.reference.q)))
+            limit = self.gop_psnr - self.settings.scenecut_db
+            if self.settings.scenecut_db > 0 and fit_psnr < limit:
+                coded, cut = None, True
+        if coded is None:
+            coded, result, fit_psnr = self._intra(index, image, self.rate.plan_intra())
+            self.gop_length = 0
+        self.reference = result
+        self.gop_length += 1
+        decoded = render_splats(result.splats, self.height, self.width)
+        output = Frame.from_yuv444_float(decoded, self.info, index)
+        quality = frame_psnr(frame, output)
+        out_psnr = quality.get("psnr_yuv", quality.get("psnr_y", 0.0))
+        if coded.frame_type == "I":
+            self.gop_psnr = psnr(decoded, image, CHANNEL_WEIGHTS)
+        if self.settings.target.psnr is not None:  # learn what quantisation and 4:2:0 cost
+            self.psnr_margin = min(3.0, max(0.0, self.psnr_margin + self.settings.target.psnr - out_psnr))
+        bits = 8 * (len(coded.payload) + record_overhead())
+        stats = coded.stats
+        self.rate.record(coded.frame_type, bits, stats.n_splats,
+                         self.bits_per_splat_unit if coded.frame_type == "I" else None)
+        report_ = FrameReport(index, coded.frame_type, stats.n_splats, stats.n_new, stats.n_deleted, bits,
+                              out_psnr, fit_psnr, time.perf_counter() - start, cut,
+                              stats.bits_per_splat())
+        return coded, report_, decoded
+
+    # ------------------------------------------------------------------------------------------
+    def _budget(self, plan: FramePlan) -> SplatBudget:
+        target = self.settings.target
+        if target.psnr is not None:
+            return SplatBudget(psnr=target.psnr + self.psnr_margin, max_count=plan.count)
+        return SplatBudget(count=plan.count)
+
+    def _fit(self, image: torch.Tensor, budget: SplatBudget, init: Splats | None, config: FitConfig,
+             seed: int, steps: QuantSteps | None) -> tuple[Splats, torch.Tensor, float]:
+        transform: Callable[[Splats], Splats] | None = None
+        if steps is not None:
+            def transform(s: Splats) -> Splats:
+                return fake_quantise(s, steps)
+        splats, stats = fit_frame(image, budget, init, config=config, seed=seed,
+                                  channel_weights=CHANNEL_WEIGHTS, param_transform=transform)
+        return splats, stats.kept, stats.psnr
+
+    def _intra(self, index: int, image: torch.Tensor, plan: FramePlan
+               ) -> tuple[CodedFrame, _Reference, float]:
+        seed = self.settings.seed + index
+        splats, _, fit_psnr = self._fit(image, self._budget(plan), None, self.intra_config, seed, None)
+        if plan.bits is not None:
+            target = plan.bits - 8 * record_overhead()
+            scale, unit_bits = self._search_step_scale(splats, target)
+            first = self.bits_per_splat_unit is None
+            self.bits_per_splat_unit = unit_bits / max(1, len(splats))
+            if first and abs(math.log2(scale)) > 0.5:
+                # The first guess of bits per splat was off: refit once at the count that the
+                # default quantiser would give, so the operating point stays near step scale 1.
+                count = int(max(16, min(self.rate.max_splats, target / self.bits_per_splat_unit)))
+                splats, _, fit_psnr = self._fit(image, SplatBudget(count=count), None, self.intra_config,
+                                                seed, None)
+                scale, _ = self._search_step_scale(splats, target)
+            self.steps = QuantSteps.default().scaled(scale)
+        else:
+            self.steps = QuantSteps.default()
+        # Quantisation-aware fine-tune at the chosen steps, then code.
+        splats, _, _ = self._fit(image, SplatBudget(count=len(splats)), splats, self.qat_config, seed,
+                                 self.steps)
+        if plan.bits is not None:  # the fine-tune moved things a little: land on the target again
+            scale, _ = self._search_step_scale(splats, plan.bits - 8 * record_overhead(),
+                                               around=self.steps)
+            self.steps = self.steps.scaled(scale)
+        q = quantise(splats, self.steps)
+        coded = encode_intra_frame(q, self.steps)
+        q = q.select(coded.order)
+        return coded, _Reference(q, dequantise(q, self.steps, image.device)), fit_psnr
+
+    def _search_step_scale(self, splats: Splats, target_bits: float, around: QuantSteps | None = None
+                           ) -> tuple[float, float]:
+        """Step scale whose I-frame payload is closest to `target_bits` from below; also returns
+        the payload bits at scale 1 (the rate model's unit)."""
+        base = around or QuantSteps.default()
+
+        def bits_at(scale: float) -> float:
+            q = quantise(splats, base.scaled(scale))
+            return 8.0 * len(encode_intra_frame(q, base.scaled(scale)).payload)
+
+        unit = bits_at(1.0)
+        lo, hi = math.log2(STEP_SCALE_RANGE[0]), math.log2(STEP_SCALE_RANGE[1])
+        if unit <= target_bits:
+            hi = 0.0
+        else:
+            lo = 0.0
+        best = 2.0 ** hi
+        for _ in range(STEP_SEARCH_ITERS):
+            mid = 0.5 * (lo + hi)
+            if bits_at(2.0 ** mid) <= target_bits:
+                best, hi = 2.0 ** mid, mid
+            else:
+                lo = mid
+        if unit <= target_bits and around is not None:
+            best = min(best, 1.0) if bits_at(1.0) <= target_bits else best
+        return best, unit
+
+    def _inter(self, index: int, image: torch.Tensor, plan: FramePlan
+               ) -> tuple[CodedFrame, _Reference, float]:
+        assert self.reference is not None
+        prev = self.reference
+        config = replace(self.inter_config, add_fraction=plan.add / max(1, len(prev.q)))
+        splats, kept, fit_psnr = self._fit(image, self._budget(plan), prev.splats, config,
+                                           self.settings.seed + index, self.steps)
+        q = quantise(splats, self.steps)
+        coded = encode_inter_frame(q, prev.q, kept)
+        if plan.bits is not None:
+            coded, q = self._snap_to_budget(q, prev.q, kept, coded, plan.bits - 8 * record_overhead())
+        q = q.select(coded.order)
+        return coded, _Reference(q, dequantise(q, self.steps, image.device)), fit_psnr
+
+    @staticmethod
+    def _snap_to_budget(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor, coded: CodedFrame,
+                        target_bits: float) -> tuple[CodedFrame, QuantisedSplats]:
+        """Over budget: put survivors' small changes back to their previous values, growing the
+        threshold until the frame fits (the cheapest distortion: those changes were tiny)."""
+        if 8 * len(coded.payload) <= target_bits or len(kept) == 0:
+            return coded, q
+        n_kept = len(kept)
+        for threshold in (1, 2, 3, 5, 8):
+            snapped = []
+            for cur_t, prev_t in ((q.means, prev.means), (q.chol, prev.chol), (q.colors, prev.colors)):
+                cur_t = cur_t.clone()
+                before = prev_t[kept]
+                small = (cur_t[:n_kept] - before).abs() <= threshold
+                cur_t[:n_kept] = torch.where(small, before, cur_t[:n_kept])
+                snapped.append(cur_t)
+            candidate = QuantisedSplats(*snapped)
+            candidate_coded = encode_inter_frame(candidate, prev, kept)
+            q, coded = candidate, candidate_coded
+            if 8 * len(coded.payload) <= target_bits:
+                break
+        return coded, q
+
+
+def count_frames(info: VideoInfo) -> int:
+    """Frames the encoder will see (rate control needs the total up front)."""
+    if info.frame_count is None:
+        raise InputError(f"{info.path}: cannot tell how many frames it has; give --frames N")
+    return info.frame_count
+
+
+def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
+                 frame_count: int, overwrite: bool = False, progress: ProgressCallback | None = None,
+                 on_frame: Callable[[int, torch.Tensor], None] | None = None) -> EncodeSummary:
+    """Encode `frame_count` frames into `output` (atomically: nothing appears unless all succeed).
+
+    on_frame(index, yuv444 [3,H,W] in [0,1]) receives the encoder's own reconstruction of each frame,
+    which the decoder reproduces exactly.
+    """
+    start = time.perf_counter()
+    header = FileHeader(
+        width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
+        colour_space="yuv", matrix=info.color_matrix if info.color_matrix in ("bt601", "bt709") else "bt709",
+        colour_range="limited" if info.color_range == "tv" else "full",
+        params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
+                "gop": str(settings.gop), "target": settings.target.describe(),
+                "scenecut_db": f"{settings.scenecut_db:g}",
+                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS)},
+    )
+    overhead = len(header.to_bytes()) + index_and_trailer_size(frame_count)
+    encoder = Encoder(info, settings, frame_count, overhead)
+    reports: list[FrameReport] = []
+    total_bits = 8 * overhead
+    with GsvcWriter(output, header, overwrite=overwrite) as writer:
+        for index, frame in enumerate(frames):
+            if index >= frame_count:
+                break
+            coded, rep, decoded = encoder.encode(index, frame)
+            writer.write_frame(coded.frame_type, rep.n_splats, coded.payload)
+            reports.append(rep)
+            total_bits += rep.bits
+            if on_frame is not None:
+                on_frame(index, decoded)
+            report(progress, "encode", index + 1, frame_count, type=rep.frame_type, psnr=rep.psnr,
+                   splats=rep.n_splats, bpp=total_bits / (info.width * info.height * (index + 1)))
+        if not reports:
+            raise InputError(f"{info.path}: no frames to encode")
+    return EncodeSummary(Path(output), info.width, info.height, reports, Path(output).stat().st_size,
+                         time.perf_counter() - start)
