@@ -55,11 +55,11 @@ def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
         raise UsageError(f"{reader.path}: --start {start} is outside the file's {total} frames")
     end = total if count is None else min(total, start + count)
     header = reader.header
-    k = reader.gop_start(start)
+    first = reader.gop_start(start)
     prev: QuantisedSplats | None = None
     steps: QuantSteps | None = None
     broken = False
-    for k in range(k, end):
+    for k in range(first, end):
         try:
             record = reader.read_frame(k)
             frame = decode_frame(record.payload, prev if record.frame_type == "P" else None,
