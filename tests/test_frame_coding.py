@@ -129,6 +129,10 @@ def test_bad_payloads_and_misuse():
         decode_frame(coded.payload, prev.select(torch.arange(10)), what="x.gsvc: frame 3")
     with pytest.raises(FormatError):
         decode_frame(coded.payload[:5], prev)
+    with pytest.raises(FormatError, match="record says I-frame"):
+        decode_frame(coded.payload, prev, expected_type="I")
+    with pytest.raises(FormatError, match="more than a frame may hold"):
+        decode_frame(b"\x00\xff\xff\xff\xff\x0f", None)
     with pytest.raises(FormatError, match="unknown frame type"):
         decode_frame(b"\x07" + coded.payload[1:], prev)
     intra = encode_intra_frame(prev, STEPS).payload

@@ -35,6 +35,8 @@ from gsvc_cli.errors import FormatError, GsvcError
 FRAME_I = 0
 FRAME_P = 1
 TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P"}
+MAX_SPLATS = 1 << 22
+"""Most splats a frame may hold (bounds a decoder's memory; FORMAT.md)."""
 RAW_BITS_PER_SPLAT = 8 * 32
 """Raw size of a splat: 8 float32 parameters (the fixed-width reference for 'raw' figures)."""
 
@@ -173,6 +175,8 @@ def _as_quantised(values: np.ndarray, what: str) -> QuantisedSplats:
 
 
 def _check_range(values: np.ndarray, what: str) -> None:
+    if len(values) > MAX_SPLATS:
+        raise GsvcError(f"cannot code {what}: {len(values)} splats, at most {MAX_SPLATS} allowed")
     if len(values) and int(np.abs(values).max()) >= (1 << 30):
         raise GsvcError(f"cannot code {what}: quantised values out of range")
 
@@ -244,15 +248,22 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     return CodedFrame(payload, torch.from_numpy(order), stats)
 
 
-def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "frame") -> DecodedFrame:
+def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "frame",
+                 expected_type: str | None = None) -> DecodedFrame:
     """Payload -> quantised splats. P-frames need `prev`, the previous decoded frame's splats.
 
-    `what` names the frame in errors (e.g. "clip.gsvc: frame 7"). Raises FormatError on any
-    inconsistency (bad type, counts, truncated or corrupt payload, P-frame without a previous frame).
+    `what` names the frame in errors (e.g. "clip.gsvc: frame 7"); `expected_type` ("I"/"P"), when
+    given, is the container record's type, which the payload must agree with. Raises FormatError
+    on any inconsistency (type, counts, truncated or corrupt payload, P-frame without a previous
+    frame).
     """
     reader = ByteReader(payload, what)
     frame_type = reader.u8()
+    if expected_type is not None and TYPE_LETTER.get(frame_type) != expected_type:
+        raise FormatError(f"{what}: record says {expected_type}-frame, payload disagrees")
     n_cur = reader.varint()
+    if n_cur > MAX_SPLATS:
+        raise FormatError(f"{what}: {n_cur} splats is more than a frame may hold ({MAX_SPLATS})")
     if frame_type == FRAME_I:
         steps_raw = struct.unpack("<6f", reader.bytes(24))
         try:
@@ -271,7 +282,7 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
     if prev is None:
         raise FormatError(f"{what}: P-frame without a previous frame (a GOP must start with an I-frame)")
     n_prev = reader.varint()
-    if n_prev != len(prev):
+    if n_prev != len(prev):  # also bounds n_prev
         raise FormatError(f"{what}: P-frame predicts from {n_prev} splats, previous frame has {len(prev)}")
     entropy = EntropyReader(reader.remaining(), what)
     deleted = entropy.read(n_prev, "deleted")
