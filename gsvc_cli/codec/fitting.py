@@ -92,6 +92,7 @@ class FitConfig:
     min_sigma: float = 0.35  # pixels; Cholesky diagonal floor so no splat collapses
     start_fraction_psnr: float = 0.5  # PSNR budget: start at this fraction of max_count
     history_points: int = 60
+    time_limit: float | None = None  # seconds; stop after this much wall time (benchmarks, budgets)
 
     @staticmethod
     def preset(name: str, pframe: bool = False) -> FitConfig:
@@ -115,13 +116,13 @@ class FitConfig:
 @dataclass
 class FitStats:
     """What happened during a fit. psnr in dB of the final (transformed, clamped) render in the
-    loss's channel weighting; history holds (step, loss, psnr) at a few points; kept [K] int64 are
+    loss's channel weighting; history holds (step, seconds, loss, psnr) at a few points; kept [K] int64 are
     the indices into init of the surviving init splats (empty without init)."""
 
     steps: int
     seconds: float
     psnr: float
-    history: list[tuple[int, float, float]] = field(default_factory=list)
+    history: list[tuple[int, float, float, float]] = field(default_factory=list)
     kept: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     added: int = 0
     pruned: int = 0
@@ -353,7 +354,7 @@ def fit_frame(image: torch.Tensor, budget: SplatBudget, init: Splats | None = No
 
     # --- the loop -------------------------------------------------------------------------------
     psnrs: list[float] = []
-    history: list[tuple[int, float, float]] = []
+    history: list[tuple[int, float, float, float]] = []
     history_every = max(1, config.max_steps // max(1, config.history_points))
     densify_end = int(config.densify_until * config.max_steps)
     last_event = 0
@@ -376,9 +377,11 @@ def fit_frame(image: torch.Tensor, budget: SplatBudget, init: Splats | None = No
             current_psnr = _mse_to_psnr(float(weighted_mse(clamped.detach(), image, weights)))
         psnrs.append(current_psnr)
         if step % history_every == 0 or step == 1:
-            history.append((step, float(loss.detach()), current_psnr))
+            history.append((step, time.perf_counter() - start_time, float(loss.detach()), current_psnr))
             report(progress, "fit", step, config.max_steps, psnr=current_psnr, splats=len(params))
         if target_psnr is not None and current_psnr >= target_psnr:
+            break
+        if config.time_limit is not None and time.perf_counter() - start_time >= config.time_limit:
             break
         if not ours:
             continue
@@ -415,7 +418,7 @@ def fit_frame(image: torch.Tensor, budget: SplatBudget, init: Splats | None = No
         with torch.no_grad():
             current_psnr = psnr(draw(final).clamp(0, 1), image, weights)
     report(progress, "fit", step, step, psnr=current_psnr, splats=len(final))
-    history.append((step, float("nan"), current_psnr))
+    history.append((step, time.perf_counter() - start_time, float("nan"), current_psnr))
     kept = origin[origin >= 0].cpu() if init is not None else torch.zeros(0, dtype=torch.long)
     stats = FitStats(steps=step, seconds=time.perf_counter() - start_time, psnr=current_psnr,
                      history=history, kept=kept, added=added, pruned=pruned, count=len(final))
