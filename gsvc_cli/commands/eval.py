@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -23,7 +24,9 @@ from gsvc_cli.commands.common import (
     stdout_console,
 )
 from gsvc_cli.errors import UsageError
-from gsvc_cli.metrics.evaluate import EvalResult, evaluate, fps_text, parse_metrics
+
+if TYPE_CHECKING:
+    from gsvc_cli.metrics.evaluate import EvalResult
 
 HELP = """Compare DIST with the reference REF: PSNR (Y, U, V, 6:1:1 YUV, RGB), MS-SSIM (Y, RGB),
 8x8 SSIM on Y, VMAF (vmaf_v0.6.1). REF and DIST may be in different formats (y4m, yuv, mp4,
@@ -49,6 +52,8 @@ def _format(name: str, value: float) -> str:
 
 
 def _table(result: EvalResult) -> Table:
+    from gsvc_cli.metrics.evaluate import fps_text
+
     ref, dist = result.reference, result.distorted
     table = Table(title=f"{dist.path} vs {ref.path}", title_justify="left")
     table.add_column("metric")
@@ -91,6 +96,9 @@ def eval_command(
 ) -> None:
     if as_json and as_csv:
         raise UsageError("--json and --csv cannot be used together")
+    # imported here so `gsvc --help` and other commands do not pay for torch
+    from gsvc_cli.metrics.evaluate import evaluate, parse_metrics
+
     chosen = parse_metrics(metrics)
     raw = {"size": parse_size(size), "fps": parse_fps(fps), "pix_fmt": pix_fmt}
     options = {k: v for k, v in raw.items() if v is not None}
