@@ -16,7 +16,7 @@ from gsvc_cli import __version__
 from gsvc_cli.errors import EXIT_RUNTIME, GsvcError
 
 # Modules under gsvc_cli.commands, in the order `gsvc --help` lists them.
-COMMANDS: list[str] = ["eval"]
+COMMANDS: list[str] = ["encode", "decode", "info", "eval", "demo"]
 
 app = typer.Typer(
     name="gsvc",

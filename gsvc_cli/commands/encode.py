@@ -1,0 +1,154 @@
+"""`gsvc encode IN -o OUT.gsvc`: fit every frame with Gaussian splats and write a .gsvc file."""
+
+from __future__ import annotations
+
+import enum
+from fractions import Fraction
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from gsvc_cli.atomic import check_output_path, refuse_same_file
+from gsvc_cli.codec.encoder import EncoderSettings, EncodeSummary, encode_video
+from gsvc_cli.codec.rate_control import RateTarget
+from gsvc_cli.commands.common import (
+    FpsOption,
+    FramesOption,
+    NoOverwriteOption,
+    OverwriteOption,
+    PixFmtOption,
+    QuietOption,
+    SizeOption,
+    StartOption,
+    VerboseOption,
+    parse_fps,
+    parse_size,
+    progress_renderer,
+    resolve_overwrite,
+    stderr_console,
+)
+from gsvc_cli.errors import UsageError
+from gsvc_cli.video import open_video
+
+DEFAULT_BPP = 0.4
+VIDEO_SUFFIXES = (".y4m", ".yuv", ".raw", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".png")
+
+
+class Preset(enum.StrEnum):
+    """Speed/quality trade-off of the fitter, as x264's --preset."""
+
+    fast = "fast"
+    medium = "medium"
+    slow = "slow"
+
+
+HELP = f"""Encode a video into a .gsvc file: every frame becomes a set of 2D Gaussian splats.
+
+Rate control takes exactly one target, as x264's --crf / --bitrate: --bpp (file bits per pixel,
+headers included), --psnr (dB, YUV 6:1:1 of the decoded frames) or --splats (a fixed count per
+frame). With none, --bpp {DEFAULT_BPP:g} is used: a size target bounds the encode time, which a
+quality target cannot. Each GOP starts with an I-frame fitted from scratch; P-frames start from
+the previous decoded frame. A P-frame that falls more than --scenecut dB below its GOP's I-frame is
+coded as an I-frame instead. The frame count must be known up front (rate control): inputs that
+do not say (some raw or streamed files) need --frames N.
+
+Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the decoded frames and
+speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
+--preset fast and --frames first.
+
+Examples:
+gsvc encode in.y4m -o out.gsvc
+gsvc encode in.y4m -o out.gsvc --bpp 0.2 --preset fast  # smaller file, quicker encode
+gsvc encode in.mp4 -o out.gsvc --psnr 35  # aim for a quality instead of a size
+gsvc encode in.y4m -o out.gsvc --splats 2000 --gop 30 --scenecut 0
+gsvc encode in.yuv -o out.gsvc --size 352x288 --fps 30000/1001 --pix-fmt yuv420p
+gsvc encode long.mp4 -o clip.gsvc --start 100 --frames 25 -y
+"""
+
+
+def summary_line(summary: EncodeSummary, fps: Fraction) -> str:
+    """x264-style closing line: frames, I/P, size, bpp, bitrate, PSNR and speed."""
+    n = len(summary.frames)
+    n_i = sum(f.frame_type == "I" for f in summary.frames)
+    cuts = sum(f.scene_cut for f in summary.frames)
+    kbps = 8.0 * summary.file_bytes * float(fps) / max(1, n) / 1000.0
+    speed = n / summary.seconds if summary.seconds > 0 else float("inf")
+    cut_text = f", {cuts} scene cut{'s' if cuts != 1 else ''}" if cuts else ""
+    return (f"encoded {n} frames (I {n_i}, P {n - n_i}{cut_text}) -> {summary.path}: "
+            f"{summary.file_bytes} bytes, {summary.bpp:.4f} bpp, {kbps:.2f} kb/s, "
+            f"PSNR YUV {summary.mean_psnr:.2f} dB, {summary.seconds:.1f} s "
+            f"({summary.seconds / max(1, n):.2f} s/frame, {speed:.3f} fps)")
+
+
+def frame_table(summary: EncodeSummary) -> Table:
+    """One row per coded frame (for -v): bits of the whole record, payload bits per splat."""
+    table = Table(title=f"{summary.path}: frames", title_justify="left")
+    for name in ("frame", "type", "splats", "new", "deleted", "bits", "bits/splat", "PSNR YUV", "s"):
+        table.add_column(name, justify="left" if name == "type" else "right")
+    for f in summary.frames:
+        kind = f.frame_type + (" (cut)" if f.scene_cut else "")
+        per_splat = f.bits_per_splat.get("total", f.bits / max(1, f.n_splats))
+        table.add_row(str(f.index), kind, str(f.n_splats), str(f.n_new), str(f.n_deleted), str(f.bits),
+                      f"{per_splat:.1f}", f"{f.psnr:.2f}", f"{f.seconds:.1f}")
+    return table
+
+
+def rate_target(bpp: float | None, psnr: float | None, splats: int | None) -> RateTarget:
+    """The one rate target asked for, or the default --bpp."""
+    if bpp is None and psnr is None and splats is None:
+        bpp = DEFAULT_BPP
+    return RateTarget(bpp=bpp, psnr=psnr, splats=splats)  # UsageError for none-or-several / bad values
+
+
+def encode_command(
+    source: Path = typer.Argument(..., help="The video to encode (y4m, yuv, mp4, mkv, png, ...).",
+                                  show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="The .gsvc file to write.",
+                                show_default=False),
+    bpp: float | None = typer.Option(None, "--bpp",
+                                     help=f"Target bits per pixel of the whole file (default {DEFAULT_BPP:g} "
+                                          "when no target is given)."),
+    psnr: float | None = typer.Option(None, "--psnr", help="Target PSNR in dB (YUV 6:1:1) per frame."),
+    splats: int | None = typer.Option(None, "--splats", help="Fixed number of splats per frame."),
+    preset: Preset = typer.Option(Preset.medium, "--preset", help="Speed/quality trade-off."),
+    gop: int = typer.Option(60, "--gop", help="Longest GOP in frames (1 = all I-frames)."),
+    scenecut: float = typer.Option(3.0, "--scenecut",
+                                   help="Quality drop in dB that turns a P-frame into an I-frame (0: off)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the fitter (same seed, same file)."),
+    start: int = StartOption,
+    frames: int | None = FramesOption,
+    size: str | None = SizeOption,
+    fps: str | None = FpsOption,
+    pix_fmt: str | None = PixFmtOption,
+    overwrite: bool = OverwriteOption,
+    no_overwrite: bool = NoOverwriteOption,
+    quiet: bool = QuietOption,
+    verbose: bool = VerboseOption,
+) -> None:
+    overwrite = resolve_overwrite(overwrite, no_overwrite)
+    settings = EncoderSettings(rate_target(bpp, psnr, splats), preset.value, gop, scenecut, seed)
+    if output.suffix.lower() in VIDEO_SUFFIXES:
+        raise UsageError(f"{output}: gsvc encode writes a .gsvc file, not {output.suffix}",
+                         hint=f"name it {output.with_suffix('.gsvc').name}; gsvc decode makes videos")
+    refuse_same_file(output, source)
+    check_output_path(output, overwrite)  # fail before the slow part, not after it
+    with open_video(source, size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt, start=start,
+                    frames=frames) as reader:
+        info = reader.info
+        count = info.frame_count if info.frame_count is not None else frames
+        if count is None:
+            raise UsageError(f"{source}: cannot tell how many frames it has (rate control needs it)",
+                             hint="give --frames N")
+        with progress_renderer(quiet) as progress:
+            summary = encode_video(reader, info, output, settings, frame_count=count,
+                                   overwrite=overwrite, progress=progress)
+    if verbose:
+        stderr_console.print(frame_table(summary))
+    if not quiet:
+        stderr_console.print(summary_line(summary, info.fps), markup=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `gsvc encode` to the app."""
+    app.command("encode", help=HELP, no_args_is_help=True)(encode_command)
