@@ -15,6 +15,76 @@ _gsvc() {
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--version --debug -h --help" -- "$cur"))
             else
+                COMPREPLY=($(compgen -W "encode decode info eval demo" -- "$cur"))
+            fi
+            ;;
+        encode)
+            case "$prev" in
+                -o|--output) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --bpp) COMPREPLY=(); return 0 ;;
+                --psnr) COMPREPLY=(); return 0 ;;
+                --splats) COMPREPLY=(); return 0 ;;
+                --preset) COMPREPLY=($(compgen -W "fast medium slow" -- "$cur")); return 0 ;;
+                --gop) COMPREPLY=(); return 0 ;;
+                --scenecut) COMPREPLY=(); return 0 ;;
+                --seed) COMPREPLY=(); return 0 ;;
+                --start) COMPREPLY=(); return 0 ;;
+                --frames) COMPREPLY=(); return 0 ;;
+                --size) COMPREPLY=(); return 0 ;;
+                --fps) COMPREPLY=(); return 0 ;;
+                --pix-fmt) COMPREPLY=(); return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-o --output --bpp --psnr --splats --preset --gop --scenecut --seed --start --frames --size --fps --pix-fmt -y --overwrite -n --no-overwrite -q --quiet -v --verbose -h --help" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -f -- "$cur"))
+            fi
+            ;;
+        decode)
+            case "$prev" in
+                -o|--output) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --start) COMPREPLY=(); return 0 ;;
+                --frames) COMPREPLY=(); return 0 ;;
+                --crf) COMPREPLY=(); return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-o --output --start --frames --crf --ignore-errors -y --overwrite -n --no-overwrite -q --quiet -h --help" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -f -- "$cur"))
+            fi
+            ;;
+        info)
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--json --frames -h --help" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -f -- "$cur"))
+            fi
+            ;;
+        eval)
+            case "$prev" in
+                -m|--metrics) COMPREPLY=(); return 0 ;;
+                --frames) COMPREPLY=(); return 0 ;;
+                --start) COMPREPLY=(); return 0 ;;
+                --size) COMPREPLY=(); return 0 ;;
+                --fps) COMPREPLY=(); return 0 ;;
+                --pix-fmt) COMPREPLY=(); return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --metrics --frames --start --json --csv --size --fps --pix-fmt -q --quiet -h --help" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -f -- "$cur"))
+            fi
+            ;;
+        demo)
+            case "$prev" in
+                --bpp) COMPREPLY=(); return 0 ;;
+                --preset) COMPREPLY=($(compgen -W "fast medium slow" -- "$cur")); return 0 ;;
+                --frames) COMPREPLY=(); return 0 ;;
+                --out-dir) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--bpp --preset --frames --out-dir --keep -y --overwrite -n --no-overwrite -q --quiet -h --help" -- "$cur"))
+            else
                 COMPREPLY=()
             fi
             ;;
