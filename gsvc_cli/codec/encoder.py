@@ -27,6 +27,7 @@ import torch
 from gsvc_cli.codec.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
 from gsvc_cli.codec.fitting import FitConfig, SplatBudget, fit_frame, psnr, render_splats
 from gsvc_cli.codec.frame_coding import CodedFrame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.inter_fit import INTER_STEPS, InterResult, fit_inter, revert_rows
 from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
 from gsvc_cli.codec.rate_control import FramePlan, RateController, RateTarget
 from gsvc_cli.codec.splats import Splats
@@ -248,38 +249,58 @@ class Encoder:
                ) -> tuple[CodedFrame, _Reference, float]:
         assert self.reference is not None
         prev = self.reference
-        config = replace(self.inter_config, add_fraction=plan.add / max(1, len(prev.q)))
-        splats, kept, fit_psnr = self._fit(image, self._budget(plan), prev.splats, config,
-                                           self.settings.seed + index, self.steps)
-        q = quantise(splats, self.steps)
-        coded = encode_inter_frame(q, prev.q, kept)
+        n_prev = len(prev.q)
+        result = fit_inter(image, prev.q, self.steps, n_add=plan.add,
+                           n_prune=max(0, n_prev + plan.add - plan.count), active_fraction=plan.active,
+                           iterations=INTER_STEPS[self.settings.preset], channel_weights=CHANNEL_WEIGHTS,
+                           seed=self.settings.seed + index)
+        q = result.q
+        coded = encode_inter_frame(q, prev.q, result.kept)
         if plan.bits is not None:
-            coded, q = self._snap_to_budget(q, prev.q, kept, coded, plan.bits - 8 * record_overhead())
+            coded, q = self._revert_to_budget(result, prev.q, coded, plan.bits - 8 * record_overhead())
+        n_kept = len(result.kept)
+        changed = _changed_rows(q, prev.q, result.kept)
+        self.rate.learn_inter(8 * len(coded.payload), n_prev, len(q) - n_kept, changed)
         q = q.select(coded.order)
-        return coded, _Reference(q, dequantise(q, self.steps, image.device)), fit_psnr
+        decoded = dequantise(q, self.steps, image.device)
+        fit_psnr = psnr(render_splats(decoded, self.height, self.width), image, CHANNEL_WEIGHTS)
+        return coded, _Reference(q, decoded), fit_psnr
 
     @staticmethod
-    def _snap_to_budget(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor, coded: CodedFrame,
-                        target_bits: float) -> tuple[CodedFrame, QuantisedSplats]:
-        """Over budget: put survivors' small changes back to their previous values, growing the
-        threshold until the frame fits (the cheapest distortion: those changes were tiny)."""
-        if 8 * len(coded.payload) <= target_bits or len(kept) == 0:
-            return coded, q
-        n_kept = len(kept)
-        for threshold in (1, 2, 3, 5, 8):
-            snapped = []
-            for cur_t, prev_t in ((q.means, prev.means), (q.chol, prev.chol), (q.colors, prev.colors)):
-                cur_t = cur_t.clone()
-                before = prev_t[kept]
-                small = (cur_t[:n_kept] - before).abs() <= threshold
-                cur_t[:n_kept] = torch.where(small, before, cur_t[:n_kept])
-                snapped.append(cur_t)
-            candidate = QuantisedSplats(*snapped)
-            candidate_coded = encode_inter_frame(candidate, prev, kept)
-            q, coded = candidate, candidate_coded
-            if 8 * len(coded.payload) <= target_bits:
-                break
-        return coded, q
+    def _revert_to_budget(result: InterResult, prev: QuantisedSplats, coded: CodedFrame, target_bits: float
+                          ) -> tuple[CodedFrame, QuantisedSplats]:
+        """Over budget: put the least important changed survivors back to their previous integers
+        (a bisection on how many), until the frame fits or none is left to revert."""
+        if 8 * len(coded.payload) <= target_bits:
+            return coded, result.q
+        n_kept = len(result.kept)
+        candidates = torch.nonzero(result.active[:n_kept]).flatten()
+        candidates = candidates[torch.argsort(result.priority[candidates])]  # least important first
+
+        def reverted(m: int) -> tuple[CodedFrame, QuantisedSplats]:
+            q = revert_rows(result.q, prev, result.kept, candidates[:m])
+            return encode_inter_frame(q, prev, result.kept), q
+
+        lo, hi = 0, len(candidates)  # invariant: lo does not fit; hi fits (or is everything)
+        best = reverted(hi)
+        while hi - lo > 1 and 8 * len(best[0].payload) <= target_bits:
+            mid = (lo + hi) // 2
+            trial = reverted(mid)
+            if 8 * len(trial[0].payload) <= target_bits:
+                hi, best = mid, trial
+            else:
+                lo = mid
+        return best
+
+
+def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor) -> int:
+    """How many survivors differ from their previous integers."""
+    n = len(kept)
+    if n == 0:
+        return 0
+    diff = ((q.means[:n] != prev.means[kept]).any(1) | (q.chol[:n] != prev.chol[kept]).any(1)
+            | (q.colors[:n] != prev.colors[kept]).any(1))
+    return int(diff.sum())
 
 
 def count_frames(info: VideoInfo) -> int:

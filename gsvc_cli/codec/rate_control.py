@@ -55,12 +55,14 @@ class FramePlan:
     """What the encoder should aim for in one frame.
 
     count: splats after the frame is fitted. add: new splats in a P-frame (placed at the residual).
+    active: fraction of a P-frame's surviving splats allowed to change.
     bits: the frame's bit target (None: no target, code as the quantiser gives).
     """
 
     count: int
     add: int
     bits: float | None
+    active: float = 0.0
 
 
 class RateController:
@@ -72,8 +74,12 @@ class RateController:
     # Starting guesses, replaced by measurements as soon as frames are coded.
     INITIAL_BITS_PER_SPLAT = 40.0
     INITIAL_P_RATIO = 0.3
+    INITIAL_DELTA_BITS = 24.0  # bits of a survivor that changes
+    INITIAL_STRUCTURE_BITS = 1.0  # bits per survivor for deletion flags and change classes
     DEFAULT_ADD_FRACTION = 0.05
+    DEFAULT_ACTIVE_FRACTION = 0.3
     MAX_ADD_FRACTION = 0.2
+    ADD_SHARE = 0.35  # of a P-frame's bits, at most, for new splats
 
     def __init__(self, target: RateTarget, width: int, height: int, frames: int, gop: int,
                  overhead_bytes: int) -> None:
@@ -98,6 +104,8 @@ class RateController:
         self.gop_done = 0
         self.i_bits = 1.0
         self._p_ratios: list[float] = []
+        self.delta_bits = self.INITIAL_DELTA_BITS
+        self.structure_bits = self.INITIAL_STRUCTURE_BITS
 
     # ------------------------------------------------------------------------------------------
     def plan_intra(self) -> FramePlan:
@@ -122,14 +130,21 @@ class RateController:
         if self.total_bits is None:
             add = max(1, round(self.DEFAULT_ADD_FRACTION * n_prev))
             count = self.target.splats if self.target.splats is not None else n_prev
-            return FramePlan(count, add, None)
+            return FramePlan(count, add, None, self.DEFAULT_ACTIVE_FRACTION)
         frames_left = max(1, self.gop_frames - self.gop_done)
         bits = max(0.0, (self.gop_bits - self.gop_used) / frames_left)
-        # New splats are intra-coded: spend on them what the frame's target leaves after the
-        # deltas of the survivors (estimated as half the frame's target at the measured ratio).
-        add_bits = max(0.0, bits - 0.5 * self.p_ratio * self.i_bits)
-        add = int(min(self.MAX_ADD_FRACTION * n_prev, add_bits / self.bits_per_splat))
-        return FramePlan(n_prev, max(0, add), bits)
+        spend = max(0.0, bits - self.structure_bits * n_prev)
+        # New splats are intra-coded and dear: they get a share; changed survivors get the rest.
+        add = int(min(self.MAX_ADD_FRACTION * n_prev, self.ADD_SHARE * spend / self.bits_per_splat))
+        left = spend - add * self.bits_per_splat
+        active = min(1.0, max(0.0, left / self.delta_bits / max(1, n_prev)))
+        return FramePlan(n_prev, max(0, add), bits, active)
+
+    def learn_inter(self, payload_bits: float, n_prev: int, n_new: int, n_changed: int) -> None:
+        """Refine the P-frame cost model from a coded P-frame's figures."""
+        rest = payload_bits - n_new * self.bits_per_splat - self.structure_bits * n_prev
+        if n_changed > 0 and rest > 0:
+            self.delta_bits = 0.5 * self.delta_bits + 0.5 * max(4.0, rest / n_changed)
 
     # ------------------------------------------------------------------------------------------
     def record(self, frame_type: str, bits: float, n_splats: int, intra_bits_per_splat: float | None = None

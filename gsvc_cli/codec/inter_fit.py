@@ -1,0 +1,169 @@
+"""Fit a P-frame: change few splats, and only where it pays.
+
+A P-frame is coded as differences from the previous *decoded* splats, so every splat the fit nudges
+costs bits, however small the nudge. The generic fitter moves all of them; here only an *active*
+set may change:
+- the least useful previous splats are pruned (by the loss increase their removal would cause),
+- new splats are placed where the residual error is largest,
+- among the survivors, the ones whose parameters the loss is most sensitive to (gradient times
+  quantiser step: the first-order gain of moving one step) become active, the rest keep their exact
+  previous integers and cost a fraction of a bit each,
+- active splats are fitted with straight-through quantisation, then their colours are refitted in
+  closed form against what the frozen splats leave unexplained.
+The count of new and active splats is the rate controller's knob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gsvc_cli.codec.colour_refit import refit_colours
+from gsvc_cli.codec.densify import place_at_residual, removal_cost
+from gsvc_cli.codec.fitting import psnr, weighted_mse
+from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
+from gsvc_cli.codec.splats import Splats
+from gsvc_cli.render import render
+
+INTER_STEPS = {"fast": 40, "medium": 80, "slow": 160}
+
+
+@dataclass
+class InterResult:
+    """The fitted P-frame: integers in the order contract (survivors in previous order, then new),
+    `kept` [K] increasing indices into the previous frame, the active mask over those rows, the
+    per-row priority (higher = more worth keeping active) and the PSNR of the quantised render."""
+
+    q: QuantisedSplats
+    kept: torch.Tensor
+    active: torch.Tensor
+    priority: torch.Tensor
+    psnr: float
+    warm_psnr: float
+
+
+def _colour_gradient(splats: Splats, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(render, W^T (render - image)) of fixed splats."""
+    probe = splats.colors.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = render(splats.means, splats.chol, probe, image.shape[1], image.shape[2])
+        (g,) = torch.autograd.grad(out, probe, grad_outputs=(out - image).detach())
+    return out.detach(), g
+
+
+def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, steps: QuantSteps
+                 ) -> torch.Tensor:
+    """Per splat: |dLoss/dparam| x step summed over its 8 parameters (first-order gain of a step)."""
+    params = [t.detach().clone().requires_grad_(True) for t in (splats.means, splats.chol, splats.colors)]
+    with torch.enable_grad():
+        out = render(*params, image.shape[1], image.shape[2])
+        loss = weighted_mse(out, image, weights)
+        grads = torch.autograd.grad(loss, params)
+    scale = splats.chol[:, [0, 2]].abs().mean(1, keepdim=True)  # log-scale steps act relative to size
+    colour_steps = torch.tensor(steps.color, device=image.device)
+    return ((grads[0].abs() * steps.mean).sum(1) + (grads[1].abs() * scale * steps.log_scale).sum(1)
+            + (grads[2].abs() * colour_steps).sum(1))
+
+
+def fit_inter(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps, *, n_add: int,
+              n_prune: int, active_fraction: float, iterations: int,
+              channel_weights: tuple[float, float, float], seed: int = 0,
+              lr_means: float = 0.1, lr_chol: float = 0.02, lr_colors: float = 0.005) -> InterResult:
+    """Fit a P-frame to `image` [3,H,W] starting from the previous decoded integers `prev_q`.
+
+    n_add new splats at the residual, n_prune least useful previous splats removed, and at most
+    active_fraction of the survivors allowed to change (new splats are always active).
+    """
+    device = image.device
+    _, height, width = image.shape
+    weights = torch.tensor(channel_weights, dtype=torch.float32, device=device)
+    weights = weights / weights.sum()
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    prev = dequantise(prev_q, steps, device)
+    n_prev = len(prev)
+
+    rendered, wt_r = _colour_gradient(prev, image)
+    warm_psnr = psnr(rendered.clamp(0, 1), image, weights)
+    keep_mask = torch.ones(n_prev, dtype=torch.bool, device=device)
+    n_prune = max(0, min(n_prune, n_prev - 1))
+    if n_prune:
+        cost = removal_cost(prev.colors, prev.chol, wt_r, weights)
+        worst = torch.topk(cost, n_prune, largest=False).indices
+        keep_mask[worst] = False
+        with torch.no_grad():
+            gone = prev.select(worst)
+            rendered = rendered - render(gone.means, gone.chol, gone.colors, height, width)
+    kept = torch.nonzero(keep_mask).flatten()
+    survivors = prev.select(kept)
+    fresh = place_at_residual(rendered, image, n_add, len(kept) + n_add, weights, generator,
+                              min_sigma=0.5)
+    if len(fresh):
+        fresh = Splats(fresh.means, fresh.chol, refit_colours(
+            fresh.means, fresh.chol, image - rendered, fresh.colors, iters=8))
+    current = Splats.cat([survivors, fresh])
+    n_kept, n_total = len(survivors), len(current)
+
+    # Which survivors may change: the most sensitive ones.
+    priority = torch.full((n_total,), float("inf"), device=device)
+    if n_kept:
+        priority[:n_kept] = _sensitivity(current, image, weights, steps)[:n_kept]
+    n_active_kept = int(round(max(0.0, min(1.0, active_fraction)) * n_kept))
+    active = torch.zeros(n_total, dtype=torch.bool, device=device)
+    active[n_kept:] = True
+    if n_active_kept:
+        active[torch.topk(priority[:n_kept], n_active_kept).indices] = True
+    active_idx = torch.nonzero(active).flatten()
+    frozen_idx = torch.nonzero(~active).flatten()
+    frozen = current.select(frozen_idx)
+    order = torch.argsort(torch.cat([frozen_idx, active_idx]))  # rows of cat(frozen, active) -> full
+
+    params = [t.detach().clone().requires_grad_(True)
+              for t in (current.means[active_idx], current.chol[active_idx], current.colors[active_idx])]
+
+    def assemble(active_splats: Splats) -> Splats:
+        return Splats.cat([frozen, active_splats]).select(order)
+
+    if len(active_idx) and iterations > 0:
+        with torch.no_grad():
+            base = render(frozen.means, frozen.chol, frozen.colors, height, width)
+        optimizer = torch.optim.Adam([{"params": [params[0]], "lr": lr_means},
+                                      {"params": [params[1]], "lr": lr_chol},
+                                      {"params": [params[2]], "lr": lr_colors}], eps=1e-15)
+        for _ in range(iterations):
+            s = fake_quantise(Splats(*params), steps)
+            out = base + render(s.means, s.chol, s.colors, height, width)
+            loss = weighted_mse(out, image, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():  # closed-form colours of the active splats, geometry as quantised
+            s = fake_quantise(Splats(*params), steps)
+            params[2].copy_(refit_colours(s.means, s.chol, image - base, params[2].detach(), iters=10))
+
+    final = assemble(Splats(*(p.detach() for p in params)))
+    q = quantise(final, steps)
+    # Frozen rows must carry their previous integers exactly (the float round trip must not move them).
+    prev_rows = prev_q.select(kept.cpu())
+    frozen_rows = (~active[:n_kept]).cpu()
+    q = QuantisedSplats(*[torch.cat([torch.where(frozen_rows[:, None], p, c[:n_kept]), c[n_kept:]])
+                          for p, c in ((prev_rows.means, q.means), (prev_rows.chol, q.chol),
+                                       (prev_rows.colors, q.colors))])
+    with torch.no_grad():
+        decoded = dequantise(q, steps, device)
+        out = render(decoded.means, decoded.chol, decoded.colors, height, width).clamp(0, 1)
+    return InterResult(q, kept.cpu(), active.cpu(), priority.cpu(), psnr(out, image, weights), warm_psnr)
+
+
+def revert_rows(q: QuantisedSplats, prev_q: QuantisedSplats, kept: torch.Tensor, rows: torch.Tensor
+                ) -> QuantisedSplats:
+    """Put survivor `rows` (indices < len(kept)) back to their previous integers."""
+    if len(rows) == 0:
+        return q
+    out = []
+    for cur, prev in ((q.means, prev_q.means), (q.chol, prev_q.chol), (q.colors, prev_q.colors)):
+        cur = cur.clone()
+        cur[rows] = prev[kept[rows]]
+        out.append(cur)
+    return QuantisedSplats(*out)
