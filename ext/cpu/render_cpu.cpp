@@ -27,6 +27,14 @@ TileBox tile_box(const PixelBox& b) { return {b.x0 / kTile, b.x1 / kTile, b.y0 /
 const Conic& conic_at(const float* conics, int64_t s) { return *reinterpret_cast<const Conic*>(conics + 5 * s); }
 const PixelBox& box_at(const int32_t* boxes, int64_t s) { return *reinterpret_cast<const PixelBox*>(boxes + 4 * s); }
 
+// Splats in a tile are in index order, not memory-local: fetch a few pairs ahead.
+constexpr int64_t kPrefetch = 8;
+inline void prefetch_splat(const float* conics, const int32_t* boxes, const float* colors, int64_t s) {
+  __builtin_prefetch(conics + 5 * s);
+  __builtin_prefetch(boxes + 4 * s);
+  __builtin_prefetch(colors + 3 * s);
+}
+
 // Pixel-centre x of every lane of each vector in a tile row, relative to the tile's left edge.
 struct RowLanes {
   Vec x[kTile / kL];
@@ -66,41 +74,49 @@ void prepare_splats(const float* means, const float* chol, int64_t n, int32_t he
 void bin_tiles(const int32_t* boxes, const int64_t* splat_offsets, int64_t n, int32_t height,
                int32_t width, int64_t* tile_offsets, int32_t* tile_splats, int64_t* tile_pairs,
                int threads) {
+  // A counting sort by tile over contiguous chunks of splats, one chunk per thread. Chunk c's pairs
+  // for tile t go after those of chunks < c, so every tile lists its splats in index order and the
+  // result is the same for any number of chunks (and thus threads).
   const int64_t across = tiles_across(width);
   const int64_t tiles = tile_count(height, width);
-  // Bands of tile rows, one task each: a band scans every splat and places the pairs that fall in
-  // its rows. Each band's output is independent of the others, so the result is the same for any
-  // thread count; splats are visited in index order, so each tile lists its splats in index order.
-  std::vector<int64_t> counts(tiles, 0);
-  const int64_t down = tiles_down(height);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t ty = 0; ty < down; ++ty) {
-    int64_t* row = counts.data() + ty * across;
-    for (int64_t s = 0; s < n; ++s) {
+  const int chunks = std::max(1, threads);
+  std::vector<int64_t> cursor(static_cast<size_t>(chunks) * tiles, 0);
+  auto for_each_pair = [&](int c, auto&& visit) {
+    const int64_t s0 = n * c / chunks, s1 = n * (c + 1) / chunks;
+    for (int64_t s = s0; s < s1; ++s) {
       const PixelBox& b = box_at(boxes, s);
       if (box_empty(b)) continue;
-      TileBox t = tile_box(b);
-      if (ty < t.ty0 || ty > t.ty1) continue;
-      for (int64_t tx = t.tx0; tx <= t.tx1; ++tx) ++row[tx];
+      const TileBox t = tile_box(b);
+      int64_t pair = splat_offsets[s];
+      for (int64_t ty = t.ty0; ty <= t.ty1; ++ty)
+        for (int64_t tx = t.tx0; tx <= t.tx1; ++tx, ++pair) visit(s, ty * across + tx, pair);
+    }
+  };
+#pragma omp parallel for schedule(static, 1) num_threads(chunks)
+  for (int c = 0; c < chunks; ++c) {
+    int64_t* count = cursor.data() + static_cast<int64_t>(c) * tiles;
+    for_each_pair(c, [&](int64_t, int64_t tile, int64_t) { ++count[tile]; });
+  }
+  // Exclusive prefix over (tile, chunk): cursor[c][t] becomes where chunk c starts writing tile t.
+  int64_t total = 0;
+  for (int64_t t = 0; t < tiles; ++t) {
+    tile_offsets[t] = total;
+    for (int c = 0; c < chunks; ++c) {
+      int64_t& slot = cursor[static_cast<int64_t>(c) * tiles + t];
+      const int64_t count = slot;
+      slot = total;
+      total += count;
     }
   }
-  tile_offsets[0] = 0;
-  for (int64_t t = 0; t < tiles; ++t) tile_offsets[t + 1] = tile_offsets[t] + counts[t];
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t ty = 0; ty < down; ++ty) {
-    std::vector<int64_t> cursor(tile_offsets + ty * across, tile_offsets + (ty + 1) * across);
-    for (int64_t s = 0; s < n; ++s) {
-      const PixelBox& b = box_at(boxes, s);
-      if (box_empty(b)) continue;
-      TileBox t = tile_box(b);
-      if (ty < t.ty0 || ty > t.ty1) continue;
-      int64_t pair = splat_offsets[s] + (ty - t.ty0) * (t.tx1 - t.tx0 + 1);
-      for (int64_t tx = t.tx0; tx <= t.tx1; ++tx, ++pair) {
-        int64_t at = cursor[tx]++;
-        tile_splats[at] = static_cast<int32_t>(s);
-        tile_pairs[at] = pair;
-      }
-    }
+  tile_offsets[tiles] = total;
+#pragma omp parallel for schedule(static, 1) num_threads(chunks)
+  for (int c = 0; c < chunks; ++c) {
+    int64_t* next = cursor.data() + static_cast<int64_t>(c) * tiles;
+    for_each_pair(c, [&](int64_t s, int64_t tile, int64_t pair) {
+      const int64_t at = next[tile]++;
+      tile_splats[at] = static_cast<int32_t>(s);
+      tile_pairs[at] = pair;
+    });
   }
 }
 
@@ -120,6 +136,7 @@ void forward(const float* conics, const int32_t* boxes, const float* colors, con
       const int32_t y_base = static_cast<int32_t>((t / across) * kTile);
       std::fill(&acc[0][0], &acc[0][0] + 3 * kPix, 0.0f);
       for (int64_t j = tile_offsets[t]; j < tile_offsets[t + 1]; ++j) {
+        if (j + kPrefetch < tile_offsets[t + 1]) prefetch_splat(conics, boxes, colors, tile_splats[j + kPrefetch]);
         const int64_t s = tile_splats[j];
         const Conic& q = conic_at(conics, s);
         const PixelBox& b = box_at(boxes, s);
@@ -185,6 +202,7 @@ void backward_impl(const float* conics, const int32_t* boxes, const float* color
           std::copy(src, src + cols, &grad[k][r * kTile]);
         }
       for (int64_t j = tile_offsets[t]; j < tile_offsets[t + 1]; ++j) {
+        if (j + kPrefetch < tile_offsets[t + 1]) prefetch_splat(conics, boxes, colors, tile_splats[j + kPrefetch]);
         const int64_t s = tile_splats[j];
         const Conic& q = conic_at(conics, s);
         const PixelBox& b = box_at(boxes, s);
