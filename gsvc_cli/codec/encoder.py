@@ -132,6 +132,7 @@ class Encoder:
         self.steps = QuantSteps.default()
         self.reference: _Reference | None = None
         self.gop_psnr = 0.0
+        self.prev_psnr = 0.0
         self.gop_length = 0
         self.psnr_margin = PSNR_MARGIN_DB
         self.bits_per_splat_unit: float | None = None  # I-frame bits/splat at step scale 1
@@ -144,9 +145,9 @@ class Encoder:
         cut = False
         coded = None
         if self.reference is not None and self.gop_length < self.settings.gop:
-            coded, result, fit_psnr = self._inter(index, image, self.rate.plan_inter(len(self.reference.q)))
-            limit = self.gop_psnr - self.settings.scenecut_db
-            if self.settings.scenecut_db > 0 and fit_psnr < limit:
+            coded, result, fit_psnr, warm_psnr = self._inter(index, image,
+                                                             self.rate.plan_inter(len(self.reference.q)))
+            if self._is_scene_cut(fit_psnr, warm_psnr):
                 coded, cut = None, True
         if coded is None:
             coded, result, fit_psnr = self._intra(index, image, self.rate.plan_intra())
@@ -154,11 +155,12 @@ class Encoder:
         self.reference = result
         self.gop_length += 1
         decoded = render_splats(result.splats, self.height, self.width)
+        self.prev_psnr = psnr(decoded, image, CHANNEL_WEIGHTS)
         output = Frame.from_yuv444_float(decoded, self.info, index)
         quality = frame_psnr(frame, output)
         out_psnr = quality.get("psnr_yuv", quality.get("psnr_y", 0.0))
         if coded.frame_type == "I":
-            self.gop_psnr = psnr(decoded, image, CHANNEL_WEIGHTS)
+            self.gop_psnr = self.prev_psnr
         if self.settings.target.psnr is not None:  # learn what quantisation and 4:2:0 cost
             self.psnr_margin = min(3.0, max(0.0, self.psnr_margin + self.settings.target.psnr - out_psnr))
         bits = 8 * (len(coded.payload) + record_overhead())
@@ -169,6 +171,13 @@ class Encoder:
                               out_psnr, fit_psnr, time.perf_counter() - start, cut,
                               stats.bits_per_splat())
         return coded, report_, decoded
+
+    def _is_scene_cut(self, fit_psnr: float, warm_psnr: float) -> bool:
+        """A new scene: the previous splats explain the frame far worse than they explained the last
+        one (a content change, not the usual motion), and fitting could not bring the P-frame back
+        within `scenecut_db` of what the GOP's I-frame reached."""
+        db = self.settings.scenecut_db
+        return db > 0 and fit_psnr < self.gop_psnr - db and warm_psnr < self.prev_psnr - 2 * db
 
     # ------------------------------------------------------------------------------------------
     def _budget(self, plan: FramePlan) -> SplatBudget:
@@ -246,7 +255,7 @@ class Encoder:
         return best, unit
 
     def _inter(self, index: int, image: torch.Tensor, plan: FramePlan
-               ) -> tuple[CodedFrame, _Reference, float]:
+               ) -> tuple[CodedFrame, _Reference, float, float]:
         assert self.reference is not None
         prev = self.reference
         n_prev = len(prev.q)
@@ -264,7 +273,7 @@ class Encoder:
         q = q.select(coded.order)
         decoded = dequantise(q, self.steps, image.device)
         fit_psnr = psnr(render_splats(decoded, self.height, self.width), image, CHANNEL_WEIGHTS)
-        return coded, _Reference(q, decoded), fit_psnr
+        return coded, _Reference(q, decoded), fit_psnr, result.warm_psnr
 
     @staticmethod
     def _revert_to_budget(result: InterResult, prev: QuantisedSplats, coded: CodedFrame, target_bits: float
@@ -278,7 +287,7 @@ class Encoder:
         candidates = candidates[torch.argsort(result.priority[candidates])]  # least important first
 
         def reverted(m: int) -> tuple[CodedFrame, QuantisedSplats]:
-            q = revert_rows(result.q, prev, result.kept, candidates[:m])
+            q = revert_rows(result.q, result.base, result.kept, candidates[:m])
             return encode_inter_frame(q, prev, result.kept), q
 
         lo, hi = 0, len(candidates)  # invariant: lo does not fit; hi fits (or is everything)

@@ -27,13 +27,18 @@ from gsvc_cli.codec.splats import Splats
 from gsvc_cli.render import render
 
 INTER_STEPS = {"fast": 40, "medium": 80, "slow": 160}
+MIN_GLOBAL_SHIFT = 0.3  # pixels; below this, global motion is not worth coding
+SHIFT_GAIN_DB = 0.2  # a global shift must improve the warm start by this much
 
 
 @dataclass
 class InterResult:
     """The fitted P-frame: integers in the order contract (survivors in previous order, then new),
     `kept` [K] increasing indices into the previous frame, the active mask over those rows, the
-    per-row priority (higher = more worth keeping active) and the PSNR of the quantised render."""
+    per-row priority (higher = more worth keeping active) and the PSNR of the quantised render.
+    base: the previous integers after global-motion compensation (what a frozen or reverted splat
+    carries); shift: that global motion in pixels (x, y); warm_psnr: the previous splats' PSNR
+    on this frame, before any fitting."""
 
     q: QuantisedSplats
     kept: torch.Tensor
@@ -41,6 +46,8 @@ class InterResult:
     priority: torch.Tensor
     psnr: float
     warm_psnr: float
+    base: QuantisedSplats
+    shift: tuple[float, float] = (0.0, 0.0)
 
 
 def _colour_gradient(splats: Splats, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +57,40 @@ def _colour_gradient(splats: Splats, image: torch.Tensor) -> tuple[torch.Tensor,
         out = render(splats.means, splats.chol, probe, image.shape[1], image.shape[2])
         (g,) = torch.autograd.grad(out, probe, grad_outputs=(out - image).detach())
     return out.detach(), g
+
+
+def estimate_shift(reference: torch.Tensor, image: torch.Tensor) -> tuple[float, float]:
+    """Global translation (dx, dy) in pixels that maps `reference` [H,W] onto `image` [H,W]
+    (image(p) ~ reference(p - d)), by phase correlation with a Hann window and a parabolic
+    sub-pixel peak. Pans and camera shake become one shift for all splats."""
+    height, width = image.shape
+    window = (torch.hann_window(height, periodic=False, device=image.device)[:, None]
+              * torch.hann_window(width, periodic=False, device=image.device)[None, :])
+    a = torch.fft.rfft2((reference - reference.mean()) * window)
+    b = torch.fft.rfft2((image - image.mean()) * window)
+    cross = b * a.conj()
+    corr = torch.fft.irfft2(cross / cross.abs().clamp(min=1e-12), s=(height, width))
+    peak = int(torch.argmax(corr))
+    py, px = divmod(peak, width)
+
+    def refine(left: float, centre: float, right: float) -> float:
+        denom = left - 2 * centre + right
+        return 0.0 if denom >= 0 else 0.5 * (left - right) / denom
+
+    centre = float(corr[py, px])
+    dy = py + refine(float(corr[(py - 1) % height, px]), centre, float(corr[(py + 1) % height, px]))
+    dx = px + refine(float(corr[py, (px - 1) % width]), centre, float(corr[py, (px + 1) % width]))
+    if dy > height / 2:
+        dy -= height
+    if dx > width / 2:
+        dx -= width
+    return dx, dy
+
+
+def _shifted(q: QuantisedSplats, shift: tuple[float, float], steps: QuantSteps) -> QuantisedSplats:
+    """q with every centre moved by `shift` pixels (rounded to the centre quantiser's grid)."""
+    delta = torch.tensor([round(shift[0] / steps.mean), round(shift[1] / steps.mean)], dtype=torch.int32)
+    return QuantisedSplats(q.means + delta, q.chol, q.colors)
 
 
 def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, steps: QuantSteps
@@ -81,11 +122,22 @@ def fit_inter(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps, *
     weights = weights / weights.sum()
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
+    base_q = prev_q
     prev = dequantise(prev_q, steps, device)
     n_prev = len(prev)
 
     rendered, wt_r = _colour_gradient(prev, image)
     warm_psnr = psnr(rendered.clamp(0, 1), image, weights)
+    shift = (0.0, 0.0)
+    if n_prev:
+        dx, dy = estimate_shift(rendered[0], image[0])
+        if max(abs(dx), abs(dy)) >= MIN_GLOBAL_SHIFT:
+            moved_q = _shifted(prev_q, (dx, dy), steps)
+            moved = dequantise(moved_q, steps, device)
+            moved_render, moved_wt_r = _colour_gradient(moved, image)
+            moved_psnr = psnr(moved_render.clamp(0, 1), image, weights)
+            if moved_psnr > warm_psnr + SHIFT_GAIN_DB:
+                base_q, prev, rendered, wt_r, shift = moved_q, moved, moved_render, moved_wt_r, (dx, dy)
     keep_mask = torch.ones(n_prev, dtype=torch.bool, device=device)
     n_prune = max(0, min(n_prune, n_prev - 1))
     if n_prune:
@@ -145,7 +197,7 @@ def fit_inter(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps, *
     final = assemble(Splats(*(p.detach() for p in params)))
     q = quantise(final, steps)
     # Frozen rows must carry their previous integers exactly (the float round trip must not move them).
-    prev_rows = prev_q.select(kept.cpu())
+    prev_rows = base_q.select(kept.cpu())
     frozen_rows = (~active[:n_kept]).cpu()
     q = QuantisedSplats(*[torch.cat([torch.where(frozen_rows[:, None], p, c[:n_kept]), c[n_kept:]])
                           for p, c in ((prev_rows.means, q.means), (prev_rows.chol, q.chol),
@@ -153,16 +205,18 @@ def fit_inter(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps, *
     with torch.no_grad():
         decoded = dequantise(q, steps, device)
         out = render(decoded.means, decoded.chol, decoded.colors, height, width).clamp(0, 1)
-    return InterResult(q, kept.cpu(), active.cpu(), priority.cpu(), psnr(out, image, weights), warm_psnr)
+    return InterResult(q, kept.cpu(), active.cpu(), priority.cpu(), psnr(out, image, weights), warm_psnr,
+                       base_q, shift)
 
 
-def revert_rows(q: QuantisedSplats, prev_q: QuantisedSplats, kept: torch.Tensor, rows: torch.Tensor
+def revert_rows(q: QuantisedSplats, base_q: QuantisedSplats, kept: torch.Tensor, rows: torch.Tensor
                 ) -> QuantisedSplats:
-    """Put survivor `rows` (indices < len(kept)) back to their previous integers."""
+    """Put survivor `rows` (indices < len(kept)) back to their base (previous, motion-compensated)
+    integers."""
     if len(rows) == 0:
         return q
     out = []
-    for cur, prev in ((q.means, prev_q.means), (q.chol, prev_q.chol), (q.colors, prev_q.colors)):
+    for cur, prev in ((q.means, base_q.means), (q.chol, base_q.chol), (q.colors, base_q.colors)):
         cur = cur.clone()
         cur[rows] = prev[kept[rows]]
         out.append(cur)
