@@ -1,0 +1,41 @@
+"""gsvc demo: the README's main job, end to end on the bundled clip (one short run)."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import run_gsvc_cli
+
+from gsvc_cli.commands.demo import DEMO_CLIP
+from gsvc_cli.video import open_video
+
+
+def test_bundled_clip_is_real_and_small():
+    assert DEMO_CLIP.stat().st_size < 1_000_000
+    assert (DEMO_CLIP.parent / "SOURCE.md").read_text().count("openh264") >= 1
+    with open_video(DEMO_CLIP) as reader:
+        info = reader.info
+        frames = list(reader)
+    assert (info.width, info.height, info.frame_count, len(frames)) == (320, 192, 5, 5)
+
+
+def test_demo_encodes_decodes_and_measures(tmp_path):
+    out_dir = tmp_path / "demo"
+    result = run_gsvc_cli("demo", "--frames", "1", "--preset", "fast", "--bpp", "0.2", "--out-dir", out_dir)
+    assert result.returncode == 0, result.stderr
+    encoded, decoded = out_dir / "demo.gsvc", out_dir / "demo_decoded.y4m"
+    assert encoded.stat().st_size > 0
+    with open_video(decoded) as reader:
+        assert (reader.info.width, reader.info.height, len(list(reader))) == (320, 192, 1)
+    figures = dict(re.findall(r"│ ([A-Za-z][^│]*?)\s+│\s+([^│]+?)\s+│", result.stdout))
+    bpp = float(figures["bpp (target)"].split()[0])
+    assert abs(bpp - 8 * encoded.stat().st_size / (320 * 192)) < 1e-3
+    assert 15 < float(figures["PSNR YUV 6:1:1 (dB)"]) < 60
+    assert 0 <= float(figures["VMAF (vmaf_v0.6.1)"]) <= 100
+    assert 0 < float(figures["MS-SSIM Y"]) <= 1
+    assert str(out_dir) in result.stdout + result.stderr
+    # A second run refuses to replace the outputs (before encoding anything) and leaves them intact.
+    before = encoded.read_bytes()
+    again = run_gsvc_cli("demo", "--frames", "1", "--out-dir", out_dir)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert encoded.read_bytes() == before
