@@ -128,10 +128,10 @@ def encode_command(
 ) -> None:
     overwrite = resolve_overwrite(overwrite, no_overwrite)
     settings = EncoderSettings(rate_target(bpp, psnr, splats), preset.value, gop, scenecut, seed)
+    refuse_same_file(output, source)
     if output.suffix.lower() in VIDEO_SUFFIXES:
         raise UsageError(f"{output}: gsvc encode writes a .gsvc file, not {output.suffix}",
                          hint=f"name it {output.with_suffix('.gsvc').name}; gsvc decode makes videos")
-    refuse_same_file(output, source)
     check_output_path(output, overwrite)  # fail before the slow part, not after it
     with open_video(source, size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt, start=start,
                     frames=frames) as reader:
