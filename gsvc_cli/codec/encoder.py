@@ -46,13 +46,14 @@ STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """How to encode. gop: longest GOP in frames (1 = all intra). scenecut_db: quality drop (dB,
-    YUV 6:1:1 against the GOP's I-frame) that turns a P-frame into an I-frame; 0 disables it."""
+    """How to encode. gop: longest GOP in frames (1 = all intra). scenecut_db: a P-frame whose warm
+    start is less than this many dB (YUV 6:1:1) better than a coarse 40x40-pixel-block picture of the frame
+    becomes an I-frame (a scene cut); 0 disables scene-cut detection."""
 
     target: RateTarget
     preset: str = "medium"
     gop: int = 60
-    scenecut_db: float = 3.0
+    scenecut_db: float = 2.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -147,7 +148,7 @@ class Encoder:
         if self.reference is not None and self.gop_length < self.settings.gop:
             coded, result, fit_psnr, warm_psnr = self._inter(index, image,
                                                              self.rate.plan_inter(len(self.reference.q)))
-            if self._is_scene_cut(fit_psnr, warm_psnr):
+            if self._is_scene_cut(image, warm_psnr):
                 coded, cut = None, True
         if coded is None:
             coded, result, fit_psnr = self._intra(index, image, self.rate.plan_intra())
@@ -172,12 +173,12 @@ class Encoder:
                               stats.bits_per_splat())
         return coded, report_, decoded
 
-    def _is_scene_cut(self, fit_psnr: float, warm_psnr: float) -> bool:
-        """A new scene: the previous splats explain the frame far worse than they explained the last
-        one (a content change, not the usual motion), and fitting could not bring the P-frame back
-        within `scenecut_db` of what the GOP's I-frame reached."""
+    def _is_scene_cut(self, image: torch.Tensor, warm_psnr: float) -> bool:
+        """A new scene: the previous frame's splats explain this frame hardly better than a coarse
+        picture of the frame itself (means of 40x40-pixel blocks) does. Motion, however fast, leaves
+        the warm start far above that floor; a cut drops it to the floor. No pre-pass needed."""
         db = self.settings.scenecut_db
-        return db > 0 and fit_psnr < self.gop_psnr - db and warm_psnr < self.prev_psnr - 2 * db
+        return db > 0 and warm_psnr < coarse_psnr(image) + db
 
     # ------------------------------------------------------------------------------------------
     def _budget(self, plan: FramePlan) -> SplatBudget:
@@ -300,6 +301,14 @@ class Encoder:
             else:
                 lo = mid
         return best
+
+
+def coarse_psnr(image: torch.Tensor, block: int = 40) -> float:
+    """PSNR (6:1:1) of the image against a picture of its own means over block x block pixels."""
+    grid = (max(1, round(image.shape[1] / block)), max(1, round(image.shape[2] / block)))
+    coarse = torch.nn.functional.adaptive_avg_pool2d(image[None], grid)
+    up = torch.nn.functional.interpolate(coarse, size=image.shape[1:], mode="nearest")[0]
+    return psnr(up, image, CHANNEL_WEIGHTS)
 
 
 def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor) -> int:

@@ -37,8 +37,8 @@ class InterResult:
     `kept` [K] increasing indices into the previous frame, the active mask over those rows, the
     per-row priority (higher = more worth keeping active) and the PSNR of the quantised render.
     base: the previous integers after global-motion compensation (what a frozen or reverted splat
-    carries); shift: that global motion in pixels (x, y); warm_psnr: the previous splats' PSNR
-    on this frame, before any fitting."""
+    carries); shift: that global motion in pixels (x, y); warm_psnr: the PSNR of the (shifted)
+    previous splats on this frame, before any fitting."""
 
     q: QuantisedSplats
     kept: torch.Tensor
@@ -138,6 +138,7 @@ def fit_inter(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps, *
             moved_psnr = psnr(moved_render.clamp(0, 1), image, weights)
             if moved_psnr > warm_psnr + SHIFT_GAIN_DB:
                 base_q, prev, rendered, wt_r, shift = moved_q, moved, moved_render, moved_wt_r, (dx, dy)
+                warm_psnr = moved_psnr
     keep_mask = torch.ones(n_prev, dtype=torch.bool, device=device)
     n_prune = max(0, min(n_prune, n_prev - 1))
     if n_prune:
