@@ -25,6 +25,7 @@ from gsvc_cli.commands.common import (
 from gsvc_cli.commands.encode import Preset, summary_line
 from gsvc_cli.errors import InputError, UsageError
 from gsvc_cli.metrics.evaluate import DEFAULT_METRICS, evaluate
+from gsvc_cli.progress import report
 from gsvc_cli.video import open_video
 
 DEMO_CLIP = Path(__file__).resolve().parents[1] / "data" / "vt2people_320x192_5f.y4m"
@@ -96,7 +97,9 @@ def demo_command(
     try:
         with open_video(DEMO_CLIP, frames=frames) as reader, progress_renderer(quiet) as progress:
             info = reader.info
-            summary = encode_video(reader, info, encoded, settings, frame_count=info.frame_count or frames,
+            count = info.frame_count or frames
+            report(progress, "encode", 0, count)  # starts the bar's clock before the first frame
+            summary = encode_video(reader, info, encoded, settings, frame_count=count,
                                    overwrite=overwrite, progress=progress)
         if not quiet:
             stderr_console.print(summary_line(summary, info.fps), markup=False, soft_wrap=True)

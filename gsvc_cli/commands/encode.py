@@ -29,6 +29,7 @@ from gsvc_cli.commands.common import (
     stderr_console,
 )
 from gsvc_cli.errors import UsageError
+from gsvc_cli.progress import report
 from gsvc_cli.video import open_video
 
 DEFAULT_BPP = 0.4
@@ -141,6 +142,7 @@ def encode_command(
             raise UsageError(f"{source}: cannot tell how many frames it has (rate control needs it)",
                              hint="give --frames N")
         with progress_renderer(quiet) as progress:
+            report(progress, "encode", 0, count)  # starts the bar's clock before the first frame
             summary = encode_video(reader, info, output, settings, frame_count=count,
                                    overwrite=overwrite, progress=progress)
     if verbose:
