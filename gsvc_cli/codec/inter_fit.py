@@ -28,7 +28,7 @@ from gsvc_cli.render import render
 
 INTER_STEPS = {"fast": 40, "medium": 80, "slow": 160}
 MIN_GLOBAL_SHIFT = 0.3  # pixels; below this, global motion is not worth coding
-SHIFT_GAIN_DB = 0.2  # a global shift must improve the warm start by this much
+SHIFT_GAIN_DB = 1.0  # a global shift must improve the warm start by this much
 
 
 @dataclass
