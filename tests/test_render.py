@@ -303,3 +303,24 @@ def test_reference_and_native_agree_on_a_hash_of_nothing_special():
     a = render(*random_splats(50, 16, 16, seed=19), 16, 16, backend="cpu")
     b = render(*random_splats(50, 16, 16, seed=20), 16, 16, backend="cpu")
     assert hashlib.sha256(a.numpy().tobytes()).digest() != hashlib.sha256(b.numpy().tobytes()).digest()
+
+
+def test_auto_falls_back_to_the_reference_with_one_warning_when_the_build_fails(monkeypatch, caplog):
+    import gsvc_cli.render as render_module
+    import gsvc_cli.render.build as build
+
+    def broken() -> None:
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(build, "cpu_kernels", broken)
+    monkeypatch.setattr(render_module, "_warned", set())
+    monkeypatch.delenv("GSVC_RENDER_BACKEND", raising=False)
+    means, chol, colors = random_splats(30, 12, 14, seed=21)
+    with caplog.at_level("WARNING", logger="gsvc_cli.render"):
+        out = render(means, chol, colors, 12, 14)
+        render(means, chol, colors, 12, 14)
+    assert torch.equal(out, render_reference(means, chol, colors, 12, 14))
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1 and "no compiler" in warnings[0].getMessage()
+    with pytest.raises(RenderError, match="cpu backend failed to build"):
+        render(means, chol, colors, 12, 14, backend="cpu")

@@ -11,11 +11,11 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__CUDACC__)
 #define GSVC_HD __host__ __device__ __forceinline__
 #else
-#include <string.h>
 #define GSVC_HD inline
 #endif
 
