@@ -1,31 +1,37 @@
 """Compare a distorted video with its reference, frame by frame: the core of `gsvc eval`.
 
-Frames are decoded once, in two prefetch threads (FFmpeg releases the GIL), scored in torch on
-the main thread, and streamed to a parallel libvmaf process. Memory stays bounded by a few frames.
+Frames are decoded once, in two prefetch threads (FFmpeg releases the GIL), streamed to a
+parallel libvmaf process, and scored in torch by a pool of worker threads (one frame each, torch
+releases the GIL too). Memory stays bounded by a few frames.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gsvc_cli.errors import UsageError
 from gsvc_cli.metrics.psnr import frame_psnr
-from gsvc_cli.metrics.ssim import block_ssim, ms_ssim_scales, ms_ssim_with_ssim
+from gsvc_cli.metrics.ssim import block_ssim, ms_ssim, ms_ssim_scales
 from gsvc_cli.metrics.vmaf import VmafRunner
 from gsvc_cli.progress import ProgressCallback, report
 from gsvc_cli.video import Frame, VideoInfo, VideoReader, open_video
+from gsvc_cli.video.colour import _matrix, _range_scale, upsample_chroma
 
 METRICS = ("psnr", "ssim", "msssim", "vmaf")
+_MAX_WORKERS = 4  # frames scored at once: each holds ~150 MB of float maps at 1080p
 DEFAULT_METRICS = ("psnr", "msssim", "vmaf")
 
 
@@ -122,8 +128,9 @@ def _prefetch(reader: VideoReader, depth: int = 3) -> Iterator[Frame]:
 
 @contextlib.contextmanager
 def _torch_threads(count: int) -> Iterator[None]:
-    """Run torch with `count` intra-op threads, then restore. Half the cores go to torch and half
-    to decoding and libvmaf: oversubscribed OpenMP threads spin and ran ~10x slower here."""
+    """Run torch with `count` intra-op threads, then restore. Evaluation parallelises over frames
+    instead (one frame per worker thread; torch releases the GIL): small ops on many threads
+    cost more in synchronisation than they gain, and decoding and libvmaf need cores too."""
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -158,7 +165,8 @@ def evaluate(ref_path: Path | str, dist_path: Path | str, metrics: Sequence[str]
     """
     metrics = parse_metrics(metrics)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_torch_threads(max(1, (os.cpu_count() or 2) // 2)))
+        workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
+        stack.enter_context(_torch_threads(1))
         ref_reader = stack.enter_context(open_video(ref_path, start=start, frames=frames,
                                                     **(ref_options or {})))
         dist_reader = stack.enter_context(open_video(dist_path, start=start, frames=frames,
@@ -184,7 +192,17 @@ def evaluate(ref_path: Path | str, dist_path: Path | str, metrics: Sequence[str]
         dist_iter = _prefetch(dist_reader)
         stack.callback(ref_iter.close)
         stack.callback(dist_iter.close)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gsvc-eval")
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+        pending: collections.deque[Future[dict[str, float]]] = collections.deque()
         count = 0
+
+        def collect() -> None:  # the oldest pending frame, so rows stay in order
+            row = {"frame": float(start + len(result.frames)), **pending.popleft().result()}
+            result.frames.append(row)
+            shown = {k: row[k] for k in ("psnr_y", "msssim_y", "ssim_y") if k in row}
+            report(progress, "eval", len(result.frames), total, **shown)
+
         while frames is None or count < frames:
             ref_frame = next(ref_iter, None)
             dist_frame = next(dist_iter, None)
@@ -195,18 +213,18 @@ def evaluate(ref_path: Path | str, dist_path: Path | str, metrics: Sequence[str]
                 raise UsageError(f"{short}: ends after {count} frames, before {other} "
                                  "(use --frames N to compare the first N)")
             dist_frame = dist_frame.convert(ref_info)
-            row = _score(ref_frame, dist_frame, metrics, ref_info)
-            row = {"frame": float(start + count), **row}
-            result.frames.append(row)
-            if vmaf is not None:
+            if vmaf is not None:  # first, so libvmaf works while this frame is scored here
                 if ref_info.fmt.rgb:
                     yuv_info = ref_info.with_(pix_fmt="yuv444p")
                     vmaf.add(ref_frame.convert(yuv_info), dist_frame.convert(yuv_info))
                 else:
                     vmaf.add(ref_frame, dist_frame)
+            pending.append(pool.submit(_score, ref_frame, dist_frame, metrics, ref_info))
             count += 1
-            shown = {k: row[k] for k in ("psnr_y", "msssim_y", "ssim_y") if k in row}
-            report(progress, "eval", count, total, **shown)
+            if len(pending) > workers:
+                collect()
+        while pending:
+            collect()
         if count == 0:
             raise UsageError(f"{ref_path}: no frames to compare")
         if frames is not None and count < frames:
@@ -222,31 +240,65 @@ def evaluate(ref_path: Path | str, dist_path: Path | str, metrics: Sequence[str]
         return result
 
 
+def _y_and_rgb(frame: Frame) -> torch.Tensor:
+    """[4, H, W] float32: Y as code value / peak, then R, G, B in [0, 1].
+
+    RGB equals frame.to_rgb_float() up to float rounding, for a fraction of the cost on YUV: the
+    range and offset scaling happens at chroma resolution (bilinear upsampling is affine, so the
+    order does not matter), and each RGB plane is at most three passes written in place.
+    """
+    fmt = frame.fmt
+    peak = float(fmt.peak)
+    if fmt.rgb or fmt.planes != 3:
+        y = frame.to_yuv444_float()[0] if fmt.rgb else torch.from_numpy(frame.y.astype(np.float32)) / peak
+        return torch.cat((y[None], frame.to_rgb_float()))
+    height, width = frame.height, frame.width
+    y_off, y_span, c_off, c_span = _range_scale(frame.color_range, fmt.bits)
+    matrix = _matrix(frame.color_matrix, torch.float64).tolist()
+    out = torch.empty(4, height, width)
+    luma = torch.from_numpy(frame.y.astype(np.float32))
+    torch.mul(luma, 1.0 / peak, out=out[0])
+    luma.sub_(y_off).mul_(1.0 / y_span)
+
+    def chroma(plane: np.ndarray) -> torch.Tensor:
+        c = torch.from_numpy(plane.astype(np.float32)).sub_(c_off).mul_(1.0 / c_span)
+        return upsample_chroma(c, fmt.shift_x, fmt.shift_y, height, width)
+
+    cb, cr = chroma(frame.u), chroma(frame.v)
+    for plane, (k_y, k_cb, k_cr) in zip(out[1:], matrix, strict=True):
+        torch.mul(luma, k_y, out=plane)
+        for k, c in ((k_cb, cb), (k_cr, cr)):
+            if k != 0.0:
+                plane.add_(c, alpha=k)
+    out[1:].clamp_(0.0, 1.0)
+    return out
+
+
 @torch.inference_mode()
 def _score(ref: Frame, dist: Frame, metrics: tuple[str, ...], info: VideoInfo) -> dict[str, float]:
-    """All torch/numpy figures of one frame pair (VMAF is done elsewhere)."""
+    """All torch/numpy figures of one frame pair (VMAF is done elsewhere). Thread-safe."""
     row: dict[str, float] = {}
-    need_rgb = "psnr" in metrics or "msssim" in metrics
-    rgb = (ref.to_rgb_float(), dist.to_rgb_float()) if need_rgb else None
-    if "psnr" in metrics:
-        row.update(frame_psnr(ref, dist, rgb))
     fmt = info.fmt
-    peak = float(fmt.peak if not fmt.rgb else 255)
-    if "ssim" in metrics or "msssim" in metrics:
+    need_rgb = "psnr" in metrics or "msssim" in metrics
+    # Y (normalised) and RGB, converted once and shared by PSNR-RGB and both MS-SSIMs
+    stacks = (_y_and_rgb(ref), _y_and_rgb(dist)) if need_rgb else None
+    if "psnr" in metrics:
+        assert stacks is not None
+        row.update(frame_psnr(ref, dist, (stacks[0][1:], stacks[1][1:])))
+    if "ssim" in metrics:
+        peak = float(fmt.peak if not fmt.rgb else 255)
         if fmt.rgb:
             ref_y = ref.to_yuv444_float()[0] * 255.0
             dist_y = dist.to_yuv444_float()[0] * 255.0
-        else:
-            ref_y = torch.from_numpy(ref.y.astype("float32"))
-            dist_y = torch.from_numpy(dist.y.astype("float32"))
-        if "ssim" in metrics:
-            row["ssim_y"] = block_ssim(ref_y, dist_y, peak)
-        if "msssim" in metrics:
-            assert rgb is not None
-            y_ms, _ = ms_ssim_with_ssim(ref_y / peak, dist_y / peak, 1.0)
-            rgb_ms, _ = ms_ssim_with_ssim(rgb[0], rgb[1], 1.0)
-            row["msssim_y"] = float(y_ms.mean())
-            row["msssim_rgb"] = float(rgb_ms.mean())
+        else:  # uint8 planes stay integer: block_ssim's exact float32 path
+            ref_y, dist_y = (torch.from_numpy(f.y.copy() if f.y.dtype == np.uint8 else f.y.astype(np.float32))
+                             for f in (ref, dist))  # copy: decoded planes may be read-only
+        row["ssim_y"] = block_ssim(ref_y, dist_y, peak)
+    if "msssim" in metrics:
+        assert stacks is not None
+        values = ms_ssim(stacks[0], stacks[1], 1.0)[0]  # Y, R, G, B in one pass
+        row["msssim_y"] = float(values[0])
+        row["msssim_rgb"] = float(values[1:].mean())
     return row
 
 

@@ -211,24 +211,28 @@ def block_ssim(x: torch.Tensor, y: torch.Tensor, peak: float = 255.0) -> float:
 
     Statistics come from 4x4 block sums; each window joins 2x2 neighbouring blocks. Constants
     are (0.01 peak)^2 and (0.03 peak)^2 on per-pixel moments, with the n-1 variance estimate.
+    Integer planes of up to 8 bits (e.g. uint8 tensors) take a float32 path that is still exact:
+    products and 4x4 block sums stay below 2^24. Anything else is summed in float64.
     """
     if x.shape != y.shape or x.dim() != 2:
         raise ValueError(f"block_ssim: need two equal [H, W] planes, got {tuple(x.shape)}, {tuple(y.shape)}")
     bh, bw = x.shape[0] // 4, x.shape[1] // 4
     if bh < 2 or bw < 2:
         raise ValueError(f"block_ssim: plane {tuple(x.shape)} is smaller than one 8x8 window")
-    x = x[: bh * 4, : bw * 4].double()
-    y = y[: bh * 4, : bw * 4].double()
+    exact32 = not x.is_floating_point() and not y.is_floating_point() and peak <= 255
+    dtype = torch.float32 if exact32 else torch.float64
+    x = x[: bh * 4, : bw * 4].to(dtype)
+    y = y[: bh * 4, : bw * 4].to(dtype)
 
-    def block_sums(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(bh, 4, bw, 4).sum(dim=(1, 3))
+    def block_sums(t: torch.Tensor) -> torch.Tensor:  # rows of 4 first: contiguous, fast reductions
+        return t.reshape(bh, 4, bw * 4).sum(dim=1).reshape(bh, bw, 4).sum(dim=2).double()
 
     def window_sums(t: torch.Tensor) -> torch.Tensor:
         return t[:-1, :-1] + t[1:, :-1] + t[:-1, 1:] + t[1:, 1:]
 
     s1 = window_sums(block_sums(x))
     s2 = window_sums(block_sums(y))
-    ss = window_sums(block_sums(x * x + y * y))
+    ss = window_sums(block_sums(torch.addcmul(x * x, y, y)))
     s12 = window_sums(block_sums(x * y))
     n = 64.0
     c1 = (K1 * peak) ** 2 * n * n
