@@ -40,6 +40,9 @@ CHANNEL_WEIGHTS = (6.0, 1.0, 1.0)
 PRESETS = ("fast", "medium", "slow")
 ENCODER_NAME = "gsvc-encoder 1"
 PSNR_MARGIN_DB = 0.3  # starting allowance for quantisation and chroma subsampling (--psnr)
+PSNR_TOLERANCE_DB = 0.25
+PSNR_SEARCH_FITS = 4
+DB_PER_DOUBLING = 2.5  # typical PSNR gain per doubling of the splat count (measured on Kodak/CIF)
 STEP_SEARCH_ITERS = 9
 STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
 
@@ -136,6 +139,7 @@ class Encoder:
         self.prev_psnr = 0.0
         self.gop_length = 0
         self.psnr_margin = PSNR_MARGIN_DB
+        self.psnr_count: int | None = None  # --psnr: the last I-frame's splat count
         self.bits_per_splat_unit: float | None = None  # I-frame bits/splat at step scale 1
 
     # ------------------------------------------------------------------------------------------
@@ -146,8 +150,7 @@ class Encoder:
         cut = False
         coded = None
         if self.reference is not None and self.gop_length < self.settings.gop:
-            coded, result, fit_psnr, warm_psnr = self._inter(index, image,
-                                                             self.rate.plan_inter(len(self.reference.q)))
+            coded, result, fit_psnr, warm_psnr = self._inter(index, image, self._plan_inter(image))
             if self._is_scene_cut(image, warm_psnr):
                 coded, cut = None, True
         if coded is None:
@@ -173,6 +176,21 @@ class Encoder:
                               stats.bits_per_splat())
         return coded, report_, decoded
 
+    def _plan_inter(self, image: torch.Tensor) -> FramePlan:
+        """The rate controller's plan; without a bit target, scaled by how much quality the previous
+        splats lose on this frame (relative to the PSNR goal), so a still frame changes nothing."""
+        assert self.reference is not None
+        plan = self.rate.plan_inter(len(self.reference.q))
+        if plan.bits is not None:
+            return plan
+        goal = (self.settings.target.psnr + self.psnr_margin if self.settings.target.psnr is not None
+                else self.prev_psnr)
+        warm = psnr(render_splats(self.reference.splats, self.height, self.width), image, CHANNEL_WEIGHTS)
+        need = max(0.0, min(2.0, (goal - warm) / 3.0))
+        if need < 0.02:
+            return FramePlan(plan.count, 0, None, 0.0)
+        return FramePlan(plan.count, int(round(plan.add * need)), None, min(1.0, plan.active * need * 2))
+
     def _is_scene_cut(self, image: torch.Tensor, warm_psnr: float) -> bool:
         """A new scene: the previous frame's splats explain this frame hardly better than a coarse
         picture of the frame itself (means of 40x40-pixel blocks) does. Motion, however fast, leaves
@@ -181,11 +199,57 @@ class Encoder:
         return db > 0 and warm_psnr < coarse_psnr(image) + db
 
     # ------------------------------------------------------------------------------------------
-    def _budget(self, plan: FramePlan) -> SplatBudget:
-        target = self.settings.target
-        if target.psnr is not None:
-            return SplatBudget(psnr=target.psnr + self.psnr_margin, max_count=plan.count)
-        return SplatBudget(count=plan.count)
+    def _fit_to_psnr(self, image: torch.Tensor, target: float, seed: int) -> tuple[Splats, float]:
+        """Fit at the splat count the PSNR target needs: start from the last I-frame's count (or a
+        small guess) and correct it by secant steps on PSNR against log2(count), at most
+        PSNR_SEARCH_FITS fits; keep the smallest fit that reaches the target (else the best)."""
+        pixels = self.height * self.width
+        count = self.psnr_count or max(16, pixels // 200)
+        tried: list[tuple[int, Splats, float]] = []
+        slope = DB_PER_DOUBLING
+        for _ in range(PSNR_SEARCH_FITS):
+            splats, _, fit_psnr = self._fit(image, SplatBudget(count=count), None, self.intra_config, seed,
+                                            None)
+            tried.append((count, splats, fit_psnr))
+            if abs(fit_psnr - target) <= PSNR_TOLERANCE_DB:
+                break
+            if len(tried) >= 2:
+                (c0, _, p0), (c1, _, p1) = tried[-2], tried[-1]
+                if c0 != c1 and p0 != p1:
+                    slope = min(8.0, max(0.5, (p1 - p0) / math.log2(c1 / c0)))
+            new = int(min(self.rate.max_splats, max(16, count * 2.0 ** ((target - fit_psnr) / slope))))
+            if new == count:
+                break
+            count = new
+        good = [t for t in tried if t[2] >= target - PSNR_TOLERANCE_DB]
+        count, splats, fit_psnr = min(good, key=lambda t: t[0]) if good else max(tried, key=lambda t: t[2])
+        self.psnr_count = count
+        return splats, fit_psnr
+
+    def _plan_inter(self, image: torch.Tensor) -> FramePlan:
+        """The rate controller's plan; without a bit target, scaled by how much quality the previous
+        splats lose on this frame (relative to the PSNR goal), so a still frame changes nothing."""
+        assert self.reference is not None
+        plan = self.rate.plan_inter(len(self.reference.q))
+        if plan.bits is not None:
+            return plan
+        goal = (self.settings.target.psnr + self.psnr_margin if self.settings.target.psnr is not None
+                else self.prev_psnr)
+        warm = psnr(render_splats(self.reference.splats, self.height, self.width), image, CHANNEL_WEIGHTS)
+        need = max(0.0, min(2.0, (goal - warm) / 3.0))
+        if need < 0.02:
+            return FramePlan(plan.count, 0, None, 0.0)
+        return FramePlan(plan.count, int(round(plan.add * need)), None, min(1.0, plan.active * need * 2))
+
+    def _is_scene_cut(self, image: torch.Tensor, warm_psnr: float) -> bool:
+        """A new scene: the previous frame's splats explain this frame hardly better than a coarse
+        picture of the frame itself (means of 40x40-pixel blocks) does. Motion, however fast, leaves
+        the warm start far above that floor; a cut drops it to the floor. No pre-pass needed."""
+        db = self.settings.scenecut_db
+        return db > 0 and warm_psnr < coarse_psnr(image) + db
+
+    # ------------------------------------------------------------------------------------------
+
 
     def _fit(self, image: torch.Tensor, budget: SplatBudget, init: Splats | None, config: FitConfig,
              seed: int, steps: QuantSteps | None) -> tuple[Splats, torch.Tensor, float]:
@@ -200,7 +264,12 @@ class Encoder:
     def _intra(self, index: int, image: torch.Tensor, plan: FramePlan
                ) -> tuple[CodedFrame, _Reference, float]:
         seed = self.settings.seed + index
-        splats, _, fit_psnr = self._fit(image, self._budget(plan), None, self.intra_config, seed, None)
+        target_psnr = self.settings.target.psnr
+        if target_psnr is not None:
+            splats, fit_psnr = self._fit_to_psnr(image, target_psnr + self.psnr_margin, seed)
+        else:
+            splats, _, fit_psnr = self._fit(image, SplatBudget(count=plan.count), None, self.intra_config,
+                                            seed, None)
         if plan.bits is not None:
             target = plan.bits - 8 * record_overhead()
             scale, unit_bits = self._search_step_scale(splats, target)
