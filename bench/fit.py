@@ -43,18 +43,22 @@ def compare(args: argparse.Namespace) -> None:
     names = list(args.images) + ([args.clip] if args.clip else [])
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, preset {args.preset}")
-    print("| image | splats | ours PSNR | ours steps | ours s | baseline PSNR same time | baseline steps |"
-          " gain dB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| image | splats | ours PSNR | ours steps | ours wall s | ours CPU s | baseline PSNR same wall time |"
+          " baseline steps | baseline CPU s | gain dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         image = load_image(name)
         for count in args.counts:
             ours_cfg = FitConfig.preset(args.preset)
+            cpu0 = time.process_time()
             splats, ours = fit_frame(image, SplatBudget(count=count), config=ours_cfg, seed=0)
+            cpu1 = time.process_time()
             base_cfg = replace(FitConfig.baseline(10**9), time_limit=ours.seconds)
             _, base = fit_frame(image, SplatBudget(count=count), config=base_cfg, seed=0)
-            print(f"| {name} | {count} | {ours.psnr:.2f} | {ours.steps} | {ours.seconds:.1f} | "
-                  f"{base.psnr:.2f} | {base.steps} | {ours.psnr - base.psnr:+.2f} |", flush=True)
+            cpu2 = time.process_time()
+            print(f"| {name} | {count} | {ours.psnr:.2f} | {ours.steps} | {ours.seconds:.1f} | {cpu1 - cpu0:.1f} | "
+                  f"{base.psnr:.2f} | {base.steps} | {cpu2 - cpu1:.1f} | {ours.psnr - base.psnr:+.2f} |",
+                  flush=True)
             if args.curves:
                 for label, stats in (("ours", ours), ("baseline", base)):
                     points = ", ".join(f"{s:.0f}s:{p:.2f}" for _, s, _, p in stats.history[:: max(

@@ -63,7 +63,7 @@ class FitConfig:
     min_steps: int = 40  # never stop early before this
     # Learning rates ("ours": Adam; cosine decay to lr * lr_final_fraction over max_steps).
     lr_means: float = 0.25
-    lr_chol: float = 0.02
+    lr_chol: float = 0.04
     lr_colors: float = 0.01
     lr_final_fraction: float = 0.05
     # Baseline recipe (Adan, one lr for all, StepLR).
@@ -75,7 +75,7 @@ class FitConfig:
     stop_window: int = 40
     # Closed-form colour refits (every refit_every steps, after each densification and at the end).
     refit_every: int = 100
-    refit_iters: int = 12
+    refit_iters: int = 6
     final_refit_iters: int = 25
     # Densification / pruning: every densify_every steps while step < densify_until * max_steps,
     # swap swap_fraction of the splats (prune the least useful, add at the largest residual).
