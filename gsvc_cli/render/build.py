@@ -82,9 +82,12 @@ def _build_cpu() -> ModuleType:
     name = f"gsvc_render_cpu_{_build_key(source_dir, CPU_SOURCES, CPU_FLAGS)}"
     build_dir = cache_dir() / name
     shared_object = build_dir / f"{name}.so"
-    if shared_object.is_file():
+    # torch's builder holds build_dir/lock while compiling: a .so seen during that may be half-written,
+    # so only take the fast path when no build is in progress (else load() waits for it).
+    if shared_object.is_file() and not (build_dir / "lock").exists():
         return _import_shared_object(name, shared_object)
-    log.info("compiling kernels (once)")
+    if not shared_object.is_file():
+        log.info("compiling kernels (once)")
     build_dir.mkdir(parents=True, exist_ok=True)
     return cpp_extension.load(
         name=name,
