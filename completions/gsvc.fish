@@ -14,7 +14,7 @@ complete -c gsvc -n '__fish_seen_subcommand_from encode' -l psnr -x -d 'Target P
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l splats -x -d 'Fixed number of splats per frame'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l preset -x -a 'fast medium slow' -d 'Speed/quality trade-off'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l gop -x -d 'Longest GOP in frames (1 = all I-frames)'
-complete -c gsvc -n '__fish_seen_subcommand_from encode' -l scenecut -x -d 'Quality drop in dB that turns a P-frame into an I-frame (0: off)'
+complete -c gsvc -n '__fish_seen_subcommand_from encode' -l scenecut -x -d 'Scene-cut sensitivity in dB: a P-frame whose warm start beats a coarse block picture of the frame by less than this becomes an I-frame (0: off)'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l seed -x -d 'Random seed of the fitter (same seed, same file)'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l start -x -d 'First frame to read (0-based)'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l frames -x -d 'Read at most this many frames'

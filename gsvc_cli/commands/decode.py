@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from gsvc_cli.atomic import refuse_same_file
-from gsvc_cli.codec.decoder import DecodeSummary, decode_video
 from gsvc_cli.commands.common import (
     NoOverwriteOption,
     OverwriteOption,
@@ -17,6 +17,9 @@ from gsvc_cli.commands.common import (
     resolve_overwrite,
     stderr_console,
 )
+
+if TYPE_CHECKING:  # the core imports torch: load it only when a command runs
+    from gsvc_cli.codec.decoder import DecodeSummary
 
 HELP = """Decode a .gsvc file into a video.
 
@@ -73,6 +76,8 @@ def decode_command(
     no_overwrite: bool = NoOverwriteOption,
     quiet: bool = QuietOption,
 ) -> None:
+    from gsvc_cli.codec.decoder import decode_video
+
     overwrite = resolve_overwrite(overwrite, no_overwrite)
     refuse_same_file(output, source)
     with progress_renderer(quiet) as progress:

@@ -11,8 +11,6 @@ import typer
 from rich.table import Table
 
 from gsvc_cli.atomic import check_output_path
-from gsvc_cli.codec.encoder import EncoderSettings, encode_video
-from gsvc_cli.codec.rate_control import RateTarget
 from gsvc_cli.commands.common import (
     NoOverwriteOption,
     OverwriteOption,
@@ -24,9 +22,7 @@ from gsvc_cli.commands.common import (
 )
 from gsvc_cli.commands.encode import Preset, summary_line
 from gsvc_cli.errors import InputError, UsageError
-from gsvc_cli.metrics.evaluate import DEFAULT_METRICS, evaluate
 from gsvc_cli.progress import report
-from gsvc_cli.video import open_video
 
 DEMO_CLIP = Path(__file__).resolve().parents[1] / "data" / "vt2people_320x192_5f.y4m"
 DEFAULT_FRAMES = 3
@@ -76,6 +72,11 @@ def demo_command(
     no_overwrite: bool = NoOverwriteOption,
     quiet: bool = QuietOption,
 ) -> None:
+    from gsvc_cli.codec.encoder import EncoderSettings, encode_video
+    from gsvc_cli.codec.rate_control import RateTarget
+    from gsvc_cli.metrics.evaluate import DEFAULT_METRICS, evaluate
+    from gsvc_cli.video import open_video
+
     overwrite = resolve_overwrite(overwrite, no_overwrite)
     settings = EncoderSettings(RateTarget(bpp=bpp), preset.value)  # UsageError for a bad --bpp
     if not DEMO_CLIP.is_file():

@@ -5,13 +5,12 @@ from __future__ import annotations
 import enum
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from gsvc_cli.atomic import check_output_path, refuse_same_file
-from gsvc_cli.codec.encoder import EncoderSettings, EncodeSummary, encode_video
-from gsvc_cli.codec.rate_control import RateTarget
 from gsvc_cli.commands.common import (
     FpsOption,
     FramesOption,
@@ -30,7 +29,10 @@ from gsvc_cli.commands.common import (
 )
 from gsvc_cli.errors import UsageError
 from gsvc_cli.progress import report
-from gsvc_cli.video import open_video
+
+if TYPE_CHECKING:  # the core imports torch: load it only when a command runs
+    from gsvc_cli.codec.encoder import EncodeSummary
+    from gsvc_cli.codec.rate_control import RateTarget
 
 DEFAULT_BPP = 0.4
 VIDEO_SUFFIXES = (".y4m", ".yuv", ".raw", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".png")
@@ -97,6 +99,8 @@ def frame_table(summary: EncodeSummary) -> Table:
 
 def rate_target(bpp: float | None, psnr: float | None, splats: int | None) -> RateTarget:
     """The one rate target asked for, or the default --bpp."""
+    from gsvc_cli.codec.rate_control import RateTarget
+
     if bpp is None and psnr is None and splats is None:
         bpp = DEFAULT_BPP
     return RateTarget(bpp=bpp, psnr=psnr, splats=splats)  # UsageError for none-or-several / bad values
@@ -114,8 +118,10 @@ def encode_command(
     splats: int | None = typer.Option(None, "--splats", help="Fixed number of splats per frame."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Speed/quality trade-off."),
     gop: int = typer.Option(60, "--gop", help="Longest GOP in frames (1 = all I-frames)."),
-    scenecut: float = typer.Option(3.0, "--scenecut",
-                                   help="Quality drop in dB that turns a P-frame into an I-frame (0: off)."),
+    scenecut: float = typer.Option(
+        2.0, "--scenecut",
+        help="Scene-cut sensitivity in dB: a P-frame whose warm start beats a coarse block picture "
+             "of the frame by less than this becomes an I-frame (0: off)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the fitter (same seed, same file)."),
     start: int = StartOption,
     frames: int | None = FramesOption,
@@ -127,6 +133,9 @@ def encode_command(
     quiet: bool = QuietOption,
     verbose: bool = VerboseOption,
 ) -> None:
+    from gsvc_cli.codec.encoder import EncoderSettings, encode_video
+    from gsvc_cli.video import open_video
+
     overwrite = resolve_overwrite(overwrite, no_overwrite)
     settings = EncoderSettings(rate_target(bpp, psnr, splats), preset.value, gop, scenecut, seed)
     refuse_same_file(output, source)

@@ -11,8 +11,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from gsvc_cli.codec.container import GsvcReader, record_overhead
-from gsvc_cli.codec.frame_coding import GROUPS, decode_frame
 from gsvc_cli.commands.common import stdout_console
 
 PATTERN_MAX_CHARS = 80  # longer I/P patterns are shown as run-lengths of GOPs
@@ -62,6 +60,9 @@ def _fps_text(fps: Fraction) -> str:
 
 def describe(path: Path) -> dict[str, Any]:
     """Everything `gsvc info` reports, as JSON-ready data (the keys are a stable interface)."""
+    from gsvc_cli.codec.container import GsvcReader, record_overhead
+    from gsvc_cli.codec.frame_coding import GROUPS, decode_frame
+
     with GsvcReader(path) as reader:
         header, index, file_bytes = reader.header, reader.index, reader.file_size
         rows: list[dict[str, Any]] = []
@@ -150,6 +151,8 @@ def _overview(facts: dict[str, Any]) -> Table:
 
 def _types_tables(facts: dict[str, Any]) -> tuple[Table, Table]:
     """(count, bytes and bits/splat by frame type; bits/splat by parameter group and frame type)."""
+    from gsvc_cli.codec.frame_coding import GROUPS
+
     groups = (*GROUPS, "side")
     sizes = Table(title="by frame type", title_justify="left")
     for name in ("type", "count", "bytes", "bytes/frame", "bits/splat"):
