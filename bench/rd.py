@@ -92,10 +92,20 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def _git_commit() -> str:
+    """HEAD when the run started (the codec is imported then), '+dirty' if gsvc_cli/ had local edits."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "gsvc_cli"],
+                           capture_output=True, text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+_COMMIT = _git_commit()
+
+
 def git_commit() -> str:
-    proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True)
-    return proc.stdout.strip() or "?"
+    return _COMMIT
 
 
 def load() -> float:
@@ -115,6 +125,13 @@ def write_reference(src: Path, dst: Path, frames: int) -> dict[str, Any]:
         info = reader.info
     return {"width": info.width, "height": info.height, "frames": n, "fps": str(info.fps),
             "pix_fmt": info.pix_fmt}
+
+
+def count_frames(path: Path) -> int:
+    from gsvc_cli.video import open_video
+
+    with open_video(path) as reader:
+        return sum(1 for _ in reader)
 
 
 def score(ref: Path, dist: Path, frames: int) -> dict[str, float]:
@@ -140,6 +157,8 @@ def run_gsvc(ref: Path, work: Path, bpp: float, preset: str, gop: int, frames: i
                                frame_count=frames, overwrite=True)
     size = out.stat().st_size
     d = decode_video(out, dec, overwrite=True)
+    if count_frames(dec) != frames:
+        raise RuntimeError(f"gsvc {bpp:g}: decoded {count_frames(dec)} frames, expected {frames}")
     point: dict[str, Any] = {
         "codec": "gsvc", "setting": f"bpp={bpp:g}", "target_bpp": bpp, "preset": preset, "bytes": size,
         "bpp": 8.0 * size / (pixels * frames),
@@ -187,11 +206,17 @@ def run_baseline(name: str, crf: int, ref: Path, work: Path, frames: int, pixels
     if proc.returncode != 0 or not out.exists() or out.stat().st_size == 0:
         raise RuntimeError(f"{name} crf {crf} failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     t0 = time.perf_counter()
-    proc = subprocess.run([ff, "-nostdin", "-v", "error", "-y", "-i", str(out), "-pix_fmt", "yuv420p",
-                           "-f", "yuv4mpegpipe", str(dec)], capture_output=True, text=True)
+    # passthrough: one output frame per coded frame. Without it ffmpeg resamples the raw stream's
+    # guessed 25 fps to the y4m rate and duplicates frames (seen on the 12 fps clip).
+    proc = subprocess.run([ff, "-nostdin", "-v", "error", "-y", "-i", str(out), "-fps_mode", "passthrough",
+                           "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(dec)],
+                          capture_output=True, text=True)
     dec_s = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{name} crf {crf}: decoding failed\n{proc.stderr[-2000:]}")
+    decoded = count_frames(dec)
+    if decoded != frames:
+        raise RuntimeError(f"{name} crf {crf}: decoded {decoded} frames, expected {frames}")
     size = out.stat().st_size
     point: dict[str, Any] = {"codec": name, "setting": f"crf={crf}", "crf": crf, "bytes": size,
                              "bpp": 8.0 * size / (pixels * frames), "enc_s_per_frame": enc_s / frames,
@@ -450,7 +475,8 @@ def summarise(out_dir: Path, codecs: list[str]) -> str:
     (out_dir / "rd_summary.md").write_text(text + "\n")
     (out_dir / "rd_summary.json").write_text(json.dumps(
         {"clips": {c["clip"]: {"bd": c["bd"], "p_over_i_mean": c["p_over_i_mean"],
-                               "gsvc": [p for p in c["points"] if p["codec"] == "gsvc"]} for c in clips}},
+                               "gsvc": [{k: v for k, v in p.items() if k != "frames_report"}
+                                        for p in c["points"] if p["codec"] == "gsvc"]} for c in clips}},
         indent=1, default=str))
     return text
 
