@@ -71,7 +71,9 @@ class EncoderSettings:
 @dataclass
 class FrameReport:
     """One coded frame. psnr: YUV 6:1:1 of the decoded output frame against the input (dB);
-    psnr_fit: the same before quantisation, in the fitting space; bits: the whole record."""
+    psnr_fit: the fit's own PSNR (fitting space: 6:1:1 weighted over YUV 4:4:4), before quantisation
+    for I-frames and after it for P-frames (which are fitted through the quantiser); quant_loss_db:
+    for I-frames, what quantisation cost in that space (None for P-frames); bits: the whole record."""
 
     index: int
     frame_type: str
@@ -84,6 +86,7 @@ class FrameReport:
     seconds: float
     scene_cut: bool = False
     bits_per_splat: dict[str, float] = field(default_factory=dict)
+    quant_loss_db: float | None = None
 
 
 @dataclass
@@ -104,6 +107,12 @@ class EncodeSummary:
     @property
     def mean_psnr(self) -> float:
         return sum(f.psnr for f in self.frames) / max(1, len(self.frames))
+
+    @property
+    def mean_quant_loss_db(self) -> float | None:
+        """Mean quantisation loss of the I-frames (dB), None without I-frame figures."""
+        losses = [f.quant_loss_db for f in self.frames if f.quant_loss_db is not None]
+        return sum(losses) / len(losses) if losses else None
 
 
 @dataclass
@@ -173,7 +182,8 @@ class Encoder:
                          self.bits_per_splat_unit if coded.frame_type == "I" else None)
         report_ = FrameReport(index, coded.frame_type, stats.n_splats, stats.n_new, stats.n_deleted, bits,
                               out_psnr, fit_psnr, time.perf_counter() - start, cut,
-                              stats.bits_per_splat())
+                              stats.bits_per_splat(),
+                              fit_psnr - self.prev_psnr if coded.frame_type == "I" else None)
         return coded, report_, decoded
 
     def _plan_inter(self, image: torch.Tensor) -> FramePlan:

@@ -78,9 +78,11 @@ def summary_line(summary: EncodeSummary, fps: Fraction) -> str:
     kbps = 8.0 * summary.file_bytes * float(fps) / max(1, n) / 1000.0
     speed = n / summary.seconds if summary.seconds > 0 else float("inf")
     cut_text = f", {cuts} scene cut{'s' if cuts != 1 else ''}" if cuts else ""
+    loss = summary.mean_quant_loss_db
+    loss_text = f" (quantisation cost {loss:.2f} dB on I-frames)" if loss is not None else ""
     return (f"encoded {n} frames (I {n_i}, P {n - n_i}{cut_text}) -> {summary.path}: "
             f"{summary.file_bytes} bytes, {summary.bpp:.4f} bpp, {kbps:.2f} kb/s, "
-            f"PSNR YUV {summary.mean_psnr:.2f} dB, {summary.seconds:.1f} s "
+            f"PSNR YUV {summary.mean_psnr:.2f} dB{loss_text}, {summary.seconds:.1f} s "
             f"({summary.seconds / max(1, n):.2f} s/frame, {speed:.3f} fps)")
 
 
