@@ -22,12 +22,15 @@ _module: list[ModuleType | Exception] = []
 
 
 def cuda_kernels() -> ModuleType:
-    """The compiled CUDA kernel module; raises if torch has no CUDA or the build fails."""
+    """The compiled CUDA kernel module; raises if torch was built without CUDA or the build fails.
+
+    Building needs nvcc and a CUDA build of torch, not a GPU: a Docker image compiles the kernels
+    at build time (no GPU is visible then) with TORCH_CUDA_ARCH_LIST naming the target GPUs."""
     with _lock:
         if not _module:
             try:
-                if not torch.cuda.is_available():
-                    raise RuntimeError("torch has no CUDA device")
+                if torch.version.cuda is None:
+                    raise RuntimeError("this torch was built without CUDA")
                 from torch.utils import cpp_extension
 
                 source_dir = kernel_source_dir()
