@@ -47,7 +47,9 @@ class _PipeFeeder(threading.Thread):
 
     def run(self) -> None:
         try:
-            with os.fdopen(self._fd, "wb", buffering=0) as pipe:
+            # buffered: a raw pipe write may be partial (e.g. interrupted by a signal) and would
+            # silently corrupt the Y4M stream; BufferedWriter.write always writes everything
+            with os.fdopen(self._fd, "wb") as pipe:
                 pipe.write(self._header)
                 while (item := self.queue.get()) is not None:
                     pipe.write(b"FRAME\n")
