@@ -53,7 +53,7 @@ def compare(args: argparse.Namespace) -> None:
             cpu0 = time.process_time()
             splats, ours = fit_frame(image, SplatBudget(count=count), config=ours_cfg, seed=0)
             cpu1 = time.process_time()
-            base_cfg = replace(FitConfig.baseline(10**9), time_limit=ours.seconds)
+            base_cfg = replace(FitConfig.baseline(50_000), time_limit=ours.seconds, history_points=2500)
             _, base = fit_frame(image, SplatBudget(count=count), config=base_cfg, seed=0)
             cpu2 = time.process_time()
             print(f"| {name} | {count} | {ours.psnr:.2f} | {ours.steps} | {ours.seconds:.1f} | "
