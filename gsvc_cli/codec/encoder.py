@@ -41,7 +41,7 @@ PRESETS = ("fast", "medium", "slow")
 ENCODER_NAME = "gsvc-encoder 1"
 PSNR_MARGIN_DB = 0.3  # starting allowance for quantisation and chroma subsampling (--psnr)
 PSNR_TOLERANCE_DB = 0.25
-PSNR_SEARCH_FITS = 4
+PSNR_SEARCH_FITS = 6
 DB_PER_DOUBLING = 2.5  # typical PSNR gain per doubling of the splat count (measured on Kodak/CIF)
 STEP_SEARCH_ITERS = 9
 STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
@@ -210,56 +210,37 @@ class Encoder:
 
     # ------------------------------------------------------------------------------------------
     def _fit_to_psnr(self, image: torch.Tensor, target: float, seed: int) -> tuple[Splats, float]:
-        """Fit at the splat count the PSNR target needs: start from the last I-frame's count (or a
-        small guess) and correct it by secant steps on PSNR against log2(count), at most
-        PSNR_SEARCH_FITS fits; keep the smallest fit that reaches the target (else the best)."""
+        """Fit at the splat count the PSNR target needs. Starts from the last I-frame's count (or a
+        guess), steps along PSNR against log2(count) until the target is bracketed, then narrows the
+        bracket by interpolation; at most PSNR_SEARCH_FITS fits. Keeps the smallest fit that
+        reaches the target (else the best one)."""
         pixels = self.height * self.width
-        count = self.psnr_count or max(16, pixels // 200)
-        tried: list[tuple[int, Splats, float]] = []
-        slope = DB_PER_DOUBLING
+        count = self.psnr_count or max(16, pixels // 100)
+        tried: dict[int, tuple[Splats, float]] = {}
         for _ in range(PSNR_SEARCH_FITS):
             splats, _, fit_psnr = self._fit(image, SplatBudget(count=count), None, self.intra_config, seed,
                                             None)
-            tried.append((count, splats, fit_psnr))
+            tried[count] = (splats, fit_psnr)
             if abs(fit_psnr - target) <= PSNR_TOLERANCE_DB:
                 break
-            if len(tried) >= 2:
-                (c0, _, p0), (c1, _, p1) = tried[-2], tried[-1]
-                if c0 != c1 and p0 != p1:
-                    slope = min(8.0, max(0.5, (p1 - p0) / math.log2(c1 / c0)))
-            new = int(min(self.rate.max_splats, max(16, count * 2.0 ** ((target - fit_psnr) / slope))))
-            if new == count:
+            below = [(c, p) for c, (_, p) in tried.items() if p < target]
+            above = [(c, p) for c, (_, p) in tried.items() if p >= target]
+            if below and above:  # bracketed: interpolate in log2(count) between the closest pair
+                (c0, p0), (c1, p1) = max(below), min(above)
+                t = (target - p0) / max(p1 - p0, 1e-6)
+                new = int(round(2.0 ** (math.log2(c0) + t * (math.log2(c1) - math.log2(c0)))))
+                new = min(max(new, c0 + 1), c1 - 1)
+            else:
+                new = int(count * 2.0 ** ((target - fit_psnr) / DB_PER_DOUBLING))
+            new = int(min(self.rate.max_splats, max(16, new)))
+            if new in tried or new <= 0:
                 break
             count = new
-        good = [t for t in tried if t[2] >= target - PSNR_TOLERANCE_DB]
-        count, splats, fit_psnr = min(good, key=lambda t: t[0]) if good else max(tried, key=lambda t: t[2])
+        good = [(c, s, p) for c, (s, p) in tried.items() if p >= target - PSNR_TOLERANCE_DB]
+        count, splats, fit_psnr = (min(good, key=lambda t: t[0]) if good
+                                   else max(((c, s, p) for c, (s, p) in tried.items()), key=lambda t: t[2]))
         self.psnr_count = count
         return splats, fit_psnr
-
-    def _plan_inter(self, image: torch.Tensor) -> FramePlan:
-        """The rate controller's plan; without a bit target, scaled by how much quality the previous
-        splats lose on this frame (relative to the PSNR goal), so a still frame changes nothing."""
-        assert self.reference is not None
-        plan = self.rate.plan_inter(len(self.reference.q))
-        if plan.bits is not None:
-            return plan
-        goal = (self.settings.target.psnr + self.psnr_margin if self.settings.target.psnr is not None
-                else self.prev_psnr)
-        warm = psnr(render_splats(self.reference.splats, self.height, self.width), image, CHANNEL_WEIGHTS)
-        need = max(0.0, min(2.0, (goal - warm) / 3.0))
-        if need < 0.02:
-            return FramePlan(plan.count, 0, None, 0.0)
-        return FramePlan(plan.count, int(round(plan.add * need)), None, min(1.0, plan.active * need * 2))
-
-    def _is_scene_cut(self, image: torch.Tensor, warm_psnr: float) -> bool:
-        """A new scene: the previous frame's splats explain this frame hardly better than a coarse
-        picture of the frame itself (means of 40x40-pixel blocks) does. Motion, however fast, leaves
-        the warm start far above that floor; a cut drops it to the floor. No pre-pass needed."""
-        db = self.settings.scenecut_db
-        return db > 0 and warm_psnr < coarse_psnr(image) + db
-
-    # ------------------------------------------------------------------------------------------
-
 
     def _fit(self, image: torch.Tensor, budget: SplatBudget, init: Splats | None, config: FitConfig,
              seed: int, steps: QuantSteps | None) -> tuple[Splats, torch.Tensor, float]:
