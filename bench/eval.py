@@ -96,9 +96,9 @@ def main() -> None:
     for line in ff_lines:
         print("ffmpeg: " + line.split("] ", 1)[-1])
     ff_wall, ff_cpu = rows[-1][1], rows[-1][2]
-    print(f"{'':34s} {'wall s':>8s} {'fps':>6s} {'x ffmpeg':>8s} {'CPU s':>8s} {'x ffmpeg':>8s}")
+    print(f"{'':44s} {'wall s':>8s} {'fps':>6s} {'x ffmpeg':>8s} {'CPU s':>8s} {'x ffmpeg':>8s}")
     for label, wall, cpu in rows:
-        print(f"{label:34s} {wall:8.2f} {n / wall:6.2f} {wall / ff_wall:8.2f} {cpu:8.2f} {cpu / ff_cpu:8.2f}")
+        print(f"{label:44s} {wall:8.2f} {n / wall:6.2f} {wall / ff_wall:8.2f} {cpu:8.2f} {cpu / ff_cpu:8.2f}")
 
 
 if __name__ == "__main__":
