@@ -11,9 +11,9 @@ import threading
 from types import ModuleType
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from gsvc_cli.render.build import cache_dir, kernel_source_dir, log
+from gsvc_cli.render.native import NativeRender
 
 CUDA_SOURCES = ["cuda/render_cuda.cu", "cuda/binding_cuda.cpp"]
 CUDA_FLAGS = ["-O3", "-std=c++17"]
@@ -56,27 +56,8 @@ def cuda_kernels() -> ModuleType:
     return result
 
 
-class _CudaRender(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, means, chol, colors, height: int, width: int):  # type: ignore[override]
-        image, *binning = cuda_kernels().forward(means, chol, colors, height, width)
-        if any(ctx.needs_input_grad[:3]):
-            ctx.save_for_backward(chol, colors, *binning)
-        return image
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_image):  # type: ignore[override]
-        need_means, need_chol, need_colors = ctx.needs_input_grad[:3]
-        chol, colors, *binning = ctx.saved_tensors
-        grad_means, grad_chol, grad_colors = cuda_kernels().backward(
-            grad_image.float(), chol, colors, *binning, need_colors, need_means or need_chol)
-        return (grad_means if need_means else None, grad_chol if need_chol else None,
-                grad_colors if need_colors else None, None, None)
-
-
 def render_cuda(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, height: int,
                 width: int) -> torch.Tensor:
     """Render with the CUDA kernels: float32 CUDA tensors, shapes as in `gsvc_cli.render.render`."""
     inputs = (t.float().contiguous() for t in (means, chol, colors))
-    return _CudaRender.apply(*inputs, height, width)
+    return NativeRender.apply(cuda_kernels(), *inputs, height, width)
