@@ -162,3 +162,12 @@ def test_writer_refuses_existing_and_leaves_nothing_on_error(shared_data: Path, 
         raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.y4m"]
     assert out.read_bytes() == b"keep"
+
+
+def test_a_still_png_is_a_one_frame_video(shared_data, tmp_path):
+    """Rate control needs the frame count up front: a PNG must report exactly one frame."""
+    from gsvc_cli.video import open_video
+
+    with open_video(shared_data / "kodak" / "kodim23.png") as reader:
+        assert reader.info.frame_count == 1
+        assert len(list(reader)) == 1

@@ -83,6 +83,8 @@ class PyAVReader(VideoReader):
             if pix_fmt == "rgb24":
                 color_range = "pc"
             total = stream.frames or None
+            if total is None and _is_still_image(self._container.format.name):
+                total = 1  # a still image (PNG, JPEG, ...) is a one-frame video
             if total is not None and start >= total:
                 raise UsageError(f"{path}: --start {start} is past the last frame ({total} frames)")
             count = None if total is None else total - start
@@ -124,6 +126,11 @@ class PyAVReader(VideoReader):
 
     def close(self) -> None:
         self._container.close()
+
+
+def _is_still_image(demuxer: str) -> bool:
+    """FFmpeg's single-image demuxers are named like "png_pipe", "jpeg_pipe" or "image2"."""
+    return demuxer.endswith("_pipe") or demuxer in ("image2", "image2pipe")
 
 
 def _ff_reason(exc: Exception) -> str:
