@@ -79,6 +79,17 @@ def upsample_chroma(plane: torch.Tensor, shift_x: int, shift_y: int, height: int
     return up[0, 0, :height, :width]
 
 
+def downsample_chroma_pair(planes: torch.Tensor, shift_x: int, shift_y: int) -> torch.Tensor:
+    """[2, H, W] -> [2, ceil(H/2^sy), ceil(W/2^sx)]: `downsample_chroma` of both planes at once."""
+    fy, fx = 1 << shift_y, 1 << shift_x
+    _, h, w = planes.shape
+    pad_h, pad_w = (-h) % fy, (-w) % fx
+    x = planes[None]
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return F.avg_pool2d(x, kernel_size=(fy, fx), stride=(fy, fx))[0]
+
+
 def downsample_chroma(plane: torch.Tensor, shift_x: int, shift_y: int) -> torch.Tensor:
     """[H, W] full-resolution chroma -> box-averaged [ceil(H/2^sy), ceil(W/2^sx)] (edges replicated)."""
     if shift_x == 0 and shift_y == 0:

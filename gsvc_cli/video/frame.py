@@ -7,7 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gsvc_cli.video.colour import downsample_chroma, rgb_to_yuv, upsample_chroma, yuv_to_rgb
+from gsvc_cli.video.colour import (
+    downsample_chroma_pair,
+    rgb_to_yuv,
+    upsample_chroma,
+    yuv_to_rgb,
+)
 from gsvc_cli.video.info import VideoInfo
 from gsvc_cli.video.pixfmt import PixFmt, get_pix_fmt
 
@@ -102,13 +107,19 @@ class Frame:
         if fmt.rgb:
             rgb = yuv_to_rgb(yuv.detach().float(), info.color_matrix, info.color_range, 8)
             return cls.from_rgb_float(rgb, info, index)
-        yuv = yuv.detach().to(torch.float32).clamp(0.0, 1.0) * float(fmt.peak)
-        dtype = np.uint8 if fmt.bits <= 8 else np.uint16
+        # In place, in as few passes as possible: this runs once per decoded frame.
+        yuv = yuv.detach().to(torch.float32).clamp(0.0, 1.0).mul_(float(fmt.peak))
         planes = [yuv[0]]
         if fmt.planes == 3:
-            planes.append(downsample_chroma(yuv[1], fmt.shift_x, fmt.shift_y))
-            planes.append(downsample_chroma(yuv[2], fmt.shift_x, fmt.shift_y))
-        arrays = tuple(p.round().clamp(0, fmt.peak).numpy().astype(dtype) for p in planes)
+            if fmt.shift_x or fmt.shift_y:  # both chroma planes in one pooling call
+                planes.extend(downsample_chroma_pair(yuv[1:3], fmt.shift_x, fmt.shift_y).unbind(0))
+            else:
+                planes.extend((yuv[1], yuv[2]))
+        # Values are already in [0, peak], so rounding keeps them there; torch converts to integers
+        # faster than numpy's astype.
+        codes = torch.uint8 if fmt.bits <= 8 else torch.int32
+        dtype = np.uint8 if fmt.bits <= 8 else np.uint16
+        arrays = tuple(p.round().to(codes).numpy().astype(dtype, copy=False) for p in planes)
         return cls(arrays, info.pix_fmt, info.color_matrix, info.color_range, index)
 
     @classmethod
