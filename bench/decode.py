@@ -1,0 +1,110 @@
+"""Decode speed at 1080p, stage by stage: read + entropy decode, dequantise, render, 4:2:0 codes.
+
+Fitting a real 1080p clip takes minutes per frame on this machine, so the file is made from splat
+sets shaped like a fitted frame's (positions uniform, sigma 2..12 px, random shear, colours small)
+and coded through the real quantiser, frame coder and container: an I-frame, then P-frames in
+which 10% of the splats move. Everything the decoder does is real; only the splats are synthetic.
+
+    python bench/decode.py [--splats 10000] [--frames 6] [--repeats 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import os
+
+# As gsvc_cli/__init__.py does, but before torch loads here: spinning OpenMP threads wreck timings
+# on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from fractions import Fraction  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from gsvc_cli.codec.container import FileHeader, GsvcReader, GsvcWriter  # noqa: E402
+from gsvc_cli.codec.fitting import render_splats  # noqa: E402
+from gsvc_cli.codec.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame  # noqa: E402
+from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, quantise  # noqa: E402
+from gsvc_cli.codec.splats import Splats  # noqa: E402
+from gsvc_cli.video import Frame, VideoInfo  # noqa: E402
+
+WIDTH, HEIGHT = 1920, 1080
+
+
+def make_file(path: Path, n: int, frames: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    means = torch.rand(n, 2, generator=g) * torch.tensor([WIDTH, HEIGHT])
+    sigma = 2 + 10 * torch.rand(n, 1, generator=g)
+    chol = torch.cat([sigma, torch.randn(n, 1, generator=g), sigma], 1)
+    colors = torch.rand(n, 3, generator=g) * 0.3
+    steps = QuantSteps.default()
+    header = FileHeader(width=WIDTH, height=HEIGHT, fps_num=25, fps_den=1, params={"pix_fmt": "yuv420p"})
+    with GsvcWriter(path, header, overwrite=True) as writer:
+        q = quantise(Splats(means, chol, colors), steps)
+        coded = encode_intra_frame(q, steps)
+        q = q.select(coded.order)
+        writer.write_frame("I", len(q), coded.payload)
+        for _ in range(1, frames):
+            moved = q.means.clone()
+            moved[: n // 10] += 3
+            cur = QuantisedSplats(moved, q.chol.clone(), q.colors.clone())
+            coded = encode_inter_frame(cur, q, torch.arange(n))
+            q = cur.select(coded.order)
+            writer.write_frame("P", len(q), coded.payload)
+
+
+def measure(path: Path, repeats: int) -> dict[str, float]:
+    info = VideoInfo(WIDTH, HEIGHT, Fraction(25), "yuv420p")
+    stages = {"read + entropy decode": 0.0, "dequantise": 0.0, "render": 0.0, "to 4:2:0 codes": 0.0}
+    count = 0
+    with GsvcReader(path) as reader:
+        for _ in range(repeats):
+            prev, steps = None, None
+            for k in range(len(reader)):
+                t0 = time.perf_counter()
+                frame = decode_frame(reader.read_frame(k).payload, prev)
+                prev, steps = frame.splats, frame.steps or steps
+                t1 = time.perf_counter()
+                splats = dequantise(frame.splats, steps)
+                t2 = time.perf_counter()
+                image = render_splats(splats, HEIGHT, WIDTH)
+                t3 = time.perf_counter()
+                Frame.from_yuv444_float(image, info)
+                t4 = time.perf_counter()
+                for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    stages[key] += dt
+                count += 1
+    return {key: 1000 * value / count for key, value in stages.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--splats", type=int, default=10_000)
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.gsvc"
+        make_file(path, args.splats, args.frames)
+        render_splats(Splats.empty(), 16, 16)  # build/load the kernels outside the timing
+        cpu0 = time.process_time()
+        stages = measure(path, args.repeats)
+        cpu = time.process_time() - cpu0
+    frames = args.frames * args.repeats
+    print(f"1920x1080, {args.splats} splats, {frames} frames decoded, "
+          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
+    for key, ms in stages.items():
+        print(f"  {key:22s} {ms:7.1f} ms/frame (wall)")
+    total = sum(stages.values())
+    print(f"  {'total':22s} {total:7.1f} ms/frame -> {1000 / total:.1f} fps (wall); "
+          f"CPU {1000 * cpu / frames:.1f} ms/frame")
+
+
+if __name__ == "__main__":
+    main()
