@@ -62,7 +62,9 @@ class PyAVReader(VideoReader):
         try:
             self._container = av.open(str(path), "r")
         except av.FFmpegError as exc:
-            raise InputError(f"{path}: cannot open as a video ({_ff_reason(exc)})") from None
+            hint = (f"it is a .gsvc file: decode it first, gsvc decode {path} -o out.y4m"
+                    if _is_gsvc(path) else None)
+            raise InputError(f"{path}: cannot open as a video ({_ff_reason(exc)})", hint=hint) from None
         try:
             if not self._container.streams.video:
                 raise InputError(f"{path}: has no video stream")
@@ -126,6 +128,15 @@ class PyAVReader(VideoReader):
 
     def close(self) -> None:
         self._container.close()
+
+
+def _is_gsvc(path: Path) -> bool:
+    """True when the file starts with the .gsvc magic (see docs/FORMAT.md)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GSVC"
+    except OSError:
+        return False
 
 
 def _is_still_image(demuxer: str) -> bool:
