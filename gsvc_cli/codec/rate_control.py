@@ -79,7 +79,7 @@ class RateController:
     DEFAULT_ADD_FRACTION = 0.05
     DEFAULT_ACTIVE_FRACTION = 0.3
     MAX_ADD_FRACTION = 0.2
-    ADD_SHARE = 0.35  # of a P-frame's bits, at most, for new splats
+    ADD_SHARE = 0.05  # of a P-frame's bits, at most, for new splats (swept: 0.05 beat 0.35 by 0.5-0.8 dB)
 
     def __init__(self, target: RateTarget, width: int, height: int, frames: int, gop: int,
                  overhead_bytes: int) -> None:
