@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gsvc_cli.codec.splats import Splats
+from gsvc_cli.codec.splats import Splats, check_splat_shapes
 from gsvc_cli.errors import GsvcError
 
 MIN_SCALE = 1.0 / 16.0
@@ -125,12 +125,7 @@ class QuantisedSplats:
     colors: torch.Tensor
 
     def __post_init__(self) -> None:
-        n = self.means.shape[0]
-        if self.means.shape != (n, 2) or self.chol.shape != (n, 3) or self.colors.shape != (n, 3):
-            raise ValueError(
-                f"inconsistent quantised splat shapes: means {tuple(self.means.shape)}, "
-                f"chol {tuple(self.chol.shape)}, colors {tuple(self.colors.shape)}"
-            )
+        check_splat_shapes(self.means, self.chol, self.colors, "quantised splat")
         for t in (self.means, self.chol, self.colors):
             if t.dtype != torch.int32:
                 raise ValueError(f"quantised splats must be int32, got {t.dtype}")

@@ -7,6 +7,14 @@ from dataclasses import dataclass
 import torch
 
 
+def check_splat_shapes(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, what: str) -> None:
+    """Raise ValueError unless means [N,2], chol [N,3] and colors [N,3] agree (`what` names them)."""
+    n = means.shape[0]
+    if means.shape != (n, 2) or chol.shape != (n, 3) or colors.shape != (n, 3):
+        raise ValueError(f"inconsistent {what} shapes: means {tuple(means.shape)}, "
+                         f"chol {tuple(chol.shape)}, colors {tuple(colors.shape)}")
+
+
 @dataclass
 class Splats:
     """N 2D Gaussian splats of one frame.
@@ -22,12 +30,7 @@ class Splats:
     colors: torch.Tensor
 
     def __post_init__(self) -> None:
-        n = self.means.shape[0]
-        if self.means.shape != (n, 2) or self.chol.shape != (n, 3) or self.colors.shape != (n, 3):
-            raise ValueError(
-                f"inconsistent splat shapes: means {tuple(self.means.shape)}, "
-                f"chol {tuple(self.chol.shape)}, colors {tuple(self.colors.shape)}"
-            )
+        check_splat_shapes(self.means, self.chol, self.colors, "splat")
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
