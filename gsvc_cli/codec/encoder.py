@@ -381,13 +381,6 @@ def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor)
     return int(diff.sum())
 
 
-def count_frames(info: VideoInfo) -> int:
-    """Frames the encoder will see (rate control needs the total up front)."""
-    if info.frame_count is None:
-        raise InputError(f"{info.path}: cannot tell how many frames it has; give --frames N")
-    return info.frame_count
-
-
 def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
                  frame_count: int, overwrite: bool = False, progress: ProgressCallback | None = None,
                  on_frame: Callable[[int, torch.Tensor], None] | None = None) -> EncodeSummary:
