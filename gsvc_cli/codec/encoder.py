@@ -135,9 +135,10 @@ class Encoder:
     """Encodes frames one at a time into an open GsvcWriter (see `encode_video`)."""
 
     def __init__(self, info: VideoInfo, settings: EncoderSettings, frames: int,
-                 overhead_bytes: int) -> None:
+                 overhead_bytes: int, progress: ProgressCallback | None = None) -> None:
         self.info = info
         self.settings = settings
+        self.progress = progress  # receives the fitter's "fit" events (steps within a frame)
         self.height, self.width = info.height, info.width
         self.intra_config, self.inter_config, self.qat_config = _fit_configs(settings.preset)
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
@@ -248,7 +249,7 @@ class Encoder:
         if steps is not None:
             def transform(s: Splats) -> Splats:
                 return fake_quantise(s, steps)
-        splats, stats = fit_frame(image, budget, init, config=config, seed=seed,
+        splats, stats = fit_frame(image, budget, init, config=config, seed=seed, progress=self.progress,
                                   channel_weights=CHANNEL_WEIGHTS, param_transform=transform)
         return splats, stats.kept, stats.psnr
 
@@ -400,7 +401,7 @@ def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, setting
                 "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS)},
     )
     overhead = len(header.to_bytes()) + index_and_trailer_size(frame_count)
-    encoder = Encoder(info, settings, frame_count, overhead)
+    encoder = Encoder(info, settings, frame_count, overhead, progress)
     reports: list[FrameReport] = []
     total_bits = 8 * overhead
     with GsvcWriter(output, header, overwrite=overwrite) as writer:
