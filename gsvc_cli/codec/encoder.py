@@ -6,9 +6,9 @@ decoder will), adds new splats where the residual is largest, prunes the least u
 fitted briefly with straight-through quantisation. Its payload codes deletions, integer deltas of
 the survivors and the new splats, so a splat that did not move costs almost nothing.
 
-Scene changes need no pre-pass: a P-frame whose warm start cannot come within `scenecut_db` of the
-GOP's I-frame quality is thrown away and the frame is coded as an I-frame instead. The same rule
-refreshes a GOP whose quality has drifted down.
+Scene changes need no pre-pass: before a P-frame is fitted, the previous splats (shifted by the
+global motion) are laid on the frame; when they explain it less than `scenecut_db` better than a
+coarse block picture of the frame itself, the frame is coded as an I-frame and no P-fit is run.
 
 Fitting happens in YUV 4:4:4 (code value / peak, chroma upsampled) with the codec's usual 6:1:1
 weighting; the decoder renders YUV 4:4:4 and downsamples to the output's pixel format.
@@ -27,7 +27,14 @@ import torch
 from gsvc_cli.codec.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
 from gsvc_cli.codec.fitting import FitConfig, SplatBudget, fit_frame, psnr, render_splats
 from gsvc_cli.codec.frame_coding import CodedFrame, encode_inter_frame, encode_intra_frame
-from gsvc_cli.codec.inter_fit import INTER_STEPS, InterResult, fit_inter, revert_rows
+from gsvc_cli.codec.inter_fit import (
+    INTER_STEPS,
+    InterResult,
+    WarmStart,
+    fit_inter,
+    revert_rows,
+    warm_start,
+)
 from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
 from gsvc_cli.codec.rate_control import FramePlan, RateController, RateTarget
 from gsvc_cli.codec.splats import Splats
@@ -160,9 +167,10 @@ class Encoder:
         cut = False
         coded = None
         if self.reference is not None and self.gop_length < self.settings.gop:
-            coded, result, fit_psnr, warm_psnr = self._inter(index, image, self._plan_inter(image))
-            if self._is_scene_cut(image, warm_psnr):
-                coded, cut = None, True
+            warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS)
+            cut = self._is_scene_cut(image, warm.psnr)
+            if not cut:
+                coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
         if coded is None:
             coded, result, fit_psnr = self._intra(index, image, self.rate.plan_intra())
             self.gop_length = 0
@@ -187,7 +195,7 @@ class Encoder:
                               fit_psnr - self.prev_psnr if coded.frame_type == "I" else None)
         return coded, report_, decoded
 
-    def _plan_inter(self, image: torch.Tensor) -> FramePlan:
+    def _plan_inter(self, warm: WarmStart) -> FramePlan:
         """The rate controller's plan; without a bit target, scaled by how much quality the previous
         splats lose on this frame (relative to the PSNR goal), so a still frame changes nothing."""
         assert self.reference is not None
@@ -196,8 +204,7 @@ class Encoder:
             return plan
         goal = (self.settings.target.psnr + self.psnr_margin if self.settings.target.psnr is not None
                 else self.prev_psnr)
-        warm = psnr(render_splats(self.reference.splats, self.height, self.width), image, CHANNEL_WEIGHTS)
-        need = max(0.0, min(2.0, (goal - warm) / 3.0))
+        need = max(0.0, min(2.0, (goal - warm.unshifted_psnr) / 3.0))
         if need < 0.02:
             return FramePlan(plan.count, 0, None, 0.0)
         return FramePlan(plan.count, int(round(plan.add * need)), None, min(1.0, plan.active * need * 2))
@@ -316,12 +323,12 @@ class Encoder:
             best = min(best, 1.0) if bits_at(1.0) <= target_bits else best
         return best, unit
 
-    def _inter(self, index: int, image: torch.Tensor, plan: FramePlan
-               ) -> tuple[CodedFrame, _Reference, float, float]:
+    def _inter(self, index: int, image: torch.Tensor, warm: WarmStart, plan: FramePlan
+               ) -> tuple[CodedFrame, _Reference, float]:
         assert self.reference is not None
         prev = self.reference
         n_prev = len(prev.q)
-        result = fit_inter(image, prev.q, self.steps, n_add=plan.add,
+        result = fit_inter(image, warm, self.steps, n_add=plan.add,
                            n_prune=max(0, n_prev + plan.add - plan.count), active_fraction=plan.active,
                            iterations=INTER_STEPS[self.settings.preset], channel_weights=CHANNEL_WEIGHTS,
                            seed=self.settings.seed + index)
@@ -335,7 +342,7 @@ class Encoder:
         q = q.select(coded.order)
         decoded = dequantise(q, self.steps, image.device)
         fit_psnr = psnr(render_splats(decoded, self.height, self.width), image, CHANNEL_WEIGHTS)
-        return coded, _Reference(q, decoded), fit_psnr, result.warm_psnr
+        return coded, _Reference(q, decoded), fit_psnr
 
     @staticmethod
     def _revert_to_budget(result: InterResult, prev: QuantisedSplats, coded: CodedFrame, target_bits: float

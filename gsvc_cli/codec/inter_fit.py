@@ -32,22 +32,37 @@ SHIFT_GAIN_DB = 1.0  # a global shift must improve the warm start by this much
 
 
 @dataclass
+class WarmStart:
+    """The previous frame's decoded splats laid on this frame, before any fitting.
+
+    base: the previous integers after global-motion compensation (what a frozen or reverted splat
+    carries); splats: their floats; rendered [3,H,W] and wt_residual [N,3] = W^T (render - image);
+    psnr: their PSNR on this frame (channel-weighted, after the shift); unshifted_psnr: the same
+    without the shift; shift: the global motion in pixels (x, y), (0, 0) when none was kept.
+    The encoder decides scene cuts from this alone, before paying for a fit."""
+
+    base: QuantisedSplats
+    splats: Splats
+    rendered: torch.Tensor
+    wt_residual: torch.Tensor
+    psnr: float
+    unshifted_psnr: float
+    shift: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass
 class InterResult:
     """The fitted P-frame: integers in the order contract (survivors in previous order, then new),
     `kept` [K] increasing indices into the previous frame, the active mask over those rows, the
     per-row priority (higher = more worth keeping active) and the PSNR of the quantised render.
-    base: the previous integers after global-motion compensation (what a frozen or reverted splat
-    carries); shift: that global motion in pixels (x, y); warm_psnr: the PSNR of the (shifted)
-    previous splats on this frame, before any fitting."""
+    base: the warm start's integers, what a frozen or reverted splat carries."""
 
     q: QuantisedSplats
     kept: torch.Tensor
     active: torch.Tensor
     priority: torch.Tensor
     psnr: float
-    warm_psnr: float
     base: QuantisedSplats
-    shift: tuple[float, float] = (0.0, 0.0)
 
 
 def _colour_gradient(splats: Splats, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,38 +122,48 @@ def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, ste
             + (grads[2].abs() * colour_steps).sum(1))
 
 
-def fit_inter(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps, *, n_add: int,
+def _normalised(channel_weights: tuple[float, float, float], device: torch.device) -> torch.Tensor:
+    weights = torch.tensor(channel_weights, dtype=torch.float32, device=device)
+    return weights / weights.sum()
+
+
+def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
+               channel_weights: tuple[float, float, float]) -> WarmStart:
+    """Lay the previous decoded integers `prev_q` on `image` [3,H,W], with one global shift when it
+    gains at least SHIFT_GAIN_DB (pans, camera shake)."""
+    weights = _normalised(channel_weights, image.device)
+    prev = dequantise(prev_q, steps, image.device)
+    rendered, wt_r = _colour_gradient(prev, image)
+    unshifted = psnr(rendered.clamp(0, 1), image, weights)
+    warm = WarmStart(prev_q, prev, rendered, wt_r, unshifted, unshifted)
+    if len(prev):
+        dx, dy = estimate_shift(rendered[0], image[0])
+        if max(abs(dx), abs(dy)) >= MIN_GLOBAL_SHIFT:
+            moved_q = _shifted(prev_q, (dx, dy), steps)
+            moved = dequantise(moved_q, steps, image.device)
+            moved_render, moved_wt_r = _colour_gradient(moved, image)
+            moved_psnr = psnr(moved_render.clamp(0, 1), image, weights)
+            if moved_psnr > unshifted + SHIFT_GAIN_DB:
+                warm = WarmStart(moved_q, moved, moved_render, moved_wt_r, moved_psnr, unshifted, (dx, dy))
+    return warm
+
+
+def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add: int,
               n_prune: int, active_fraction: float, iterations: int,
               channel_weights: tuple[float, float, float], seed: int = 0,
               lr_means: float = 0.1, lr_chol: float = 0.02, lr_colors: float = 0.005) -> InterResult:
-    """Fit a P-frame to `image` [3,H,W] starting from the previous decoded integers `prev_q`.
+    """Fit a P-frame to `image` [3,H,W] from its warm start (see `warm_start`).
 
     n_add new splats at the residual, n_prune least useful previous splats removed, and at most
     active_fraction of the survivors allowed to change (new splats are always active).
     """
     device = image.device
     _, height, width = image.shape
-    weights = torch.tensor(channel_weights, dtype=torch.float32, device=device)
-    weights = weights / weights.sum()
+    weights = _normalised(channel_weights, device)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
-    base_q = prev_q
-    prev = dequantise(prev_q, steps, device)
+    base_q, prev, rendered, wt_r = warm.base, warm.splats, warm.rendered, warm.wt_residual
     n_prev = len(prev)
-
-    rendered, wt_r = _colour_gradient(prev, image)
-    warm_psnr = psnr(rendered.clamp(0, 1), image, weights)
-    shift = (0.0, 0.0)
-    if n_prev:
-        dx, dy = estimate_shift(rendered[0], image[0])
-        if max(abs(dx), abs(dy)) >= MIN_GLOBAL_SHIFT:
-            moved_q = _shifted(prev_q, (dx, dy), steps)
-            moved = dequantise(moved_q, steps, device)
-            moved_render, moved_wt_r = _colour_gradient(moved, image)
-            moved_psnr = psnr(moved_render.clamp(0, 1), image, weights)
-            if moved_psnr > warm_psnr + SHIFT_GAIN_DB:
-                base_q, prev, rendered, wt_r, shift = moved_q, moved, moved_render, moved_wt_r, (dx, dy)
-                warm_psnr = moved_psnr
     keep_mask = torch.ones(n_prev, dtype=torch.bool, device=device)
     n_prune = max(0, min(n_prune, n_prev - 1))
     if n_prune:
@@ -206,8 +231,7 @@ def fit_inter(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps, *
     with torch.no_grad():
         decoded = dequantise(q, steps, device)
         out = render(decoded.means, decoded.chol, decoded.colors, height, width).clamp(0, 1)
-    return InterResult(q, kept.cpu(), active.cpu(), priority.cpu(), psnr(out, image, weights), warm_psnr,
-                       base_q, shift)
+    return InterResult(q, kept.cpu(), active.cpu(), priority.cpu(), psnr(out, image, weights), base_q)
 
 
 def revert_rows(q: QuantisedSplats, base_q: QuantisedSplats, kept: torch.Tensor, rows: torch.Tensor
