@@ -129,8 +129,9 @@ class FitStats:
     count: int = 0
 
 
-def _normalised_weights(channel_weights: Sequence[float] | torch.Tensor | None,
+def normalised_weights(channel_weights: Sequence[float] | torch.Tensor | None,
                         device: torch.device) -> torch.Tensor:
+    """Loss weights of the 3 channels as a [3] float32 tensor summing to 1 (equal when None)."""
     if channel_weights is None:
         return torch.full((3,), 1 / 3, device=device)
     w = torch.as_tensor(channel_weights, dtype=torch.float32, device=device).reshape(3)
@@ -152,7 +153,7 @@ def _mse_to_psnr(mse: float) -> float:
 def psnr(image_a: torch.Tensor, image_b: torch.Tensor,
          channel_weights: Sequence[float] | torch.Tensor | None = None) -> float:
     """PSNR in dB between two [3,H,W] images in [0,1] (peak 1), channels weighted (default equal)."""
-    w = _normalised_weights(channel_weights, image_a.device)
+    w = normalised_weights(channel_weights, image_a.device)
     return _mse_to_psnr(float(weighted_mse(image_a.float(), image_b.float(), w)))
 
 
@@ -269,7 +270,7 @@ def fit_frame(image: torch.Tensor, budget: SplatBudget, init: Splats | None = No
     image = image.detach().float()
     device = image.device
     _, height, width = image.shape
-    weights = _normalised_weights(channel_weights, device)
+    weights = normalised_weights(channel_weights, device)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     transform = param_transform or (lambda s: s)

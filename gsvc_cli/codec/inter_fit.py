@@ -21,7 +21,7 @@ import torch
 
 from gsvc_cli.codec.colour_refit import refit_colours
 from gsvc_cli.codec.densify import place_at_residual, removal_cost
-from gsvc_cli.codec.fitting import psnr, weighted_mse
+from gsvc_cli.codec.fitting import normalised_weights, psnr, weighted_mse
 from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.render import render
@@ -122,16 +122,11 @@ def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, ste
             + (grads[2].abs() * colour_steps).sum(1))
 
 
-def _normalised(channel_weights: tuple[float, float, float], device: torch.device) -> torch.Tensor:
-    weights = torch.tensor(channel_weights, dtype=torch.float32, device=device)
-    return weights / weights.sum()
-
-
 def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
                channel_weights: tuple[float, float, float]) -> WarmStart:
     """Lay the previous decoded integers `prev_q` on `image` [3,H,W], with one global shift when it
     gains at least SHIFT_GAIN_DB (pans, camera shake)."""
-    weights = _normalised(channel_weights, image.device)
+    weights = normalised_weights(channel_weights, image.device)
     prev = dequantise(prev_q, steps, image.device)
     rendered, wt_r = _colour_gradient(prev, image)
     unshifted = psnr(rendered.clamp(0, 1), image, weights)
@@ -159,7 +154,7 @@ def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add:
     """
     device = image.device
     _, height, width = image.shape
-    weights = _normalised(channel_weights, device)
+    weights = normalised_weights(channel_weights, device)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     base_q, prev, rendered, wt_r = warm.base, warm.splats, warm.rendered, warm.wt_residual
