@@ -15,11 +15,10 @@ import hashlib
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
+from io import BytesIO
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval import checkout  # noqa: E402  (bench scripts import each other by path)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ROOT.parent / "shared" / "data" / "clips"
@@ -41,6 +40,16 @@ ALL = QUICK + [
     ("vt2people gop2", [str(CLIPS / "vt2people_320x192_9f.y4m"), "--bpp", "0.3", "--preset", "fast",
                         "--gop", "2", "--frames", "4"]),
 ]
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """gsvc_cli/ and ext/ (the kernels: without them rendering falls back to the slow torch
+    reference) of git revision `rev`, extracted into `into`; returns the folder for PYTHONPATH."""
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "gsvc_cli", "ext"], capture_output=True,
+                         check=True).stdout
+    with tarfile.open(fileobj=BytesIO(tar)) as archive:
+        archive.extractall(into, filter="data")
+    return into
 
 
 def encode(pythonpath: Path, args: list[str], out: Path) -> str:

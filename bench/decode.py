@@ -24,11 +24,10 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from gsvc_cli.codec.container import FileHeader, GsvcReader, GsvcWriter  # noqa: E402
-from gsvc_cli.codec.fitting import render_splats  # noqa: E402
-from gsvc_cli.codec.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame  # noqa: E402
-from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, quantise  # noqa: E402
-from gsvc_cli.codec.splats import Splats  # noqa: E402
+from gsvc_cli.codec.bitstream.container import FileHeader, GsvcReader, GsvcWriter  # noqa: E402
+from gsvc_cli.codec.bitstream.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame  # noqa: E402
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, quantise  # noqa: E402
+from gsvc_cli.codec.splats import Splats, render_splats  # noqa: E402
 from gsvc_cli.video import Frame, VideoInfo  # noqa: E402
 
 WIDTH, HEIGHT = 1920, 1080

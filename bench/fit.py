@@ -17,14 +17,15 @@ import argparse
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
+from baseline_fit import fit_baseline
 
-from gsvc_cli.codec.fitting import FitConfig, SplatBudget, fit_frame
+from gsvc_cli.codec.encoder.fitting import fit_frame
+from gsvc_cli.codec.encoder.presets import get_preset
 from gsvc_cli.progress import ProgressEvent
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -49,12 +50,11 @@ def compare(args: argparse.Namespace) -> None:
     for name in names:
         image = load_image(name)
         for count in args.counts:
-            ours_cfg = FitConfig.preset(args.preset)
+            ours_cfg = get_preset(args.preset).intra
             cpu0 = time.process_time()
-            splats, ours = fit_frame(image, SplatBudget(count=count), config=ours_cfg, seed=0)
+            splats, ours = fit_frame(image, count, config=ours_cfg, seed=0)
             cpu1 = time.process_time()
-            base_cfg = replace(FitConfig.baseline(50_000), time_limit=ours.seconds, history_points=2500)
-            _, base = fit_frame(image, SplatBudget(count=count), config=base_cfg, seed=0)
+            _, base = fit_baseline(image, count, 50_000, time_limit=ours.seconds, history_points=2500, seed=0)
             cpu2 = time.process_time()
             print(f"| {name} | {count} | {ours.psnr:.2f} | {ours.steps} | {ours.seconds:.1f} | "
                   f"{cpu1 - cpu0:.1f} | "
@@ -76,8 +76,8 @@ def long_baseline(args: argparse.Namespace) -> None:
         log.write(f"{args.image} step {event.done} t {time.perf_counter() - start:.0f}s "
                   f"psnr {event.info.get('psnr', float('nan')):.3f}\n")
 
-    config = replace(FitConfig.baseline(args.steps), history_points=max(1, args.steps // 500))
-    _, stats = fit_frame(image, SplatBudget(count=args.count), config=config, seed=0, progress=progress)
+    _, stats = fit_baseline(image, args.count, args.steps, seed=0, history_points=max(1, args.steps // 500),
+                            progress=progress)
     log.write(f"{args.image} DONE steps {stats.steps} psnr {stats.psnr:.3f} seconds {stats.seconds:.0f}\n")
 
 

@@ -144,8 +144,8 @@ def score(ref: Path, dist: Path, frames: int) -> dict[str, float]:
 def run_gsvc(ref: Path, work: Path, bpp: float, preset: str, gop: int, frames: int,
              pixels: int) -> dict[str, Any]:
     from gsvc_cli.codec.decoder import decode_video
-    from gsvc_cli.codec.encoder import EncoderSettings, encode_video
-    from gsvc_cli.codec.rate_control import RateTarget
+    from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
+    from gsvc_cli.codec.encoder.rate_control import RateTarget
     from gsvc_cli.video import open_video
 
     out = work / f"gsvc_{preset}_{bpp:g}.gsvc"
@@ -370,10 +370,10 @@ def decode_1080p(args: argparse.Namespace, work_root: Path, out_dir: Path) -> di
     """Encode a few 1080p frames, then time decoding them from the file (entropy decoding included)."""
     import torch
 
-    from gsvc_cli.codec.container import GsvcReader
+    from gsvc_cli.codec.bitstream.container import GsvcReader
     from gsvc_cli.codec.decoder import decode_frames, decode_video
-    from gsvc_cli.codec.encoder import EncoderSettings, encode_video
-    from gsvc_cli.codec.rate_control import RateTarget
+    from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
+    from gsvc_cli.codec.encoder.rate_control import RateTarget
     from gsvc_cli.video import open_video
 
     work = work_root / "large"

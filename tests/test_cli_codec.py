@@ -15,7 +15,7 @@ import subprocess
 import pytest
 from conftest import run_gsvc_cli
 
-from gsvc_cli.codec.container import GsvcReader
+from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.video import open_video
 
 CLIP = "clips/vt2people_320x192_9f.y4m"

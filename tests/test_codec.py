@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from gsvc_cli.codec.container import GsvcReader
+from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.decoder import decode_frames, decode_video
-from gsvc_cli.codec.encoder import EncoderSettings, encode_video
-from gsvc_cli.codec.inter_fit import estimate_shift
-from gsvc_cli.codec.rate_control import RateTarget
+from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
+from gsvc_cli.codec.encoder.inter_fit import estimate_shift
+from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.errors import UsageError
 from gsvc_cli.video import Frame, VideoInfo, open_video
 

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from gsvc_cli.codec.container import (
+from gsvc_cli.codec.bitstream.container import (
     FileHeader,
     GsvcReader,
     GsvcWriter,
     index_and_trailer_size,
 )
-from gsvc_cli.codec.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame
-from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps
+from gsvc_cli.codec.bitstream.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps
 from gsvc_cli.errors import FormatError, UsageError
 
 GOLDEN = Path(__file__).parent / "golden"

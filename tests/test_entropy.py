@@ -6,14 +6,14 @@ import constriction
 import numpy as np
 import pytest
 
-from gsvc_cli.codec.entropy import (
+from gsvc_cli.codec.bitstream.entropy import (
     TOTAL,
     ByteReader,
     EntropyReader,
     EntropyWriter,
     _categorical,
     laplace_freqs,
-    normalise_weights,
+    frequency_table,
     put_varint,
     unzigzag,
     zigzag,
@@ -75,7 +75,7 @@ def test_tables_are_exact_integers_summing_to_total():
     assert f[399] == f[401]  # symmetric about the centre
     flat = laplace_freqs(17, 3, 65536)
     assert flat.sum() == TOTAL and flat.max() - flat.min() <= 17
-    g = normalise_weights(np.array([0, 5, 0, 1]))
+    g = frequency_table(np.array([0, 5, 0, 1]))
     assert g.sum() == TOTAL and (g >= 1).all() and g.argmax() == 1
     # pinned values: any change to the table arithmetic breaks every existing file
     # FORMAT.md by hand: weights 2**32 * (1/2)**|k-2| = 2**30 * (1, 2, 4, 2, 1), W = 10 * 2**30

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gsvc_cli.codec.frame_coding import (
+from gsvc_cli.codec.bitstream.frame_coding import (
     RAW_BITS_PER_SPLAT,
     decode_frame,
     encode_inter_frame,
     encode_intra_frame,
 )
-from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, quantise
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, quantise
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import FormatError, GsvcError
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gsvc_cli.codec.quantise import (
+from gsvc_cli.codec.bitstream.quantise import (
     MIN_SCALE,
     QuantisedSplats,
     QuantSteps,

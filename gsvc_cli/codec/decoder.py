@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from gsvc_cli.codec.container import FileHeader, GsvcReader
-from gsvc_cli.codec.fitting import render_splats
-from gsvc_cli.codec.frame_coding import DecodedFrame, decode_frame
-from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise
+from gsvc_cli.codec.bitstream.container import FileHeader, GsvcReader
+from gsvc_cli.codec.bitstream.frame_coding import DecodedFrame, decode_frame
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise
+from gsvc_cli.codec.splats import render_splats
 from gsvc_cli.errors import FormatError, UsageError
 from gsvc_cli.progress import ProgressCallback, report
 from gsvc_cli.video import Frame, VideoInfo, open_writer

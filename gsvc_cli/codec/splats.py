@@ -1,10 +1,14 @@
-"""The splat set of one frame: exactly the inputs of `gsvc_cli.render.render`."""
+"""The splat set of one frame (exactly the inputs of `gsvc_cli.render.render`) and the image it
+decodes to; shared by the encoder and the decoder."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 import torch
+
+from gsvc_cli.render import render
 
 
 def check_splat_shapes(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, what: str) -> None:
@@ -15,8 +19,36 @@ def check_splat_shapes(means: torch.Tensor, chol: torch.Tensor, colors: torch.Te
                          f"chol {tuple(chol.shape)}, colors {tuple(colors.shape)}")
 
 
+class SplatArrays:
+    """What Splats (floats) and QuantisedSplats (integers) share: three row-aligned tensors
+    means [N,2], chol [N,3], colors [N,3], selected and concatenated row-wise together."""
+
+    DTYPE = torch.float32
+    means: torch.Tensor
+    chol: torch.Tensor
+    colors: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    def select(self, index: torch.Tensor) -> Self:
+        """The splats at `index` (a bool mask or integer indices), in that order."""
+        return type(self)(self.means[index], self.chol[index], self.colors[index])
+
+    @classmethod
+    def cat(cls, parts: list[Self]) -> Self:
+        return cls(torch.cat([p.means for p in parts]), torch.cat([p.chol for p in parts]),
+                   torch.cat([p.colors for p in parts]))
+
+    @classmethod
+    def empty(cls, device: torch.device | str = "cpu") -> Self:
+        return cls(torch.zeros(0, 2, dtype=cls.DTYPE, device=device),
+                   torch.zeros(0, 3, dtype=cls.DTYPE, device=device),
+                   torch.zeros(0, 3, dtype=cls.DTYPE, device=device))
+
+
 @dataclass
-class Splats:
+class Splats(SplatArrays):
     """N 2D Gaussian splats of one frame.
 
     means:  [N, 2] float32, centres in pixels (x right, y down; pixel centres at integer + 0.5).
@@ -32,9 +64,6 @@ class Splats:
     def __post_init__(self) -> None:
         check_splat_shapes(self.means, self.chol, self.colors, "splat")
 
-    def __len__(self) -> int:
-        return int(self.means.shape[0])
-
     @property
     def device(self) -> torch.device:
         return self.means.device
@@ -48,20 +77,9 @@ class Splats:
     def to(self, device: torch.device | str) -> Splats:
         return Splats(self.means.to(device), self.chol.to(device), self.colors.to(device))
 
-    def select(self, index: torch.Tensor) -> Splats:
-        """The splats at `index` (a bool mask or integer indices), in that order."""
-        return Splats(self.means[index], self.chol[index], self.colors[index])
 
-    @staticmethod
-    def cat(parts: list[Splats]) -> Splats:
-        return Splats(
-            torch.cat([p.means for p in parts]),
-            torch.cat([p.chol for p in parts]),
-            torch.cat([p.colors for p in parts]),
-        )
 
-    @staticmethod
-    def empty(device: torch.device | str = "cpu") -> Splats:
-        z2 = torch.zeros(0, 2, device=device)
-        z3 = torch.zeros(0, 3, device=device)
-        return Splats(z2, z3, z3.clone())
+@torch.no_grad()
+def render_splats(splats: Splats, height: int, width: int, backend: str = "auto") -> torch.Tensor:
+    """The image the splats decode to: [3,H,W] float32 clamped to [0,1]."""
+    return render(splats.means, splats.chol, splats.colors, height, width, backend=backend).clamp(0, 1)

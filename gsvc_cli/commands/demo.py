@@ -72,8 +72,8 @@ def demo_command(
     no_overwrite: bool = NoOverwriteOption,
     quiet: bool = QuietOption,
 ) -> None:
-    from gsvc_cli.codec.encoder import EncoderSettings, encode_video
-    from gsvc_cli.codec.rate_control import RateTarget
+    from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
+    from gsvc_cli.codec.encoder.rate_control import RateTarget
     from gsvc_cli.metrics.evaluate import DEFAULT_METRICS, evaluate
     from gsvc_cli.video import open_video
 

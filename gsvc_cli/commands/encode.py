@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from gsvc_cli.atomic import check_output_path, refuse_same_file
+from gsvc_cli.codec.encoder.presets import PRESET_NAMES
 from gsvc_cli.commands.common import (
     FpsOption,
     FramesOption,
@@ -31,19 +32,15 @@ from gsvc_cli.errors import UsageError
 from gsvc_cli.progress import report
 
 if TYPE_CHECKING:  # the core imports torch: load it only when a command runs
-    from gsvc_cli.codec.encoder import EncodeSummary
-    from gsvc_cli.codec.rate_control import RateTarget
+    from gsvc_cli.codec.encoder.gop import EncodeSummary
+    from gsvc_cli.codec.encoder.rate_control import RateTarget
 
 DEFAULT_BPP = 0.4
 VIDEO_SUFFIXES = (".y4m", ".yuv", ".raw", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".png")
 
 
-class Preset(enum.StrEnum):
-    """Speed/quality trade-off of the fitter, as x264's --preset."""
-
-    fast = "fast"
-    medium = "medium"
-    slow = "slow"
+Preset = enum.StrEnum("Preset", {name: name for name in PRESET_NAMES})
+"""Speed/quality trade-off of the fitter, as x264's --preset (the names of codec.encoder.presets)."""
 
 
 HELP = f"""Encode a video into a .gsvc file: every frame becomes a set of 2D Gaussian splats.
@@ -52,9 +49,10 @@ Rate control takes exactly one target, as x264's --crf / --bitrate: --bpp (file 
 headers included), --psnr (dB, YUV 6:1:1 of the decoded frames) or --splats (a fixed count per
 frame). With none, --bpp {DEFAULT_BPP:g} is used: a size target bounds the encode time, which a
 quality target cannot. Each GOP starts with an I-frame fitted from scratch; P-frames start from
-the previous decoded frame. A P-frame that falls more than --scenecut dB below its GOP's I-frame is
-coded as an I-frame instead. The frame count must be known up front (rate control): inputs that
-do not say (some raw or streamed files) need --frames N.
+the previous decoded frame. A frame that the previous frame's splats explain less than --scenecut
+dB better than a coarse block picture of the frame itself is a scene cut and becomes an I-frame.
+The frame count must be known up front (rate control): inputs that do not say (some raw or
+streamed files) need --frames N.
 
 Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the decoded frames and
 speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
@@ -101,7 +99,7 @@ def frame_table(summary: EncodeSummary) -> Table:
 
 def rate_target(bpp: float | None, psnr: float | None, splats: int | None) -> RateTarget:
     """The one rate target asked for, or the default --bpp."""
-    from gsvc_cli.codec.rate_control import RateTarget
+    from gsvc_cli.codec.encoder.rate_control import RateTarget
 
     if bpp is None and psnr is None and splats is None:
         bpp = DEFAULT_BPP
@@ -135,7 +133,7 @@ def encode_command(
     quiet: bool = QuietOption,
     verbose: bool = VerboseOption,
 ) -> None:
-    from gsvc_cli.codec.encoder import EncoderSettings, encode_video
+    from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
     from gsvc_cli.video import open_video
 
     overwrite = resolve_overwrite(overwrite, no_overwrite)

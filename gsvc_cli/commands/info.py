@@ -60,8 +60,8 @@ def _fps_text(fps: Fraction) -> str:
 
 def describe(path: Path) -> dict[str, Any]:
     """Everything `gsvc info` reports, as JSON-ready data (the keys are a stable interface)."""
-    from gsvc_cli.codec.container import GsvcReader, record_overhead
-    from gsvc_cli.codec.frame_coding import GROUPS, decode_frame
+    from gsvc_cli.codec.bitstream.container import GsvcReader, record_overhead
+    from gsvc_cli.codec.bitstream.frame_coding import GROUPS, decode_frame
 
     with GsvcReader(path) as reader:
         header, index, file_bytes = reader.header, reader.index, reader.file_size
@@ -151,7 +151,7 @@ def _overview(facts: dict[str, Any]) -> Table:
 
 def _types_tables(facts: dict[str, Any]) -> tuple[Table, Table]:
     """(count, bytes and bits/splat by frame type; bits/splat by parameter group and frame type)."""
-    from gsvc_cli.codec.frame_coding import GROUPS
+    from gsvc_cli.codec.bitstream.frame_coding import GROUPS
 
     groups = (*GROUPS, "side")
     sizes = Table(title="by frame type", title_justify="left")

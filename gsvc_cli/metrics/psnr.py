@@ -21,7 +21,7 @@ def mse_to_psnr(mse: float, peak: float) -> float:
     """10 log10(peak^2 / mse), capped at PSNR_CAP dB (and for mse == 0)."""
     if mse <= 0.0:
         return PSNR_CAP
-    return min(PSNR_CAP, 10.0 * math.log10(peak * peak / mse))
+    return min(PSNR_CAP, 20.0 * math.log10(peak) - 10.0 * math.log10(mse))
 
 
 def psnr(reference: torch.Tensor, distorted: torch.Tensor, peak: float = 1.0) -> float:

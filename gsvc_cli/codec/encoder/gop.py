@@ -19,39 +19,38 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from gsvc_cli.codec.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
-from gsvc_cli.codec.fitting import FitConfig, SplatBudget, fit_frame, psnr, render_splats
-from gsvc_cli.codec.frame_coding import CodedFrame, encode_inter_frame, encode_intra_frame
-from gsvc_cli.codec.inter_fit import (
-    INTER_STEPS,
-    InterResult,
-    WarmStart,
-    fit_inter,
-    revert_rows,
-    warm_start,
+from gsvc_cli.codec.bitstream.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
+from gsvc_cli.codec.bitstream.frame_coding import CodedFrame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
+from gsvc_cli.codec.encoder.fitting import fit_frame
+from gsvc_cli.codec.encoder.inter_fit import WarmStart, fit_inter, warm_start
+from gsvc_cli.codec.encoder.loss import weighted_psnr
+from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
+from gsvc_cli.codec.encoder.rate_control import (
+    MIN_SPLATS,
+    FramePlan,
+    RateController,
+    RateTarget,
+    revert_to_budget,
+    search_step_scale,
 )
-from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
-from gsvc_cli.codec.rate_control import FramePlan, RateController, RateTarget
-from gsvc_cli.codec.splats import Splats
+from gsvc_cli.codec.splats import Splats, render_splats
 from gsvc_cli.errors import InputError, UsageError
 from gsvc_cli.metrics.psnr import frame_psnr
 from gsvc_cli.progress import ProgressCallback, report
 from gsvc_cli.video import Frame, VideoInfo
 
 CHANNEL_WEIGHTS = (6.0, 1.0, 1.0)
-PRESETS = ("fast", "medium", "slow")
 ENCODER_NAME = "gsvc-encoder 1"
 PSNR_MARGIN_DB = 0.3  # starting allowance for quantisation and chroma subsampling (--psnr)
 PSNR_TOLERANCE_DB = 0.25
 PSNR_SEARCH_FITS = 6
 DB_PER_DOUBLING = 2.5  # typical PSNR gain per doubling of the splat count (measured on Kodak/CIF)
-STEP_SEARCH_ITERS = 9
-STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,7 @@ class EncoderSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise UsageError(f"--preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        get_preset(self.preset)  # a clear error for an unknown name
         if self.gop < 1:
             raise UsageError(f"--gop {self.gop}: must be at least 1")
         if self.scenecut_db < 0:
@@ -130,14 +128,6 @@ class _Reference:
     splats: Splats
 
 
-def _fit_configs(preset: str) -> tuple[FitConfig, FitConfig, FitConfig]:
-    """(I-frame, P-frame, quantisation-aware fine-tune) fitting configurations of a preset."""
-    intra = FitConfig.preset(preset)
-    inter = FitConfig.preset(preset, pframe=True)
-    qat = replace(inter, add_fraction=None, max_steps=max(30, inter.max_steps // 2))
-    return intra, inter, qat
-
-
 class Encoder:
     """Encodes frames one at a time into an open GsvcWriter (see `encode_video`)."""
 
@@ -147,12 +137,11 @@ class Encoder:
         self.settings = settings
         self.progress = progress  # receives the fitter's "fit" events (steps within a frame)
         self.height, self.width = info.height, info.width
-        self.intra_config, self.inter_config, self.qat_config = _fit_configs(settings.preset)
+        self.preset = get_preset(settings.preset)
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
                                    overhead_bytes)
         self.steps = QuantSteps.default()
         self.reference: _Reference | None = None
-        self.gop_psnr = 0.0
         self.prev_psnr = 0.0
         self.gop_length = 0
         self.psnr_margin = PSNR_MARGIN_DB
@@ -177,12 +166,10 @@ class Encoder:
         self.reference = result
         self.gop_length += 1
         decoded = render_splats(result.splats, self.height, self.width)
-        self.prev_psnr = psnr(decoded, image, CHANNEL_WEIGHTS)
+        self.prev_psnr = weighted_psnr(decoded, image, CHANNEL_WEIGHTS)
         output = Frame.from_yuv444_float(decoded, self.info, index)
         quality = frame_psnr(frame, output)
         out_psnr = quality.get("psnr_yuv", quality.get("psnr_y", 0.0))
-        if coded.frame_type == "I":
-            self.gop_psnr = self.prev_psnr
         if self.settings.target.psnr is not None:  # learn what quantisation and 4:2:0 cost
             self.psnr_margin = min(3.0, max(0.0, self.psnr_margin + self.settings.target.psnr - out_psnr))
         bits = 8 * (len(coded.payload) + record_overhead())
@@ -223,11 +210,10 @@ class Encoder:
         bracket by interpolation; at most PSNR_SEARCH_FITS fits. Keeps the smallest fit that
         reaches the target (else the best one)."""
         pixels = self.height * self.width
-        count = self.psnr_count or max(16, pixels // 100)
+        count = self.psnr_count or max(MIN_SPLATS, pixels // 100)
         tried: dict[int, tuple[Splats, float]] = {}
         for _ in range(PSNR_SEARCH_FITS):
-            splats, _, fit_psnr = self._fit(image, SplatBudget(count=count), None, self.intra_config, seed,
-                                            None)
+            splats, fit_psnr = self._fit(image, count, None, self.preset.intra, seed, None)
             tried[count] = (splats, fit_psnr)
             if abs(fit_psnr - target) <= PSNR_TOLERANCE_DB:
                 break
@@ -240,7 +226,7 @@ class Encoder:
                 new = min(max(new, c0 + 1), c1 - 1)
             else:
                 new = int(count * 2.0 ** ((target - fit_psnr) / DB_PER_DOUBLING))
-            new = int(min(self.rate.max_splats, max(16, new)))
+            new = int(min(self.rate.max_splats, max(MIN_SPLATS, new)))
             if new in tried or new <= 0:
                 break
             count = new
@@ -250,15 +236,17 @@ class Encoder:
         self.psnr_count = count
         return splats, fit_psnr
 
-    def _fit(self, image: torch.Tensor, budget: SplatBudget, init: Splats | None, config: FitConfig,
-             seed: int, steps: QuantSteps | None) -> tuple[Splats, torch.Tensor, float]:
+    def _fit(self, image: torch.Tensor, count: int, init: Splats | None, config: FitConfig,
+             seed: int, steps: QuantSteps | None) -> tuple[Splats, float]:
+        """Fit `count` splats (from `init` when given); with `steps`, through the quantiser.
+        Returns the splats and their PSNR in the fitting space."""
         transform: Callable[[Splats], Splats] | None = None
         if steps is not None:
             def transform(s: Splats) -> Splats:
                 return fake_quantise(s, steps)
-        splats, stats = fit_frame(image, budget, init, config=config, seed=seed, progress=self.progress,
+        splats, stats = fit_frame(image, count, init, config=config, seed=seed, progress=self.progress,
                                   channel_weights=CHANNEL_WEIGHTS, param_transform=transform)
-        return splats, stats.kept, stats.psnr
+        return splats, stats.psnr
 
     def _intra(self, index: int, image: torch.Tensor, plan: FramePlan
                ) -> tuple[CodedFrame, _Reference, float]:
@@ -267,61 +255,31 @@ class Encoder:
         if target_psnr is not None:
             splats, fit_psnr = self._fit_to_psnr(image, target_psnr + self.psnr_margin, seed)
         else:
-            splats, _, fit_psnr = self._fit(image, SplatBudget(count=plan.count), None, self.intra_config,
-                                            seed, None)
+            splats, fit_psnr = self._fit(image, plan.count, None, self.preset.intra, seed, None)
         if plan.bits is not None:
             target = plan.bits - 8 * record_overhead()
-            scale, unit_bits = self._search_step_scale(splats, target)
+            scale, unit_bits = search_step_scale(splats, target)
             first = self.bits_per_splat_unit is None
             self.bits_per_splat_unit = unit_bits / max(1, len(splats))
             if first and abs(math.log2(scale)) > 0.5:
                 # The first guess of bits per splat was off: refit once at the count that the
                 # default quantiser would give, so the operating point stays near step scale 1.
-                count = int(max(16, min(self.rate.max_splats, target / self.bits_per_splat_unit)))
-                splats, _, fit_psnr = self._fit(image, SplatBudget(count=count), None, self.intra_config,
-                                                seed, None)
-                scale, _ = self._search_step_scale(splats, target)
+                count = int(max(MIN_SPLATS, min(self.rate.max_splats, target / self.bits_per_splat_unit)))
+                splats, fit_psnr = self._fit(image, count, None, self.preset.intra, seed, None)
+                scale, _ = search_step_scale(splats, target)
             self.steps = QuantSteps.default().scaled(scale)
         else:
             self.steps = QuantSteps.default()
         # Quantisation-aware fine-tune at the chosen steps, then code.
-        splats, _, _ = self._fit(image, SplatBudget(count=len(splats)), splats, self.qat_config, seed,
-                                 self.steps)
+        splats, _ = self._fit(image, len(splats), splats, self.preset.fine_tune, seed, self.steps)
         if plan.bits is not None:  # the fine-tune moved things a little: land on the target again
-            scale, _ = self._search_step_scale(splats, plan.bits - 8 * record_overhead(),
+            scale, _ = search_step_scale(splats, plan.bits - 8 * record_overhead(),
                                                around=self.steps)
             self.steps = self.steps.scaled(scale)
         q = quantise(splats, self.steps)
         coded = encode_intra_frame(q, self.steps)
         q = q.select(coded.order)
         return coded, _Reference(q, dequantise(q, self.steps, image.device)), fit_psnr
-
-    def _search_step_scale(self, splats: Splats, target_bits: float, around: QuantSteps | None = None
-                           ) -> tuple[float, float]:
-        """Step scale whose I-frame payload is closest to `target_bits` from below; also returns
-        the payload bits at scale 1 (the rate model's unit)."""
-        base = around or QuantSteps.default()
-
-        def bits_at(scale: float) -> float:
-            q = quantise(splats, base.scaled(scale))
-            return 8.0 * len(encode_intra_frame(q, base.scaled(scale)).payload)
-
-        unit = bits_at(1.0)
-        lo, hi = math.log2(STEP_SCALE_RANGE[0]), math.log2(STEP_SCALE_RANGE[1])
-        if unit <= target_bits:
-            hi = 0.0
-        else:
-            lo = 0.0
-        best = 2.0 ** hi
-        for _ in range(STEP_SEARCH_ITERS):
-            mid = 0.5 * (lo + hi)
-            if bits_at(2.0 ** mid) <= target_bits:
-                best, hi = 2.0 ** mid, mid
-            else:
-                lo = mid
-        if unit <= target_bits and around is not None:
-            best = min(best, 1.0) if bits_at(1.0) <= target_bits else best
-        return best, unit
 
     def _inter(self, index: int, image: torch.Tensor, warm: WarmStart, plan: FramePlan
                ) -> tuple[CodedFrame, _Reference, float]:
@@ -330,45 +288,19 @@ class Encoder:
         n_prev = len(prev.q)
         result = fit_inter(image, warm, self.steps, n_add=plan.add,
                            n_prune=max(0, n_prev + plan.add - plan.count), active_fraction=plan.active,
-                           iterations=INTER_STEPS[self.settings.preset], channel_weights=CHANNEL_WEIGHTS,
+                           iterations=self.preset.inter_steps, channel_weights=CHANNEL_WEIGHTS,
                            seed=self.settings.seed + index)
         q = result.q
         coded = encode_inter_frame(q, prev.q, result.kept)
         if plan.bits is not None:
-            coded, q = self._revert_to_budget(result, prev.q, coded, plan.bits - 8 * record_overhead())
+            coded, q = revert_to_budget(result, prev.q, coded, plan.bits - 8 * record_overhead())
         n_kept = len(result.kept)
         changed = _changed_rows(q, prev.q, result.kept)
         self.rate.learn_inter(8 * len(coded.payload), n_prev, len(q) - n_kept, changed)
         q = q.select(coded.order)
         decoded = dequantise(q, self.steps, image.device)
-        fit_psnr = psnr(render_splats(decoded, self.height, self.width), image, CHANNEL_WEIGHTS)
+        fit_psnr = weighted_psnr(render_splats(decoded, self.height, self.width), image, CHANNEL_WEIGHTS)
         return coded, _Reference(q, decoded), fit_psnr
-
-    @staticmethod
-    def _revert_to_budget(result: InterResult, prev: QuantisedSplats, coded: CodedFrame, target_bits: float
-                          ) -> tuple[CodedFrame, QuantisedSplats]:
-        """Over budget: put the least important changed survivors back to their previous integers
-        (a bisection on how many), until the frame fits or none is left to revert."""
-        if 8 * len(coded.payload) <= target_bits:
-            return coded, result.q
-        n_kept = len(result.kept)
-        candidates = torch.nonzero(result.active[:n_kept]).flatten()
-        candidates = candidates[torch.argsort(result.priority[candidates])]  # least important first
-
-        def reverted(m: int) -> tuple[CodedFrame, QuantisedSplats]:
-            q = revert_rows(result.q, result.base, result.kept, candidates[:m])
-            return encode_inter_frame(q, prev, result.kept), q
-
-        lo, hi = 0, len(candidates)  # invariant: lo does not fit; hi fits (or is everything)
-        best = reverted(hi)
-        while hi - lo > 1 and 8 * len(best[0].payload) <= target_bits:
-            mid = (lo + hi) // 2
-            trial = reverted(mid)
-            if 8 * len(trial[0].payload) <= target_bits:
-                hi, best = mid, trial
-            else:
-                lo = mid
-        return best
 
 
 def coarse_psnr(image: torch.Tensor, block: int = 40) -> float:
@@ -376,7 +308,7 @@ def coarse_psnr(image: torch.Tensor, block: int = 40) -> float:
     grid = (max(1, round(image.shape[1] / block)), max(1, round(image.shape[2] / block)))
     coarse = torch.nn.functional.adaptive_avg_pool2d(image[None], grid)
     up = torch.nn.functional.interpolate(coarse, size=image.shape[1:], mode="nearest")[0]
-    return psnr(up, image, CHANNEL_WEIGHTS)
+    return weighted_psnr(up, image, CHANNEL_WEIGHTS)
 
 
 def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor) -> int:

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import torch
 
-from gsvc_cli.codec.colour_refit import refit_colours
-from gsvc_cli.codec.densify import place_at_residual, removal_cost
-from gsvc_cli.codec.fitting import normalised_weights, psnr, weighted_mse
-from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
+from gsvc_cli.codec.encoder.colour_refit import refit_colours
+from gsvc_cli.codec.encoder.densify import colour_gradient, prune_and_place
+from gsvc_cli.codec.encoder.loss import loss_weights, weighted_mse, weighted_psnr
+from gsvc_cli.codec.encoder.presets import INTER_LRS
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.render import render
 
-INTER_STEPS = {"fast": 40, "medium": 80, "slow": 160}
 MIN_GLOBAL_SHIFT = 0.3  # pixels; below this, global motion is not worth coding
 SHIFT_GAIN_DB = 1.0  # a global shift must improve the warm start by this much
 
@@ -63,15 +63,6 @@ class InterResult:
     priority: torch.Tensor
     psnr: float
     base: QuantisedSplats
-
-
-def _colour_gradient(splats: Splats, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(render, W^T (render - image)) of fixed splats."""
-    probe = splats.colors.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        out = render(splats.means, splats.chol, probe, image.shape[1], image.shape[2])
-        (g,) = torch.autograd.grad(out, probe, grad_outputs=(out - image).detach())
-    return out.detach(), g
 
 
 def estimate_shift(reference: torch.Tensor, image: torch.Tensor) -> tuple[float, float]:
@@ -126,18 +117,18 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
                channel_weights: tuple[float, float, float]) -> WarmStart:
     """Lay the previous decoded integers `prev_q` on `image` [3,H,W], with one global shift when it
     gains at least SHIFT_GAIN_DB (pans, camera shake)."""
-    weights = normalised_weights(channel_weights, image.device)
+    weights = loss_weights(channel_weights, image.device)
     prev = dequantise(prev_q, steps, image.device)
-    rendered, wt_r = _colour_gradient(prev, image)
-    unshifted = psnr(rendered.clamp(0, 1), image, weights)
+    rendered, wt_r = colour_gradient(prev, image)
+    unshifted = weighted_psnr(rendered.clamp(0, 1), image, weights)
     warm = WarmStart(prev_q, prev, rendered, wt_r, unshifted, unshifted)
     if len(prev):
         dx, dy = estimate_shift(rendered[0], image[0])
         if max(abs(dx), abs(dy)) >= MIN_GLOBAL_SHIFT:
             moved_q = _shifted(prev_q, (dx, dy), steps)
             moved = dequantise(moved_q, steps, image.device)
-            moved_render, moved_wt_r = _colour_gradient(moved, image)
-            moved_psnr = psnr(moved_render.clamp(0, 1), image, weights)
+            moved_render, moved_wt_r = colour_gradient(moved, image)
+            moved_psnr = weighted_psnr(moved_render.clamp(0, 1), image, weights)
             if moved_psnr > unshifted + SHIFT_GAIN_DB:
                 warm = WarmStart(moved_q, moved, moved_render, moved_wt_r, moved_psnr, unshifted, (dx, dy))
     return warm
@@ -146,7 +137,7 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
 def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add: int,
               n_prune: int, active_fraction: float, iterations: int,
               channel_weights: tuple[float, float, float], seed: int = 0,
-              lr_means: float = 0.1, lr_chol: float = 0.02, lr_colors: float = 0.005) -> InterResult:
+              lrs: tuple[float, float, float] = INTER_LRS) -> InterResult:
     """Fit a P-frame to `image` [3,H,W] from its warm start (see `warm_start`).
 
     n_add new splats at the residual, n_prune least useful previous splats removed, and at most
@@ -154,24 +145,13 @@ def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add:
     """
     device = image.device
     _, height, width = image.shape
-    weights = normalised_weights(channel_weights, device)
+    weights = loss_weights(channel_weights, device)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     base_q, prev, rendered, wt_r = warm.base, warm.splats, warm.rendered, warm.wt_residual
-    n_prev = len(prev)
-    keep_mask = torch.ones(n_prev, dtype=torch.bool, device=device)
-    n_prune = max(0, min(n_prune, n_prev - 1))
-    if n_prune:
-        cost = removal_cost(prev.colors, prev.chol, wt_r, weights)
-        worst = torch.topk(cost, n_prune, largest=False).indices
-        keep_mask[worst] = False
-        with torch.no_grad():
-            gone = prev.select(worst)
-            rendered = rendered - render(gone.means, gone.chol, gone.colors, height, width)
-    kept = torch.nonzero(keep_mask).flatten()
+    kept, rendered, fresh = prune_and_place(prev, rendered, wt_r, image, n_prune, n_add, weights, generator,
+                                            min_sigma=0.5)
     survivors = prev.select(kept)
-    fresh = place_at_residual(rendered, image, n_add, len(kept) + n_add, weights, generator,
-                              min_sigma=0.5)
     if len(fresh):
         fresh = Splats(fresh.means, fresh.chol, refit_colours(
             fresh.means, fresh.chol, image - rendered, fresh.colors, iters=8))
@@ -201,9 +181,8 @@ def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add:
     if len(active_idx) and iterations > 0:
         with torch.no_grad():
             base = render(frozen.means, frozen.chol, frozen.colors, height, width)
-        optimizer = torch.optim.Adam([{"params": [params[0]], "lr": lr_means},
-                                      {"params": [params[1]], "lr": lr_chol},
-                                      {"params": [params[2]], "lr": lr_colors}], eps=1e-15)
+        optimizer = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, lrs, strict=True)],
+                                     eps=1e-15)
         for _ in range(iterations):
             s = fake_quantise(Splats(*params), steps)
             out = base + render(s.means, s.chol, s.colors, height, width)
@@ -226,18 +205,5 @@ def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add:
     with torch.no_grad():
         decoded = dequantise(q, steps, device)
         out = render(decoded.means, decoded.chol, decoded.colors, height, width).clamp(0, 1)
-    return InterResult(q, kept.cpu(), active.cpu(), priority.cpu(), psnr(out, image, weights), base_q)
-
-
-def revert_rows(q: QuantisedSplats, base_q: QuantisedSplats, kept: torch.Tensor, rows: torch.Tensor
-                ) -> QuantisedSplats:
-    """Put survivor `rows` (indices < len(kept)) back to their base (previous, motion-compensated)
-    integers."""
-    if len(rows) == 0:
-        return q
-    out = []
-    for cur, prev in ((q.means, base_q.means), (q.chol, base_q.chol), (q.colors, base_q.colors)):
-        cur = cur.clone()
-        cur[rows] = prev[kept[rows]]
-        out.append(cur)
-    return QuantisedSplats(*out)
+    return InterResult(q, kept.cpu(), active.cpu(), priority.cpu(), weighted_psnr(out, image, weights),
+                       base_q)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from gsvc_cli.codec.entropy import ByteReader, EntropyReader, EntropyWriter, StreamStats, put_varint
-from gsvc_cli.codec.quantise import QuantisedSplats, QuantSteps
+from gsvc_cli.codec.bitstream.entropy import ByteReader, EntropyReader, EntropyWriter, StreamStats, put_varint
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps
 from gsvc_cli.errors import FormatError, GsvcError
 
 FRAME_I = 0

@@ -12,12 +12,14 @@ spacing of splats, with the residual as their starting colour (a colour refit fo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
-from gsvc_cli.codec.colour_refit import splat_energy
-from gsvc_cli.codec.init import blur
+from gsvc_cli.codec.encoder.colour_refit import splat_energy
+from gsvc_cli.codec.encoder.init import blur
 from gsvc_cli.codec.splats import Splats
+from gsvc_cli.render import render
 
 
 def removal_cost(colors: torch.Tensor, chol: torch.Tensor, wt_residual: torch.Tensor,
@@ -72,3 +74,46 @@ def place_at_residual(rendered: torch.Tensor, target: torch.Tensor, n: int, n_to
     chol = torch.stack([sigma, zeros, sigma], dim=1)
     residual = (target - rendered).reshape(3, -1)[:, idx].t()
     return Splats(means, chol, residual.contiguous())
+
+
+def colour_gradient(splats: Splats, image: torch.Tensor,
+                    transform: Callable[[Splats], Splats] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(render [3,H,W], W^T (render - image) [N,3]) of fixed splats, without touching any .grad.
+
+    The second term is the colour gradient of half the summed squared error: what `removal_cost`
+    needs. `transform` (e.g. straight-through quantisation) is applied before rendering.
+    """
+    probe = splats.colors.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        s = Splats(splats.means.detach(), splats.chol.detach(), probe)
+        if transform is not None:
+            s = transform(s)
+        out = render(s.means, s.chol, s.colors, image.shape[1], image.shape[2])
+        (g,) = torch.autograd.grad(out, probe, grad_outputs=(out - image).detach())
+    return out.detach(), g
+
+
+def prune_and_place(splats: Splats, rendered: torch.Tensor, wt_residual: torch.Tensor, image: torch.Tensor,
+                    n_prune: int, n_add: int, channel_weights: torch.Tensor, generator: torch.Generator,
+                    min_sigma: float) -> tuple[torch.Tensor, torch.Tensor, Splats]:
+    """Prune the n_prune least useful splats (at least one always stays), then place n_add new ones
+    where the residual of what is left is largest.
+
+    rendered [3,H,W] and wt_residual [N,3] are `colour_gradient`'s of `splats`. Returns (keep [K]
+    increasing indices of the survivors, the render without the pruned splats, the new splats).
+    """
+    n = len(splats)
+    n_prune = max(0, min(n_prune, n - 1))
+    keep = torch.arange(n, device=image.device)
+    if n_prune:
+        cost = removal_cost(splats.colors, splats.chol, wt_residual, channel_weights)
+        worst = torch.topk(cost, n_prune, largest=False).indices
+        mask = torch.ones(n, dtype=torch.bool, device=image.device)
+        mask[worst] = False
+        keep = keep[mask]
+        with torch.no_grad():  # take the pruned splats out of the render before choosing where to add
+            gone = splats.select(worst)
+            rendered = rendered - render(gone.means, gone.chol, gone.colors, image.shape[1], image.shape[2])
+    fresh = place_at_residual(rendered, image, n_add, len(keep) + n_add, channel_weights, generator,
+                              min_sigma=min_sigma)
+    return keep, rendered, fresh

@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import torch
+
+from gsvc_cli.codec.bitstream.frame_coding import CodedFrame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, quantise
+from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from gsvc_cli.codec.encoder.inter_fit import InterResult
 
 MIN_SPLATS = 16
 MAX_BPP = 24.0  # more than raw 8-bit 4:4:4: nobody asks for it on purpose
+STEP_SEARCH_ITERS = 9
+STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
 
 
 @dataclass(frozen=True)
@@ -164,3 +175,75 @@ class RateController:
             self.p_ratio = min(1.0, max(0.02, sum(recent) / len(recent)))
         if intra_bits_per_splat:
             self.bits_per_splat = 0.5 * self.bits_per_splat + 0.5 * intra_bits_per_splat
+
+
+# ----------------------------------------------------------------------------------------------
+# landing a frame on its bit target
+
+
+def search_step_scale(splats: Splats, target_bits: float, around: QuantSteps | None = None
+                      ) -> tuple[float, float]:
+    """Step scale whose I-frame payload is closest to `target_bits` from below; also returns
+    the payload bits at scale 1 (the rate model's unit)."""
+    base = around or QuantSteps.default()
+
+    def bits_at(scale: float) -> float:
+        q = quantise(splats, base.scaled(scale))
+        return 8.0 * len(encode_intra_frame(q, base.scaled(scale)).payload)
+
+    unit = bits_at(1.0)
+    lo, hi = math.log2(STEP_SCALE_RANGE[0]), math.log2(STEP_SCALE_RANGE[1])
+    if unit <= target_bits:
+        hi = 0.0
+    else:
+        lo = 0.0
+    best = 2.0 ** hi
+    for _ in range(STEP_SEARCH_ITERS):
+        mid = 0.5 * (lo + hi)
+        if bits_at(2.0 ** mid) <= target_bits:
+            best, hi = 2.0 ** mid, mid
+        else:
+            lo = mid
+    if unit <= target_bits and around is not None:
+        best = min(best, 1.0) if bits_at(1.0) <= target_bits else best
+    return best, unit
+
+
+def revert_rows(q: QuantisedSplats, base_q: QuantisedSplats, kept: torch.Tensor, rows: torch.Tensor
+                ) -> QuantisedSplats:
+    """Put survivor `rows` (indices < len(kept)) back to their base (previous, motion-compensated)
+    integers."""
+    if len(rows) == 0:
+        return q
+    out = []
+    for cur, prev in ((q.means, base_q.means), (q.chol, base_q.chol), (q.colors, base_q.colors)):
+        cur = cur.clone()
+        cur[rows] = prev[kept[rows]]
+        out.append(cur)
+    return QuantisedSplats(*out)
+
+
+def revert_to_budget(result: InterResult, prev: QuantisedSplats, coded: CodedFrame, target_bits: float
+                     ) -> tuple[CodedFrame, QuantisedSplats]:
+    """Over budget: put the least important changed survivors back to their previous integers
+    (a bisection on how many), until the frame fits or none is left to revert."""
+    if 8 * len(coded.payload) <= target_bits:
+        return coded, result.q
+    n_kept = len(result.kept)
+    candidates = torch.nonzero(result.active[:n_kept]).flatten()
+    candidates = candidates[torch.argsort(result.priority[candidates])]  # least important first
+
+    def reverted(m: int) -> tuple[CodedFrame, QuantisedSplats]:
+        q = revert_rows(result.q, result.base, result.kept, candidates[:m])
+        return encode_inter_frame(q, prev, result.kept), q
+
+    lo, hi = 0, len(candidates)  # invariant: lo does not fit; hi fits (or is everything)
+    best = reverted(hi)
+    while hi - lo > 1 and 8 * len(best[0].payload) <= target_bits:
+        mid = (lo + hi) // 2
+        trial = reverted(mid)
+        if 8 * len(trial[0].payload) <= target_bits:
+            hi, best = mid, trial
+        else:
+            lo = mid
+    return best

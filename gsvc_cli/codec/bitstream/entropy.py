@@ -113,7 +113,7 @@ class ByteReader:
 # integer frequency tables
 
 
-def normalise_weights(weights: np.ndarray) -> np.ndarray:
+def frequency_table(weights: np.ndarray) -> np.ndarray:
     """Integer weights w[0..A) (>= 0, sum > 0, A >= 2) -> frequencies f >= 1 summing to 2**24.
 
     f[k] = 1 + floor(w[k] * (2**24 - A) / W) with W = sum w; what is left over goes to the first
@@ -127,7 +127,7 @@ def normalise_weights(weights: np.ndarray) -> np.ndarray:
     if total_w <= 0 or (w < 0).any():
         raise FormatError("entropy model has no positive weight")
     free = TOTAL - size
-    # w < 2**33 and free < 2**24, so the product fits comfortably in int64 when w is clipped there.
+    # With w < 2**38 (checked here) and free < 2**24, w * free < 2**62 fits in int64.
     if int(w.max()) >= (1 << 38):
         raise GsvcError("entropy model weight too large")
     freqs = 1 + (w * free) // total_w
@@ -156,7 +156,7 @@ def laplace_freqs(size: int, centre: int, r: int) -> np.ndarray:
     """Two-sided geometric table over [0, size) peaked at `centre` with decay r / 65536."""
     g = _geometric_weights(r, max(centre + 1, size - centre))
     k = np.arange(size)
-    return normalise_weights(g[np.abs(k - centre)])
+    return frequency_table(g[np.abs(k - centre)])
 
 
 def _categorical(freqs: np.ndarray) -> constriction.stream.model.Categorical:
@@ -245,7 +245,7 @@ def _choose_model(values: np.ndarray) -> _Model:
     if size <= MAX_HISTOGRAM_ALPHABET and size < 4 * len(values):
         for qmax in (127, 16383):
             weights = _histogram_weights(symbols, size, qmax)
-            freqs = normalise_weights(weights)
+            freqs = frequency_table(weights)
             head = bytearray([KIND_HISTOGRAM])
             put_varint(head, zigzag(lo))
             put_varint(head, size)
@@ -281,7 +281,7 @@ def _read_model(reader: ByteReader) -> _Model:
     weights = np.array([reader.varint() for _ in range(size)], dtype=np.int64)
     if int(weights.max(initial=0)) >= (1 << 38) or int(weights.sum()) <= 0:
         raise FormatError(f"{reader.what}: bad histogram model")
-    return _Model(b"", normalise_weights(weights), lo, shift, 0.0)
+    return _Model(b"", frequency_table(weights), lo, shift, 0.0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gsvc_cli.codec.splats import Splats, check_splat_shapes
+from gsvc_cli.codec.splats import SplatArrays, Splats, check_splat_shapes
 from gsvc_cli.errors import GsvcError
 
 MIN_SCALE = 1.0 / 16.0
@@ -111,7 +111,7 @@ class QuantSteps:
 
 
 @dataclass
-class QuantisedSplats:
+class QuantisedSplats(SplatArrays):
     """The integers of N quantised splats (what frame records carry).
 
     means:  [N, 2] int32, round(x / step.mean), round(y / step.mean).
@@ -120,6 +120,7 @@ class QuantisedSplats:
     colors: [N, 3] int32, round(c_k / step.color[k]).
     """
 
+    DTYPE = torch.int32
     means: torch.Tensor
     chol: torch.Tensor
     colors: torch.Tensor
@@ -129,9 +130,6 @@ class QuantisedSplats:
         for t in (self.means, self.chol, self.colors):
             if t.dtype != torch.int32:
                 raise ValueError(f"quantised splats must be int32, got {t.dtype}")
-
-    def __len__(self) -> int:
-        return int(self.means.shape[0])
 
     def as_array(self) -> np.ndarray:
         """[N, 8] int64 numpy array: x, y, l1, shear, l3, c0, c1, c2 (the coding order)."""
@@ -143,10 +141,6 @@ class QuantisedSplats:
         t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int32).reshape(-1, 8))
         return QuantisedSplats(t[:, 0:2].clone(), t[:, 2:5].clone(), t[:, 5:8].clone())
 
-    def select(self, index: torch.Tensor) -> QuantisedSplats:
-        """The splats at `index` (bool mask or integer indices), in that order."""
-        return QuantisedSplats(self.means[index], self.chol[index], self.colors[index])
-
     def equal(self, other: QuantisedSplats) -> bool:
         """True when both hold exactly the same integers in the same order."""
         return (
@@ -154,22 +148,6 @@ class QuantisedSplats:
             and torch.equal(self.means, other.means)
             and torch.equal(self.chol, other.chol)
             and torch.equal(self.colors, other.colors)
-        )
-
-    @staticmethod
-    def cat(parts: list[QuantisedSplats]) -> QuantisedSplats:
-        return QuantisedSplats(
-            torch.cat([p.means for p in parts]),
-            torch.cat([p.chol for p in parts]),
-            torch.cat([p.colors for p in parts]),
-        )
-
-    @staticmethod
-    def empty() -> QuantisedSplats:
-        return QuantisedSplats(
-            torch.zeros(0, 2, dtype=torch.int32),
-            torch.zeros(0, 3, dtype=torch.int32),
-            torch.zeros(0, 3, dtype=torch.int32),
         )
 
 

@@ -1,0 +1,86 @@
+"""Encoder presets (--preset fast|medium|slow, as x264's) and the fitting loop's knobs: one table.
+
+Torch-free, so the CLI can list the preset names without loading the codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gsvc_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Knobs of the frame fitter (fitting.fit_frame). Learning rates are per step: means in pixels,
+    chol relative to the typical splat spacing, colours in image units."""
+
+    max_steps: int = 600
+    min_steps: int = 40  # never stop early before this
+    # Learning rates (Adam; cosine decay to lr * lr_final_fraction over max_steps).
+    lr_means: float = 0.25
+    lr_chol: float = 0.04
+    lr_colors: float = 0.01
+    lr_final_fraction: float = 0.05
+    # Early stopping: stop when the PSNR gain over the last stop_window steps, per step, is below this.
+    stop_gain_db: float = 2e-3
+    stop_window: int = 40
+    # Closed-form colour refits (every refit_every steps, after each densification and at the end).
+    refit_every: int = 100
+    refit_iters: int = 6
+    final_refit_iters: int = 25
+    # Densification / pruning: every densify_every steps while step < densify_until * max_steps,
+    # swap swap_fraction of the splats (prune the least useful, add at the largest residual).
+    densify_every: int = 50
+    densify_until: float = 0.6
+    swap_fraction: float = 0.05
+    # Warm start: splats to add at the start, as a fraction of len(init) (None: only what the count
+    # needs); the same number of least useful splats is pruned to keep the count.
+    add_fraction: float | None = None
+    # Initial placement.
+    init_uniform_mix: float = 0.3
+    init_size_scale: float = 0.6
+    min_sigma: float = 0.35  # pixels; Cholesky diagonal floor so no splat collapses
+    history_points: int = 60
+    time_limit: float | None = None  # seconds; stop after this much wall time (benchmarks, budgets)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One speed/quality point of the encoder.
+
+    intra: the I-frame fit from scratch. fine_tune: the quantisation-aware fine-tune of an I-frame at
+    its chosen quantiser steps (a short warm-started fit with small learning rates). inter_steps:
+    iterations of a P-frame fit (inter_fit.fit_inter, whose learning rates are INTER_LRS).
+    """
+
+    name: str
+    intra: FitConfig
+    fine_tune: FitConfig
+    inter_steps: int
+
+
+INTER_LRS = (0.1, 0.02, 0.005)
+"""P-frame learning rates (means px, chol px, colours) of inter_fit.fit_inter, every preset."""
+
+
+def _preset(name: str, intra_steps: int, inter_steps: int) -> Preset:
+    tune_steps = max(30, max(60, intra_steps // 5) // 2)
+    fine_tune = FitConfig(max_steps=tune_steps, min_steps=20, lr_means=0.05, lr_chol=0.005,
+                          lr_colors=0.004, densify_until=0.0, stop_window=20, refit_every=50)
+    return Preset(name, FitConfig(max_steps=intra_steps), fine_tune, inter_steps)
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    _preset("fast", 250, 40),
+    _preset("medium", 600, 80),
+    _preset("slow", 1500, 160),
+)}
+PRESET_NAMES = tuple(PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; a clear usage error for any other name."""
+    if name not in PRESETS:
+        raise UsageError(f"--preset {name!r}: choose one of {', '.join(PRESET_NAMES)}")
+    return PRESETS[name]

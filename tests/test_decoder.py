@@ -1,0 +1,29 @@
+"""The decoder needs the bitstream and the renderer, never the encoder (issue #11)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "small.gsvc"
+
+LOADED_AFTER_DECODING = """
+import json, sys
+from pathlib import Path
+from gsvc_cli.codec.decoder import decode_video
+decode_video(Path(sys.argv[1]), Path(sys.argv[2]), overwrite=True)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("gsvc_cli"))))
+"""
+
+
+def test_decoding_a_file_loads_no_encoder_module(tmp_path: Path) -> None:
+    out = tmp_path / "out.y4m"
+    result = subprocess.run([sys.executable, "-c", LOADED_AFTER_DECODING, str(GOLDEN), str(out)],
+                            capture_output=True, text=True, check=True)
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out.stat().st_size > 0  # it really decoded
+    assert "gsvc_cli.codec.decoder" in loaded and "gsvc_cli.codec.bitstream.frame_coding" in loaded
+    encoder = [m for m in loaded if m.startswith("gsvc_cli.codec.encoder")]
+    assert encoder == [], f"decoding imported encoder code: {encoder}"
