@@ -1,12 +1,16 @@
 """Rate-distortion benchmark: gsvc against libx264 (medium, veryslow), libx265 (medium) and SVT-AV1.
 
-    python bench/rd.py [--clips NAME ...] [--frames 8] [--rates 0.1 0.2 0.4 0.8] [--preset fast]
-                       [--codecs x264-medium x264-veryslow x265-medium svtav1] [--no-large]
+    python bench/rd.py [--clips NAME ...] [--frames 0] [--preset fast]
+                       [--gsvc rd=quality:27,30,33,36 [norev=quality:27,30,33,36:rd_changes=0 ...]]
+                       [--clip-variants CLIP ...] [--codecs x264-medium x264-veryslow x265-medium svtav1]
+                       [--no-large]
     python bench/rd.py --summary-only        # rebuild the summary from bench/results/rd_*.json
 
-For each clip (default: every clip in ../shared/data/clips) the first N frames are written once to a
-temporary Y4M, which every codec then reads, so all see identical input. gsvc encodes them at each
---rates bpp target (encode_video, in process) and decodes the file (decode_video, entropy decoding
+For each clip (default: every clip in ../shared/data/clips) its frames (all, or the first --frames N)
+are written once to a temporary Y4M, which every codec then reads, so all see identical input. gsvc
+encodes them for every curve of --gsvc (the first is the main curve; the others are ablations, each
+idea switched off through RDTuning, or the old bpp rate control) at each of its values
+(encode_video, in process) and decodes the file (decode_video, entropy decoding
 and rendering included) to Y4M; the baselines run through the imageio-ffmpeg binary on a fixed CRF
 ladder that reaches from far below gsvc's quality to above its top rate, writing raw elementary
 streams (.264/.265/.ivf; x264's and x265's encoder-settings SEI NAL units are stripped, since they
@@ -49,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 CLIPS_DIR = SHARED / "clips"
 LARGE_CLIP = SHARED / "clips_large" / "street_1080p_54f.mp4"
-DEFAULT_RATES = (0.1, 0.2, 0.4, 0.8)
+DEFAULT_GSVC = ("rd=quality:27,30,33,36",)
 METRICS = ("psnr", "msssim", "vmaf")
 FIGURES = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "msssim_y", "msssim_rgb", "vmaf")
 
@@ -141,26 +145,44 @@ def score(ref: Path, dist: Path, frames: int) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in result.mean.items() if k in FIGURES}
 
 
-def run_gsvc(ref: Path, work: Path, bpp: float, preset: str, gop: int, frames: int,
-             pixels: int) -> dict[str, Any]:
+def parse_variant(spec: str) -> dict[str, Any]:
+    """NAME=MODE:V1,V2,...[:FIELD=VALUE...] -> a gsvc curve: MODE is quality or bpp, FIELD=VALUE
+    set fields of gsvc_cli.codec.encoder.rd.RDTuning (ablations), e.g. norev=quality:30,34:rd_changes=0."""
+    name, rest = spec.split("=", 1)
+    mode, values, *opts = rest.split(":")
+    if mode not in ("quality", "bpp"):
+        raise ValueError(f"--gsvc {spec}: mode must be quality or bpp")
+    tuning: dict[str, Any] = {}
+    for opt in opts:
+        key, value = opt.split("=", 1)
+        tuning[key] = float(value) if "." in value else bool(int(value))
+    return {"name": name, "mode": mode, "values": [float(v) for v in values.split(",")], "tuning": tuning}
+
+
+def run_gsvc(ref: Path, work: Path, variant: dict[str, Any], value: float, codec: str, preset: str, gop: int,
+             frames: int, pixels: int) -> dict[str, Any]:
     from gsvc_cli.codec.decoder import decode_video
     from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
     from gsvc_cli.codec.encoder.rate_control import RateTarget
+    from gsvc_cli.codec.encoder.rd import RDTuning
     from gsvc_cli.video import open_video
 
-    out = work / f"gsvc_{preset}_{bpp:g}.gsvc"
-    dec = work / f"gsvc_{preset}_{bpp:g}.y4m"
+    mode = variant["mode"]
+    tag = f"{variant['name']}_{preset}_{mode}{value:g}"
+    out = work / f"gsvc_{tag}.gsvc"
+    dec = work / f"gsvc_{tag}.y4m"
     load_before = load()
+    settings = EncoderSettings(RateTarget(**{mode: value}), preset=preset, gop=gop,
+                               tuning=RDTuning(**variant["tuning"]))
     with open_video(ref, frames=frames) as reader:
-        summary = encode_video(reader, reader.info, out, EncoderSettings(RateTarget(bpp=bpp), preset=preset,
-                                                                          gop=gop),
-                               frame_count=frames, overwrite=True)
+        summary = encode_video(reader, reader.info, out, settings, frame_count=frames, overwrite=True)
     size = out.stat().st_size
     d = decode_video(out, dec, overwrite=True)
     if count_frames(dec) != frames:
-        raise RuntimeError(f"gsvc {bpp:g}: decoded {count_frames(dec)} frames, expected {frames}")
+        raise RuntimeError(f"gsvc {tag}: decoded {count_frames(dec)} frames, expected {frames}")
+    bpp = value if mode == "bpp" else 8.0 * size / (pixels * frames)
     point: dict[str, Any] = {
-        "codec": "gsvc", "setting": f"bpp={bpp:g}", "target_bpp": bpp, "preset": preset, "bytes": size,
+        "codec": codec, "setting": f"{mode}={value:g}", "target_bpp": bpp, "preset": preset, "bytes": size,
         "bpp": 8.0 * size / (pixels * frames),
         "enc_s_per_frame": summary.seconds / frames, "dec_fps": d.frames / d.seconds,
         "load_enc": load_before, "load_dec": load(),
@@ -173,6 +195,8 @@ def run_gsvc(ref: Path, work: Path, bpp: float, preset: str, gop: int, frames: i
     }
     point["bpp_error_pct"] = 100.0 * (point["bpp"] / bpp - 1.0)
     point.update(bits_per_splat_by_type(point["frames_report"]))
+    total_bits = sum(f.bits for f in summary.frames)
+    point["i_share"] = sum(f.bits for f in summary.frames if f.frame_type == "I") / max(1, total_bits)
     point.update(score(ref, dec, frames))
     dec.unlink(missing_ok=True)
     return point
@@ -270,7 +294,7 @@ def plot(clip: str, points: list[dict[str, Any]], path: Path, frames: int) -> No
     import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2), dpi=80)
-    for codec in ["gsvc", *CODECS]:
+    for codec in [*dict.fromkeys(p["codec"] for p in points if p["codec"].startswith("gsvc")), *CODECS]:
         pts = sorted((p for p in points if p["codec"] == codec), key=lambda p: p["bpp"])
         if not pts:
             continue
@@ -286,7 +310,7 @@ def plot(clip: str, points: list[dict[str, Any]], path: Path, frames: int) -> No
         ax.set_ylabel(label)
         ax.grid(True, which="both", lw=0.3, alpha=0.6)
     axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{clip}: first {frames} frames", fontsize=9)
+    fig.suptitle(f"{clip}: {frames} frames", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -310,7 +334,7 @@ def run_clip(src: Path, args: argparse.Namespace, work_root: Path, out_dir: Path
     work = work_root / clip
     work.mkdir(parents=True, exist_ok=True)
     ref = work / "ref.y4m"
-    meta = write_reference(src, ref, args.frames)
+    meta = write_reference(src, ref, args.frames or None)
     frames = meta["frames"]
     pixels = meta["width"] * meta["height"]
     cache_path = work_root / f"{clip}_points_f{frames}.json"
@@ -323,14 +347,23 @@ def run_clip(src: Path, args: argparse.Namespace, work_root: Path, out_dir: Path
             cache_path.write_text(json.dumps(cache))
         return cache[key]
 
-    log(f"{clip}: {meta['width']}x{meta['height']}, first {frames} frames")
-    for bpp in args.rates:
-        key = f"gsvc|{args.preset}|gop{args.gop}|{bpp:g}"
-        p = get(key, lambda bpp=bpp: run_gsvc(ref, work, bpp, args.preset, args.gop, frames, pixels))
-        points.append(p)
-        log(f"  gsvc bpp={bpp:g}: {p['bpp']:.4f} bpp, PSNR-YUV {p['psnr_yuv']:.2f}, VMAF {p['vmaf']:.1f}, "
-            f"enc {p['enc_s_per_frame']:.1f} s/f, dec {p['dec_fps']:.1f} fps, "
-            f"bits/splat I {p['bps_I'] or float('nan'):.1f} P {p['bps_P'] or float('nan'):.1f}")
+    log(f"{clip}: {meta['width']}x{meta['height']}, {frames} frames")
+    variants = [parse_variant(v) for v in args.gsvc]
+    if args.clip_variants and clip not in args.clip_variants:
+        variants = variants[:1]  # ablations only on the clips named
+    curves = []
+    for i, variant in enumerate(variants):
+        codec = "gsvc" if i == 0 else f"gsvc:{variant['name']}"
+        curves.append(codec)
+        for value in variant["values"]:
+            key = f"{codec}|{args.preset}|gop{args.gop}|{variant['mode']}{value:g}|{variant['tuning']}"
+            p = get(key, lambda variant=variant, value=value, codec=codec: run_gsvc(
+                ref, work, variant, value, codec, args.preset, args.gop, frames, pixels))
+            points.append(p)
+            log(f"  {codec} {variant['mode']}={value:g}: {p['bpp']:.4f} bpp, PSNR-YUV {p['psnr_yuv']:.2f}, "
+                f"VMAF {p['vmaf']:.1f}, I {p['n_I']} P {p['n_P']}, enc {p['enc_s_per_frame']:.1f} s/f, "
+                f"dec {p['dec_fps']:.1f} fps, bits/splat I {p['bps_I'] or float('nan'):.1f} "
+                f"P {p['bps_P'] or float('nan'):.1f}")
     for name in args.codecs:
         for crf in CODECS[name]["crf"]:
             p = get(f"{name}|{crf}",
@@ -343,14 +376,23 @@ def run_clip(src: Path, args: argparse.Namespace, work_root: Path, out_dir: Path
     gsvc = [p for p in points if p["codec"] == "gsvc"]
     bd = {name: {key: bd_against(gsvc, [p for p in points if p["codec"] == name], key)
                  for key in ("psnr_yuv", "vmaf")} for name in args.codecs}
+    # Each other gsvc curve: against x264 medium, and the main curve against it (negative: the main
+    # curve saves bits over this variant, i.e. what the switched-off idea is worth).
+    ablation = {c: {"x264-medium": {key: bd_against([p for p in points if p["codec"] == c],
+                                                    [p for p in points if p["codec"] == "x264-medium"], key)
+                                    for key in ("psnr_yuv", "vmaf")},
+                    "main_vs_this": {key: bd_against(gsvc, [p for p in points if p["codec"] == c], key)
+                                     for key in ("psnr_yuv", "vmaf")}}
+                for c in curves[1:]}
     matched = [{"target_bpp": g["target_bpp"], "bpp": g["bpp"], "gsvc_psnr_yuv": g["psnr_yuv"],
                 **{name: quality_at_rate([p for p in points if p["codec"] == name], g["bpp"], "psnr_yuv")
                    for name in args.codecs}} for g in gsvc]
     ratios = [g["p_over_i"] for g in gsvc if g.get("p_over_i") is not None]
     result = {
         "clip": clip, "source": str(src), "motion": MOTION.get(clip, "?"), **meta, "preset": args.preset,
-        "gop": args.gop, "rates": list(args.rates), "codecs": list(args.codecs),
-        "ffmpeg": ffmpeg_exe().rsplit("-", 1)[-1], "points": points, "bd": bd,
+        "gop": args.gop, "codecs": list(args.codecs),
+        "ffmpeg": ffmpeg_exe().rsplit("-", 1)[-1], "points": points, "bd": bd, "ablation": ablation,
+        "variants": [{**v, "codec": c} for v, c in zip(variants, curves, strict=True)],
         "psnr_yuv_at_gsvc_rate": matched,
         "p_over_i_mean": sum(ratios) / len(ratios) if ratios else None,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(),
@@ -427,8 +469,8 @@ def summarise(out_dir: Path, codecs: list[str]) -> str:
     if not clips:
         return "no results"
     c0 = clips[0]
-    lines.append(f"First {c0['frames']} frames per clip (fewer where the clip is shorter), gsvc preset "
-                 f"{c0['preset']}, gop {c0['gop']}, rates {', '.join(f'{r:g}' for r in c0['rates'])} bpp.")
+    lines.append(f"Frames per clip: {', '.join(str(c['frames']) for c in clips)}; gsvc preset "
+                 f"{c0['preset']}, gop {c0['gop']}, main curve {c0.get('variants', [{}])[0]}.")
     lines.append("")
     lines.append("BD-rate of gsvc (PSNR-YUV 6:1:1 / VMAF; negative = gsvc saves bits; n/a = no overlap):")
     lines.append("")
@@ -442,17 +484,33 @@ def summarise(out_dir: Path, codecs: list[str]) -> str:
     lines.append("")
     lines.append("gsvc points, and each baseline's PSNR-YUV at gsvc's bpp (interpolated on its CRF ladder):")
     lines.append("")
-    lines.append("| clip | target | bpp (err) | PSNR-YUV | PSNR-RGB | MS-SSIM | VMAF | enc s/f | dec fps "
-                 "| bits/splat I / P | " + " | ".join(codecs) + " |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(codecs))
+    lines.append("| clip | setting | bpp | PSNR-YUV | PSNR-RGB | MS-SSIM | VMAF | enc s/f | dec fps "
+                 "| I-frames | I share of bits | bits/splat I / P | " + " | ".join(codecs) + " |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(codecs))
     for c in clips:
         for g, m in zip([p for p in c["points"] if p["codec"] == "gsvc"], c["psnr_yuv_at_gsvc_rate"],
                         strict=True):
             lines.append(
-                f"| {c['clip']} | {g['target_bpp']:g} | {g['bpp']:.3f} ({g['bpp_error_pct']:+.0f}%) "
+                f"| {c['clip']} | {g['setting']} | {g['bpp']:.3f} "
                 f"| {g['psnr_yuv']:.2f} | {g['psnr_rgb']:.2f} | {g['msssim_rgb']:.4f} | {g['vmaf']:.1f} "
-                f"| {g['enc_s_per_frame']:.1f} | {g['dec_fps']:.1f} | {fmt(g['bps_I'], '.1f')} / "
+                f"| {g['enc_s_per_frame']:.1f} | {g['dec_fps']:.1f} | {g['n_I']} "
+                f"| {fmt(g.get('i_share'), '.2f')} "
+                f"| {fmt(g['bps_I'], '.1f')} / "
                 f"{fmt(g['bps_P'], '.1f')} | " + " | ".join(fmt(m.get(n)) for n in codecs) + " |")
+    ablations = [(c, name, a) for c in clips for name, a in c.get("ablation", {}).items()]
+    if ablations:
+        lines.append("")
+        lines.append("Ablations (same run): each curve's BD-rate against x264 medium, and the main curve's "
+                     "BD-rate against it (negative = the main curve saves that share of bits), "
+                     "PSNR-YUV / VMAF:")
+        lines.append("")
+        lines.append("| clip | curve | vs x264 medium | main vs this |")
+        lines.append("|---|---|---|---|")
+        for c, name, a in ablations:
+            x, m = a["x264-medium"], a["main_vs_this"]
+            lines.append(f"| {c['clip']} | {name} | {fmt_pct(x['psnr_yuv']['bd_rate'])} / "
+                         f"{fmt_pct(x['vmaf']['bd_rate'])} | {fmt_pct(m['psnr_yuv']['bd_rate'])} / "
+                         f"{fmt_pct(m['vmaf']['bd_rate'])} |")
     lines.append("")
     lines.append("Baseline points (bpp, PSNR-YUV, VMAF) per CRF, low rate first:")
     lines.append("")
@@ -484,8 +542,11 @@ def summarise(out_dir: Path, codecs: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", nargs="+", help="clip names (file stems or substrings) or paths; default all")
-    ap.add_argument("--frames", type=int, default=8, help="first N frames of each clip (default 8)")
-    ap.add_argument("--rates", type=float, nargs="+", default=list(DEFAULT_RATES), help="gsvc bpp targets")
+    ap.add_argument("--frames", type=int, default=0, help="first N frames of each clip (default 0: all)")
+    ap.add_argument("--gsvc", nargs="+", default=list(DEFAULT_GSVC), metavar="NAME=MODE:VALUES[:FIELD=V]",
+                    help="gsvc curves: the first is the main one; the others are ablations or old modes")
+    ap.add_argument("--clip-variants", nargs="*", default=None,
+                    help="run the curves after the first only on these clips (default: every clip)")
     ap.add_argument("--preset", default="fast", choices=("fast", "medium", "slow"))
     ap.add_argument("--gop", type=int, default=60)
     ap.add_argument("--codecs", nargs="+", default=list(CODECS), choices=list(CODECS))
@@ -506,8 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summarise(args.out, args.codecs))
         return 0
     log(f"gsvc RD benchmark: {platform.node()} {os.cpu_count()} CPUs, load {load()}, python "
-        f"{platform.python_version()}; first {args.frames} frames per clip (a bound on run time), preset "
-        f"{args.preset}, rates {args.rates}")
+        f"{platform.python_version()}; frames per clip {args.frames or 'all'}, preset {args.preset}, "
+        f"gsvc curves {args.gsvc}")
     if not args.only_large:
         all_clips = sorted(CLIPS_DIR.glob("*.*"))
         if args.clips:

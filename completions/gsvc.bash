@@ -21,6 +21,7 @@ _gsvc() {
         encode)
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --quality) COMPREPLY=(); return 0 ;;
                 --bpp) COMPREPLY=(); return 0 ;;
                 --psnr) COMPREPLY=(); return 0 ;;
                 --splats) COMPREPLY=(); return 0 ;;
@@ -35,7 +36,7 @@ _gsvc() {
                 --pix-fmt) COMPREPLY=(); return 0 ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-o --output --bpp --psnr --splats --preset --gop --scenecut --seed --start --frames --size --fps --pix-fmt -y --overwrite -n --no-overwrite -q --quiet -v --verbose -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-o --output --quality --bpp --psnr --splats --preset --gop --scenecut --seed --start --frames --size --fps --pix-fmt -y --overwrite -n --no-overwrite -q --quiet -v --verbose -h --help" -- "$cur"))
             else
                 COMPREPLY=($(compgen -f -- "$cur"))
             fi

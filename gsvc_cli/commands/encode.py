@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,8 +35,9 @@ from gsvc_cli.progress import report
 if TYPE_CHECKING:  # the core imports torch: load it only when a command runs
     from gsvc_cli.codec.encoder.gop import EncodeSummary
     from gsvc_cli.codec.encoder.rate_control import RateTarget
+    from gsvc_cli.video import Frame
 
-DEFAULT_BPP = 0.4
+DEFAULT_QUALITY = 33.0
 VIDEO_SUFFIXES = (".y4m", ".yuv", ".raw", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".png")
 
 
@@ -45,14 +47,16 @@ Preset = enum.StrEnum("Preset", {name: name for name in PRESET_NAMES})
 
 HELP = f"""Encode a video into a .gsvc file: every frame becomes a set of 2D Gaussian splats.
 
-Rate control takes exactly one target, as x264's --crf / --bitrate: --bpp (file bits per pixel,
-headers included), --psnr (dB, YUV 6:1:1 of the decoded frames) or --splats (a fixed count per
-frame). With none, --bpp {DEFAULT_BPP:g} is used: a size target bounds the encode time, which a
-quality target cannot. Each GOP starts with an I-frame fitted from scratch; P-frames start from
-the previous decoded frame. A frame that the previous frame's splats explain less than --scenecut
-dB better than a coarse block picture of the frame itself is a scene cut and becomes an I-frame.
-The frame count must be known up front (rate control): inputs that do not say (some raw or
-streamed files) need --frames N.
+Rate control takes one target. --quality Q (default {DEFAULT_QUALITY:g}; higher is better, as x264's
+--crf but the other way round) is the primary mode: every decision (I or P, each splat's update,
+how many splats to add, the quantiser steps) minimises distortion + lambda x bits with one
+lambda = 2 ln2 x 10^(-Q/10), so Q is roughly the PSNR (dB, YUV 6:1:1 in the fitting space) the
+encoder aims for. --bpp B (file bits per pixel, headers included) searches the quality that lands
+within 1% of B: several whole encodes (typically 3-5), so it takes that much longer. --psnr and
+--splats are the older per-frame targets, kept for experiments. Each GOP starts with an I-frame
+fitted from scratch; P-frames start from the previous decoded frame, its splats moved by the motion
+found between the frames, and a frame becomes an I-frame where that costs less than the best
+P-frame (or when --gop forces it).
 
 Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the decoded frames and
 speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
@@ -60,8 +64,8 @@ speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame);
 
 Examples:
 gsvc encode in.y4m -o out.gsvc
-gsvc encode in.y4m -o out.gsvc --bpp 0.2 --preset fast  # smaller file, quicker encode
-gsvc encode in.mp4 -o out.gsvc --psnr 35  # aim for a quality instead of a size
+gsvc encode in.y4m -o out.gsvc --quality 30 --preset fast  # smaller file, quicker encode
+gsvc encode in.mp4 -o out.gsvc --bpp 0.4  # aim for a size: a search over --quality
 gsvc encode in.y4m -o out.gsvc --splats 2000 --gop 30 --scenecut 0
 gsvc encode in.yuv -o out.gsvc --size 352x288 --fps 30000/1001 --pix-fmt yuv420p
 gsvc encode long.mp4 -o clip.gsvc --start 100 --frames 25 -y
@@ -97,13 +101,15 @@ def frame_table(summary: EncodeSummary) -> Table:
     return table
 
 
-def rate_target(bpp: float | None, psnr: float | None, splats: int | None) -> RateTarget:
-    """The one rate target asked for, or the default --bpp."""
+def rate_target(quality: float | None, bpp: float | None, psnr: float | None, splats: int | None
+                ) -> RateTarget:
+    """The one rate target asked for, or the default --quality."""
     from gsvc_cli.codec.encoder.rate_control import RateTarget
 
-    if bpp is None and psnr is None and splats is None:
-        bpp = DEFAULT_BPP
-    return RateTarget(bpp=bpp, psnr=psnr, splats=splats)  # UsageError for none-or-several / bad values
+    if quality is None and bpp is None and psnr is None and splats is None:
+        quality = DEFAULT_QUALITY
+    # UsageError for none-or-several / bad values
+    return RateTarget(bpp=bpp, psnr=psnr, splats=splats, quality=quality)
 
 
 def encode_command(
@@ -111,9 +117,13 @@ def encode_command(
                                   show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="The .gsvc file to write.",
                                 show_default=False),
+    quality: float | None = typer.Option(
+        None, "--quality",
+        help=f"Constant quality, 0-70, higher is better (default {DEFAULT_QUALITY:g} when no target is "
+             "given): lambda = 2 ln2 x 10^(-Q/10) for every rate-distortion decision."),
     bpp: float | None = typer.Option(None, "--bpp",
-                                     help=f"Target bits per pixel of the whole file (default {DEFAULT_BPP:g} "
-                                          "when no target is given)."),
+                                     help="Target bits per pixel of the whole file, within 1%: a search "
+                                          "over --quality (several whole encodes)."),
     psnr: float | None = typer.Option(None, "--psnr", help="Target PSNR in dB (YUV 6:1:1) per frame."),
     splats: int | None = typer.Option(None, "--splats", help="Fixed number of splats per frame."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Speed/quality trade-off."),
@@ -137,7 +147,7 @@ def encode_command(
     from gsvc_cli.video import open_video
 
     overwrite = resolve_overwrite(overwrite, no_overwrite)
-    settings = EncoderSettings(rate_target(bpp, psnr, splats), preset.value, gop, scenecut, seed)
+    settings = EncoderSettings(rate_target(quality, bpp, psnr, splats), preset.value, gop, scenecut, seed)
     refuse_same_file(output, source)
     if output.suffix.lower() in VIDEO_SUFFIXES:
         raise UsageError(f"{output}: gsvc encode writes a .gsvc file, not {output.suffix}",
@@ -152,7 +162,14 @@ def encode_command(
                              hint="give --frames N")
         with progress_renderer(quiet) as progress:
             report(progress, "encode", 0, count)  # starts the bar's clock before the first frame
-            summary = encode_video(reader, info, output, settings, frame_count=count,
+            def reopen() -> Iterator[Frame]:
+                """The same frames afresh, for each pass of a --bpp search."""
+                with open_video(source, size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt,
+                                start=start, frames=frames) as again:
+                    yield from again
+
+            frames_in = reopen if settings.target.bpp is not None else reader
+            summary = encode_video(frames_in, info, output, settings, frame_count=count,
                                    overwrite=overwrite, progress=progress)
     if verbose:
         stderr_console.print(frame_table(summary))

@@ -26,8 +26,8 @@ def splat_energy(chol: torch.Tensor) -> torch.Tensor:
     return math.pi * (chol[:, 0] * chol[:, 2]).abs()
 
 
-def _apply_wt(means: torch.Tensor, chol: torch.Tensor, pixels: torch.Tensor, height: int, width: int,
-              backend: str) -> torch.Tensor:
+def apply_wt(means: torch.Tensor, chol: torch.Tensor, pixels: torch.Tensor, height: int, width: int,
+             backend: str = "auto") -> torch.Tensor:
     """W^T x for an image-shaped x [3, H, W] -> [N, 3], through autograd of the renderer."""
     probe = torch.zeros(means.shape[0], 3, device=means.device, dtype=means.dtype, requires_grad=True)
     with torch.enable_grad():
@@ -69,7 +69,7 @@ def refit_colours(means: torch.Tensor, chol: torch.Tensor, target: torch.Tensor,
     def normal(c: torch.Tensor) -> torch.Tensor:
         return _apply_normal(means, chol, c, height, width, backend) + lam * c
 
-    rhs = _apply_wt(means, chol, target.detach(), height, width, backend) + lam * c0
+    rhs = apply_wt(means, chol, target.detach(), height, width, backend) + lam * c0
     c = c0.clone()
     r = rhs - normal(c)
     z = r / diag

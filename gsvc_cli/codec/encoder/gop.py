@@ -17,27 +17,44 @@ weighting; the decoder renders YUV 4:4:4 and downsamples to the output's pixel f
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from gsvc_cli.atomic import check_output_path
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
 from gsvc_cli.codec.bitstream.frame_coding import CodedFrame, encode_inter_frame, encode_intra_frame
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
+from gsvc_cli.codec.encoder.densify import removal_cost
 from gsvc_cli.codec.encoder.fitting import fit_frame
-from gsvc_cli.codec.encoder.inter_fit import WarmStart, fit_inter, warm_start
-from gsvc_cli.codec.encoder.loss import weighted_psnr
+from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, warm_start
+from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
 from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
+    BPP_SEARCH_PASSES,
+    BPP_TOLERANCE,
     MIN_SPLATS,
     FramePlan,
     RateController,
     RateTarget,
+    first_quality,
+    next_quality,
+    revert_rows,
     revert_to_budget,
     search_step_scale,
+)
+from gsvc_cli.codec.encoder.rd import (
+    RDTuning,
+    change_bits,
+    lagrangian,
+    replacement_cost,
+    residual_products,
+    weighted_sse,
 )
 from gsvc_cli.codec.splats import Splats, render_splats
 from gsvc_cli.errors import InputError, UsageError
@@ -51,6 +68,10 @@ PSNR_MARGIN_DB = 0.3  # starting allowance for quantisation and chroma subsampli
 PSNR_TOLERANCE_DB = 0.25
 PSNR_SEARCH_FITS = 6
 DB_PER_DOUBLING = 2.5  # typical PSNR gain per doubling of the splat count (measured on Kodak/CIF)
+# Constant-quality (lambda) mode, see rd.py.
+COUNT_EXPONENT = DB_PER_DOUBLING / (10 * math.log10(2))  # D ~ N^-beta for N splats
+STEP_SCALE_GRID = tuple(2.0 ** (k / 2) for k in range(-3, 4))  # around the last I-frame's scale
+PIXELS_PER_SPLAT_GUESS = 50  # first I-frame's count before the RD count model takes over
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,7 @@ class EncoderSettings:
     gop: int = 60
     scenecut_db: float = 2.0
     seed: int = 0
+    tuning: RDTuning = RDTuning()
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # a clear error for an unknown name
@@ -104,6 +126,8 @@ class EncodeSummary:
     frames: list[FrameReport]
     file_bytes: int
     seconds: float
+    quality: float | None = None  # the constant-quality value of the file (None: another target)
+    passes: int = 1  # whole encodes it took (a --bpp search takes several)
 
     @property
     def bpp(self) -> float:
@@ -147,6 +171,16 @@ class Encoder:
         self.psnr_margin = PSNR_MARGIN_DB
         self.psnr_count: int | None = None  # --psnr: the last I-frame's splat count
         self.bits_per_splat_unit: float | None = None  # I-frame bits/splat at step scale 1
+        # Constant-quality mode: one lambda, and what the coded frames taught about costs.
+        self.lam = lagrangian(settings.target.quality) if settings.target.quality is not None else None
+        self.weights = loss_weights(CHANNEL_WEIGHTS, "cpu")
+        self.intra_count: int | None = None
+        self.intra_scale = 1.0
+        self.intra_cost = (0.0, 0.0)  # (weighted SSE, bits) of the last I-frame
+        self.p_sse_ratio = 0.1  # a P-fit's SSE over its warm start's, learned (optimistic start)
+        self.p_bits = 0.0  # bits of a recent P-frame, learned
+        self.active_fraction = 0.3
+        self.add_count: int | None = None
 
     # ------------------------------------------------------------------------------------------
     def encode(self, index: int, frame: Frame) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
@@ -156,12 +190,17 @@ class Encoder:
         cut = False
         coded = None
         if self.reference is not None and self.gop_length < self.settings.gop:
-            warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS)
-            cut = self._is_scene_cut(image, warm.psnr)
-            if not cut:
+            warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS,
+                              local_motion=self.lam is not None and self.settings.tuning.local_motion)
+            cut = (self._intra_is_cheaper(warm) if self.lam is not None and self.settings.tuning.cost_ip
+                   else self._is_scene_cut(image, warm.psnr))
+            if not cut and self.lam is not None:
+                coded, result, fit_psnr = self._inter_rd(index, image, warm)
+            elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
         if coded is None:
-            coded, result, fit_psnr = self._intra(index, image, self.rate.plan_intra())
+            coded, result, fit_psnr = (self._intra_rd(index, image) if self.lam is not None
+                                       else self._intra(index, image, self.rate.plan_intra()))
             self.gop_length = 0
         self.reference = result
         self.gop_length += 1
@@ -202,6 +241,147 @@ class Encoder:
         the warm start far above that floor; a cut drops it to the floor. No pre-pass needed."""
         db = self.settings.scenecut_db
         return db > 0 and warm_psnr < coarse_psnr(image) + db
+
+    # ------------------------------------------------------------------------------------------
+    # constant quality: every decision by D + lambda R (rd.py)
+
+    def _intra_is_cheaper(self, warm: WarmStart) -> bool:
+        """I or P by estimated cost, before any fitting: a P-frame costs about what its warm start
+        leaves (times the SSE ratio P-fits have reached) plus recent P-frame bits; an I-frame about
+        what the last one cost. A cut leaves the warm start far above both."""
+        assert self.lam is not None
+        pixels = self.height * self.width
+        warm_sse = 10.0 ** (-warm.psnr / 10.0) * pixels
+        p_cost = self.p_sse_ratio * warm_sse + self.lam * self.p_bits
+        i_sse, i_bits = self.intra_cost
+        return p_cost > i_sse + self.lam * i_bits
+
+    def _intra_cost_at(self, splats: Splats, image: torch.Tensor, scale: float) -> tuple[float, float, float]:
+        """(J, weighted SSE, payload bits) of coding `splats` as an I-frame at step scale `scale`."""
+        assert self.lam is not None
+        steps = QuantSteps.default().scaled(scale)
+        q = quantise(splats, steps)
+        bits = 8.0 * len(encode_intra_frame(q, steps).payload)
+        sse = weighted_sse(render_splats(dequantise(q, steps), self.height, self.width), image, self.weights)
+        return sse + self.lam * self.settings.tuning.ip_lambda_ratio * bits, sse, bits
+
+    def _best_step_scale(self, splats: Splats, image: torch.Tensor) -> tuple[float, float, float]:
+        """The quantiser step scale of least J on a small grid around the last I-frame's, with its
+        (SSE, bits): steps follow lambda (RD-optimal steps scale as sqrt(lambda)), found by search."""
+        if not self.settings.tuning.step_search:
+            _, sse, bits = self._intra_cost_at(splats, image, 1.0)
+            return 1.0, sse, bits
+        tried = {scale * self.intra_scale: self._intra_cost_at(splats, image, scale * self.intra_scale)
+                 for scale in STEP_SCALE_GRID}
+        best = min(tried, key=lambda s: tried[s][0])
+        return best, tried[best][1], tried[best][2]
+
+    def _intra_rd(self, index: int, image: torch.Tensor) -> tuple[CodedFrame, _Reference, float]:
+        """I-frame at lambda * tuning.ip_lambda_ratio: the step scale by search, the splat count from
+        the model D ~ N^-beta, R ~ bits/splat * N (one refit when the first count was far off)."""
+        assert self.lam is not None
+        seed = self.settings.seed + index
+        lam = self.lam * self.settings.tuning.ip_lambda_ratio
+        pixels = self.height * self.width
+        count = self.intra_count or max(MIN_SPLATS, pixels // PIXELS_PER_SPLAT_GUESS)
+        for attempt in range(2):
+            splats, fit_psnr = self._fit(image, count, None, self.preset.intra, seed, None)
+            scale, sse, bits = self._best_step_scale(splats, image)
+            beta = COUNT_EXPONENT
+            best = count * (beta * sse / max(lam * bits, 1e-12)) ** (1.0 / (1.0 + beta))
+            best = int(min(self.rate.max_splats, max(MIN_SPLATS, best)))
+            if attempt == 1 or abs(math.log2(best / count)) < 0.35:
+                break
+            count = best
+        self.intra_scale = scale
+        self.intra_count = count if attempt == 1 else best
+        self.steps = QuantSteps.default().scaled(scale)
+        splats, _ = self._fit(image, len(splats), splats, self.preset.fine_tune, seed, self.steps)
+        q = quantise(splats, self.steps)
+        coded = encode_intra_frame(q, self.steps)
+        q = q.select(coded.order)
+        decoded = dequantise(q, self.steps, image.device)
+        sse = weighted_sse(render_splats(decoded, self.height, self.width), image, self.weights)
+        self.intra_cost = (sse, 8.0 * len(coded.payload))
+        return coded, _Reference(q, decoded), fit_psnr
+
+    def _inter_rd(self, index: int, image: torch.Tensor, warm: WarmStart
+                  ) -> tuple[CodedFrame, _Reference, float]:
+        """P-frame by RD: splats that hurt are deleted, the most sensitive survivors and some new
+        splats are fitted, then every change is kept only where its distortion gain exceeds lambda
+        times its bits, and every new splat only where its gain exceeds lambda times a new splat's
+        bits. How many to try next time follows how many paid this time."""
+        assert self.lam is not None and self.reference is not None
+        prev = self.reference
+        n_prev = len(prev.q)
+        weights = self.weights
+        cost = removal_cost(warm.splats.colors, warm.splats.chol, warm.wt_residual, weights)
+        hurting = int((cost < 0).sum())
+        if self.add_count is None:
+            self.add_count = max(1, n_prev // 50)
+        result = fit_inter(image, warm, self.steps, n_add=self.add_count, n_prune=hurting,
+                           active_fraction=self.active_fraction, iterations=self.preset.inter_steps,
+                           channel_weights=CHANNEL_WEIGHTS, seed=self.settings.seed + index)
+        q, kept_rows, new_keep = self._rd_prune_changes(image, result, prev.q)
+        kept = result.kept
+        n_kept = len(kept)
+        q = q.select(torch.cat([torch.arange(n_kept), n_kept + torch.nonzero(new_keep).flatten()]))
+        coded = encode_inter_frame(q, prev.q, kept)
+        q = q.select(coded.order)
+        decoded = dequantise(q, self.steps, image.device)
+        rendered = render_splats(decoded, self.height, self.width)
+        sse = weighted_sse(rendered, image, weights)
+        warm_sse = 10.0 ** (-warm.psnr / 10.0) * self.height * self.width
+        self.p_sse_ratio = 0.5 * self.p_sse_ratio + 0.5 * min(1.0, sse / max(warm_sse, 1e-12))
+        self.p_bits = 0.5 * self.p_bits + 0.5 * 8.0 * len(coded.payload)
+        # Adapt what is tried next: as many new splats as paid (with room to grow), and an active
+        # share that follows how many of the active survivors kept their change.
+        n_active = int(result.active[:n_kept].sum())
+        kept_share = kept_rows / n_active if n_active else 0.0
+        self.active_fraction = min(1.0, max(0.02, self.active_fraction * (0.5 + kept_share)))
+        accepted = int(new_keep.sum())
+        self.add_count = int(min(max(1, n_prev // 5), max(1, n_prev // 200, 2 * accepted)))
+        fit_psnr = weighted_psnr(rendered, image, CHANNEL_WEIGHTS)
+        return coded, _Reference(q, decoded), fit_psnr
+
+    def _rd_prune_changes(self, image: torch.Tensor, result: InterResult, prev: QuantisedSplats
+                          ) -> tuple[QuantisedSplats, int, torch.Tensor]:
+        """Revert the survivors' changes and flag the new splats that do not pay for their bits.
+        Returns (integers with the changes reverted, changes kept, bool [n_new] new splats to keep)."""
+        assert self.lam is not None
+        q, kept, base = result.q, result.kept, result.base
+        n_kept = len(kept)
+        trial = encode_inter_frame(q, prev, kept)  # real statistics of this frame's streams
+        decoded = dequantise(q, self.steps)
+        residual = render_splats(decoded, self.height, self.width) - image
+        wt_new = residual_products(decoded, residual)
+        # New splats: the distortion each one removes against lambda x the bits a new splat costs.
+        n_new = len(q) - n_kept
+        new_bits = sum(s.model_bits + s.ideal_bits for s in trial.stats.streams if s.name.startswith("new."))
+        new_keep = torch.ones(n_new, dtype=torch.bool)
+        if n_new:
+            new = decoded.select(torch.arange(n_kept, len(q)))
+            gain = removal_cost(new.colors, new.chol, wt_new[n_kept:], self.weights)
+            new_keep = gain > self.lam * new_bits / n_new
+            if not self.settings.tuning.rd_new:
+                new_keep[:] = True
+        # Changed survivors: the distortion the change removes against lambda x its bits.
+        cur = q.as_array()[:n_kept]
+        old = base.select(kept).as_array()
+        changed = (cur != old).any(axis=1).nonzero()[0]
+        if len(changed) == 0:
+            return q, 0, new_keep
+        bits = change_bits(cur[changed] - old[changed], n_kept)
+        rows = torch.from_numpy(changed)
+        new_version = decoded.select(rows)
+        old_version = dequantise(base.select(kept[rows]), self.steps)
+        wt_old = residual_products(old_version, residual)
+        cost = replacement_cost(new_version, old_version, wt_new[rows], wt_old, self.weights)
+        revert = cost < self.lam * torch.from_numpy(bits).float()
+        if not self.settings.tuning.rd_changes:
+            revert[:] = False
+        q = revert_rows(q, base, kept, rows[revert])
+        return q, int((~revert).sum()), new_keep
 
     # ------------------------------------------------------------------------------------------
     def _fit_to_psnr(self, image: torch.Tensor, target: float, seed: int) -> tuple[Splats, float]:
@@ -321,21 +501,75 @@ def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor)
     return int(diff.sum())
 
 
-def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
-                 frame_count: int, overwrite: bool = False, progress: ProgressCallback | None = None,
+def encode_video(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], info: VideoInfo, output: Path,
+                 settings: EncoderSettings, *, frame_count: int, overwrite: bool = False,
+                 progress: ProgressCallback | None = None,
                  on_frame: Callable[[int, torch.Tensor], None] | None = None) -> EncodeSummary:
     """Encode `frame_count` frames into `output` (atomically: nothing appears unless all succeed).
 
+    frames: the frames, or a function that yields them afresh on every call. With a function and a
+    --bpp target, the encode is a search over the constant-quality scale: whole encodes at a few
+    qualities (rate_control.next_quality) until one lands within BPP_TOLERANCE of the target; the
+    last pass is the file. With an iterable, --bpp uses the single-pass frame-budget controller.
     on_frame(index, yuv444 [3,H,W] in [0,1]) receives the encoder's own reconstruction of each frame,
-    which the decoder reproduces exactly.
+    which the decoder reproduces exactly (single-pass encodes only).
     """
+    if callable(frames) and settings.target.bpp is not None:
+        return _encode_to_bpp(frames, info, Path(output), settings, frame_count=frame_count,
+                              overwrite=overwrite, progress=progress)
+    source = frames() if callable(frames) else frames
+    return _encode_pass(source, info, Path(output), settings, frame_count=frame_count, overwrite=overwrite,
+                        progress=progress, on_frame=on_frame)
+
+
+def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, output: Path,
+                   settings: EncoderSettings, *, frame_count: int, overwrite: bool,
+                   progress: ProgressCallback | None) -> EncodeSummary:
+    """--bpp as a search over --quality: each pass a whole constant-quality encode into a temp folder
+    beside the output; the pass that lands within tolerance (else the closest one below the target,
+    else the closest) is moved onto the output."""
+    assert settings.target.bpp is not None
+    target = settings.target.bpp
+    check_output_path(output, overwrite)
+    start = time.perf_counter()
+    parent = output.parent if str(output.parent) else Path(".")
+    with tempfile.TemporaryDirectory(prefix=f".{output.stem}.passes.", dir=parent) as work:
+        tried: dict[float, float] = {}
+        results: dict[float, EncodeSummary] = {}
+        quality: float | None = first_quality(target)
+        for attempt in range(BPP_SEARCH_PASSES):
+            if quality is None or quality in tried:
+                break
+            report(progress, "pass", attempt + 1, BPP_SEARCH_PASSES, quality=quality)
+            pass_settings = replace(settings, target=RateTarget(quality=quality))
+            summary = _encode_pass(frames(), info, Path(work) / f"pass{attempt}.gsvc", pass_settings,
+                                   frame_count=frame_count, overwrite=True, progress=progress, on_frame=None,
+                                   target_text=f"bpp={target:g} (quality={quality:.3f})")
+            tried[quality] = summary.bpp
+            results[quality] = summary
+            quality = next_quality(tried, target)
+        within = [q for q, b in tried.items() if abs(b / target - 1) <= BPP_TOLERANCE]
+        below = [q for q, b in tried.items() if b <= target]
+        pick = (within or below or list(tried))
+        best = min(pick, key=lambda q: abs(tried[q] - target))
+        chosen = results[best]
+        os.replace(chosen.path, output)
+    return replace(chosen, path=output, seconds=time.perf_counter() - start, passes=len(tried),
+                   quality=best)
+
+
+def _encode_pass(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
+                 frame_count: int, overwrite: bool, progress: ProgressCallback | None,
+                 on_frame: Callable[[int, torch.Tensor], None] | None,
+                 target_text: str | None = None) -> EncodeSummary:
+    """One encode of `frame_count` frames into `output` (atomically)."""
     start = time.perf_counter()
     header = FileHeader(
         width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
         colour_space="yuv", matrix=info.color_matrix if info.color_matrix in ("bt601", "bt709") else "bt709",
         colour_range="limited" if info.color_range == "tv" else "full",
         params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
-                "gop": str(settings.gop), "target": settings.target.describe(),
+                "gop": str(settings.gop), "target": target_text or settings.target.describe(),
                 "scenecut_db": f"{settings.scenecut_db:g}",
                 "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS)},
     )
@@ -358,4 +592,4 @@ def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, setting
         if not reports:
             raise InputError(f"{info.path}: no frames to encode")
     return EncodeSummary(Path(output), info.width, info.height, reports, Path(output).stat().st_size,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, quality=settings.target.quality)

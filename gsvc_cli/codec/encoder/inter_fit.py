@@ -23,12 +23,14 @@ from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequa
 from gsvc_cli.codec.encoder.colour_refit import refit_colours
 from gsvc_cli.codec.encoder.densify import colour_gradient, prune_and_place
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_mse, weighted_psnr
+from gsvc_cli.codec.encoder.motion import block_motion, motion_at
 from gsvc_cli.codec.encoder.presets import INTER_LRS
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.render import render
 
 MIN_GLOBAL_SHIFT = 0.3  # pixels; below this, global motion is not worth coding
 SHIFT_GAIN_DB = 1.0  # a global shift must improve the warm start by this much
+MOTION_BLOCK = 16  # pixels; block size of the local motion search
 
 
 @dataclass
@@ -48,6 +50,7 @@ class WarmStart:
     psnr: float
     unshifted_psnr: float
     shift: tuple[float, float] = (0.0, 0.0)
+    motion: str = "none"  # "none", "global" (one shift) or "local" (block motion per splat)
 
 
 @dataclass
@@ -114,9 +117,10 @@ def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, ste
 
 
 def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
-               channel_weights: tuple[float, float, float]) -> WarmStart:
+               channel_weights: tuple[float, float, float], local_motion: bool = False) -> WarmStart:
     """Lay the previous decoded integers `prev_q` on `image` [3,H,W], with one global shift when it
-    gains at least SHIFT_GAIN_DB (pans, camera shake)."""
+    gains at least SHIFT_GAIN_DB (pans, camera shake); with local_motion, also every splat moved by
+    the block motion at its centre (motion.py), when that gains SHIFT_GAIN_DB over the best so far."""
     weights = loss_weights(channel_weights, image.device)
     prev = dequantise(prev_q, steps, image.device)
     rendered, wt_r = colour_gradient(prev, image)
@@ -130,7 +134,20 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
             moved_render, moved_wt_r = colour_gradient(moved, image)
             moved_psnr = weighted_psnr(moved_render.clamp(0, 1), image, weights)
             if moved_psnr > unshifted + SHIFT_GAIN_DB:
-                warm = WarmStart(moved_q, moved, moved_render, moved_wt_r, moved_psnr, unshifted, (dx, dy))
+                warm = WarmStart(moved_q, moved, moved_render, moved_wt_r, moved_psnr, unshifted, (dx, dy),
+                                 "global")
+    if local_motion and len(prev):
+        field = block_motion(rendered[0], image[0], MOTION_BLOCK)
+        if bool(field.abs().max() > 0):
+            step = motion_at(field, prev.means, MOTION_BLOCK) / steps.mean
+            moved_q = QuantisedSplats(prev_q.means + torch.round(step).to(torch.int32).cpu(), prev_q.chol,
+                                      prev_q.colors)
+            moved = dequantise(moved_q, steps, image.device)
+            moved_render, moved_wt_r = colour_gradient(moved, image)
+            moved_psnr = weighted_psnr(moved_render.clamp(0, 1), image, weights)
+            if moved_psnr > warm.psnr + SHIFT_GAIN_DB:
+                warm = WarmStart(moved_q, moved, moved_render, moved_wt_r, moved_psnr, unshifted, (0.0, 0.0),
+                                 "local")
     return warm
 
 

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from gsvc_cli.codec.encoder.inter_fit import InterResult
 
 MIN_SPLATS = 16
+BPP_TOLERANCE = 0.01  # --bpp lands within 1% of the target on the whole file
+BPP_SEARCH_PASSES = 6
+DB_PER_RATE_DOUBLING = 9.0  # quality steps per doubling of the rate (measured, first guess only)
 MAX_BPP = 24.0  # more than raw 8-bit 4:4:4: nobody asks for it on purpose
 STEP_SEARCH_ITERS = 9
 STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
@@ -36,16 +39,20 @@ STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
 
 @dataclass(frozen=True)
 class RateTarget:
-    """Exactly one of bpp, psnr (dB, YUV 6:1:1 of the decoded frames) or splats (count per frame)."""
+    """Exactly one of quality (the constant-quality scale of rd.lagrangian, higher is better), bpp,
+    psnr (dB, YUV 6:1:1 of the decoded frames) or splats (count per frame)."""
 
     bpp: float | None = None
     psnr: float | None = None
     splats: int | None = None
+    quality: float | None = None
 
     def __post_init__(self) -> None:
-        given = [v is not None for v in (self.bpp, self.psnr, self.splats)]
+        given = [v is not None for v in (self.bpp, self.psnr, self.splats, self.quality)]
         if sum(given) != 1:
-            raise UsageError("give exactly one of --bpp, --psnr or --splats")
+            raise UsageError("give exactly one of --quality, --bpp, --psnr or --splats")
+        if self.quality is not None and not (0 <= self.quality <= 70 and math.isfinite(self.quality)):
+            raise UsageError(f"--quality {self.quality}: must be between 0 and 70")
         if self.bpp is not None and not (0 < self.bpp <= MAX_BPP and math.isfinite(self.bpp)):
             raise UsageError(f"--bpp {self.bpp}: must be above 0 and at most {MAX_BPP}")
         if self.psnr is not None and not (10 <= self.psnr <= 80):
@@ -54,6 +61,8 @@ class RateTarget:
             raise UsageError(f"--splats {self.splats}: must be at least 1")
 
     def describe(self) -> str:
+        if self.quality is not None:
+            return f"quality={self.quality:g}"
         if self.bpp is not None:
             return f"bpp={self.bpp:g}"
         if self.psnr is not None:
@@ -175,6 +184,40 @@ class RateController:
             self.p_ratio = min(1.0, max(0.02, sum(recent) / len(recent)))
         if intra_bits_per_splat:
             self.bits_per_splat = 0.5 * self.bits_per_splat + 0.5 * intra_bits_per_splat
+
+
+# ----------------------------------------------------------------------------------------------
+# --bpp as a search over the quality scale
+
+
+def first_quality(bpp: float) -> float:
+    """A first guess of the quality that gives `bpp` (CIF-sized clips at preset fast land near it)."""
+    return min(70.0, max(0.0, 33.0 + DB_PER_RATE_DOUBLING * math.log2(bpp / 0.6)))
+
+
+def next_quality(tried: dict[float, float], target_bpp: float) -> float | None:
+    """The next quality to try given {quality: bpp} so far, or None when one already lands within
+    BPP_TOLERANCE. Bisection-safe secant in (quality, log bpp): between the closest pair that
+    brackets the target when there is one, else a step along the measured (or the typical) slope."""
+    if any(abs(b / target_bpp - 1.0) <= BPP_TOLERANCE for b in tried.values()):
+        return None
+    points = sorted(tried.items())
+    below = [(q, b) for q, b in points if b < target_bpp]
+    above = [(q, b) for q, b in points if b > target_bpp]
+    if below and above:
+        (q0, b0), (q1, b1) = max(below), min(above)  # rate rises with quality
+        if q1 <= q0:  # not monotonic here: bisect the qualities
+            return 0.5 * (q0 + q1)
+        t = (math.log(target_bpp) - math.log(b0)) / (math.log(b1) - math.log(b0))
+        guess = q0 + min(0.9, max(0.1, t)) * (q1 - q0)
+        return guess if abs(q1 - q0) > 1e-3 else None
+    slope = DB_PER_RATE_DOUBLING
+    if len(points) >= 2:
+        (q0, b0), (q1, b1) = points[-2], points[-1]
+        if b1 != b0 and q1 != q0:
+            slope = min(30.0, max(3.0, (q1 - q0) / math.log2(b1 / b0)))
+    q, b = (below[-1] if below else above[0])
+    return min(70.0, max(0.0, q + slope * math.log2(target_bpp / b)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""Local motion for P-frame warm starts: block matching between the previous decoded frame and the
+current one, then every splat moved by the motion at its centre.
+
+A global shift (inter_fit.estimate_shift) covers pans; moving objects (cars, a hand, a dancer) need a
+motion field. Block matching on luma: for every integer displacement within a radius, the squared
+error of each block against the shifted previous frame (one full-frame difference and one average
+pool per displacement, vectorised); the best displacement per block, a small bias towards zero so
+that static areas stay exactly still (a still splat costs nothing in a P-frame), and a parabolic
+sub-pixel refinement. Large frames are searched on a downscaled copy so that the work stays near a
+CIF frame's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+SEARCH_PIXELS = 110_000  # frames larger than this are searched downscaled
+ZERO_BIAS = 1.02  # a displacement must beat standing still by 2% of the block's error
+
+
+def _translated(image: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """image [H,W] translated by (dx, dy): out(p) = image(p - d), edges replicated."""
+    height, width = image.shape
+    pad = max(abs(dx), abs(dy))
+    padded = F.pad(image[None, None], (pad, pad, pad, pad), mode="replicate")[0, 0]
+    return padded[pad - dy:pad - dy + height, pad - dx:pad - dx + width]
+
+
+def block_motion(reference: torch.Tensor, image: torch.Tensor, block: int = 16, radius: int = 7
+                 ) -> torch.Tensor:
+    """Motion field [gh, gw, 2] (dx, dy in pixels of the full frame) with image(p) ~ reference(p - d)
+    over each block x block tile of the [H,W] luma planes; gh = ceil(H / block), likewise gw."""
+    height, width = image.shape
+    scale = max(1, math.ceil(math.sqrt(height * width / SEARCH_PIXELS)))
+    ref, cur = reference, image
+    if scale > 1:
+        ref = F.avg_pool2d(reference[None, None], scale, ceil_mode=True)[0, 0]
+        cur = F.avg_pool2d(image[None, None], scale, ceil_mode=True)[0, 0]
+    cell = max(2, block // scale)
+    offsets = [(dx, dy) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    costs = torch.stack([F.avg_pool2d(((cur - _translated(ref, dx, dy)) ** 2)[None, None], cell,
+                                      ceil_mode=True)[0, 0] for dx, dy in offsets])  # [K, gh, gw]
+    zero = offsets.index((0, 0))
+    costs[zero] /= ZERO_BIAS
+    best = costs.argmin(0)
+    side = 2 * radius + 1
+    bx = best % side - radius
+    by = best // side - radius
+
+    def refine(axis_offsets: torch.Tensor, step: tuple[int, int]) -> torch.Tensor:
+        """Parabolic sub-pixel offset along one axis where both neighbours were searched."""
+        centre = costs.gather(0, best[None])[0]
+        inside = (axis_offsets > -radius) & (axis_offsets < radius)
+        minus = (best - (step[0] + step[1] * side)).clamp(0, len(offsets) - 1)
+        plus = (best + (step[0] + step[1] * side)).clamp(0, len(offsets) - 1)
+        left = costs.gather(0, minus[None])[0]
+        right = costs.gather(0, plus[None])[0]
+        denom = left - 2 * centre + right
+        sub = torch.where(denom > 1e-12, 0.5 * (left - right) / denom.clamp(min=1e-12),
+                          torch.zeros_like(denom))
+        return torch.where(inside, sub.clamp(-0.5, 0.5), torch.zeros_like(sub))
+
+    still = (bx == 0) & (by == 0)
+    fx = torch.where(still, 0.0, bx + refine(bx, (1, 0)))
+    fy = torch.where(still, 0.0, by + refine(by, (0, 1)))
+    return torch.stack([fx, fy], dim=-1).float() * scale
+
+
+def motion_at(field: torch.Tensor, points: torch.Tensor, block: int) -> torch.Tensor:
+    """The motion [N, 2] at points [N, 2] (x, y pixels), for moving splats: the field smoothed once
+    (3x3 block mean) and interpolated bilinearly between block centres. Splats overlap and their
+    colours partly cancel, so neighbours moved by different vectors leave seams; a smooth field
+    keeps them together (measured on cars: 30.3 dB warm start against 25.6 with the raw field)."""
+    gh, gw, _ = field.shape
+    smooth = F.avg_pool2d(F.pad(field.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate"), 3, 1)
+    x = points[:, 0] / (gw * block) * 2 - 1
+    y = points[:, 1] / (gh * block) * 2 - 1
+    grid = torch.stack([x, y], 1).reshape(1, 1, -1, 2).to(smooth.dtype)
+    return F.grid_sample(smooth, grid, align_corners=False, padding_mode="border")[0, :, 0].t()

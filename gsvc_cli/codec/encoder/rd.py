@@ -1,0 +1,138 @@
+"""Rate-distortion decisions with one Lagrange multiplier, as x264's RDO and HM's lambda decide.
+
+Every choice of the constant-quality encoder minimises J = D + lambda * R, where
+    D: the fitting space's distortion as a sum over pixels, the 6:1:1-weighted squared error of
+       [0,1] YUV 4:4:4 images (weighted SSE = loss.weighted_mse * pixels), and
+    R: coded bits (real payload bits where a trial encode gives them, else a per-symbol estimate
+       from the frame's own empirical statistics).
+The scale users see is the quality Q (--quality, higher is better): lambda = 2 ln2 * 10^(-Q/10).
+At high rate an image codec's distortion falls as MSE ~ 2^(-2 bits/pixel), so its slope is
+dMSE/d(bits/pixel) = -2 ln2 MSE: with this lambda the optimum sits where MSE ~ 10^(-Q/10), i.e.
+near Q dB fitting-space PSNR. Splats are far from that high-rate regime, so Q is a scale, not a
+promise: monotonic in rate and quality, measured in BENCHMARKS.md.
+
+The per-splat decisions of a P-frame (keep a change or revert it; keep a new splat or drop it, by
+densify.removal_cost) need the distortion a single splat's change causes, for thousands of splats
+at once. With the residual r = render - image and a splat contributing c * w(p), the closed forms
+below give it from one W^T r product (the colour gradient the fitter already computes) and Gaussian integrals:
+    removing contribution b:          dD = -2 <r, b> + |b|^2
+    replacing contribution b with a:  dD = 2 <r, a - b> + |a - b|^2
+with <r, b> = c_b . (W_b^T r), |b|^2 = |c_b|^2 * integral(w_b^2), <a, b> = c_a . c_b * integral(w_a w_b),
+channels weighted. The integrals ignore the weight cap, the 1/255 cut-off and the final clamp,
+which change them little; every decision is then re-checked by the real encode that follows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gsvc_cli.codec.encoder.colour_refit import apply_wt, splat_energy
+from gsvc_cli.codec.splats import Splats
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class RDTuning:
+    """Switches and constants of the constant-quality encoder, so a benchmark can measure each idea
+    with and without it in one run (bench/rd.py --gsvc NAME=quality:...:FIELD=VALUE).
+
+    ip_lambda_ratio: I-frames use lambda * this (their quality carries into the P-frames).
+    cost_ip: I or P by estimated cost (else only --gop and the --scenecut dB rule make I-frames).
+    rd_changes: revert survivor changes whose distortion gain is below lambda x their bits.
+    rd_new: drop new splats whose distortion gain is below lambda x a new splat's bits.
+    step_search: I-frame quantiser steps by a J search (else the default steps).
+    local_motion: warm-start P-frames with block motion per splat (else a global shift only).
+    """
+
+    ip_lambda_ratio: float = 0.5
+    cost_ip: bool = True
+    rd_changes: bool = True
+    rd_new: bool = True
+    step_search: bool = True
+    local_motion: bool = True
+
+
+def lagrangian(quality: float) -> float:
+    """lambda (weighted squared error per bit) of quality Q: 2 ln2 * 10^(-Q/10)."""
+    return 2.0 * LN2 * 10.0 ** (-quality / 10.0)
+
+
+def weighted_sse(rendered: torch.Tensor, image: torch.Tensor, weights: torch.Tensor) -> float:
+    """Sum over pixels of the channel-weighted squared error (weights sum to 1), clamped render."""
+    err = (rendered.clamp(0, 1) - image) ** 2
+    return float((err.sum(dim=(1, 2)) * weights).sum())
+
+
+def gaussian_overlap(a: Splats, b: Splats) -> torch.Tensor:
+    """Integral over the plane of w_a(p) w_b(p) for row-paired splats a[i], b[i], [N] (pixel units).
+
+    2 pi sqrt(det Sa det Sb / det(Sa + Sb)) exp(-d^T (Sa + Sb)^-1 d / 2), d = mean_a - mean_b;
+    for a == b it equals splat_energy (pi sqrt(det S)).
+    """
+    def cov(chol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        l1, l2, l3 = chol.unbind(1)
+        return l1 * l1, l1 * l2, l2 * l2 + l3 * l3
+
+    axx, axy, ayy = cov(a.chol)
+    bxx, bxy, byy = cov(b.chol)
+    sxx, sxy, syy = axx + bxx, axy + bxy, ayy + byy
+    det_s = (sxx * syy - sxy * sxy).clamp(min=1e-12)
+    det_a = (a.chol[:, 0] * a.chol[:, 2]).abs()  # sqrt(det Sa) = |l1 l3|
+    det_b = (b.chol[:, 0] * b.chol[:, 2]).abs()
+    d = a.means - b.means
+    quad = (syy * d[:, 0] ** 2 - 2 * sxy * d[:, 0] * d[:, 1] + sxx * d[:, 1] ** 2) / det_s
+    return 2 * math.pi * det_a * det_b / det_s.sqrt() * torch.exp(-0.5 * quad)
+
+
+def replacement_cost(new: Splats, old: Splats, wt_residual_new: torch.Tensor, wt_residual_old: torch.Tensor,
+                     weights: torch.Tensor) -> torch.Tensor:
+    """Weighted SSE change if each splat `new[i]` were put back to `old[i]`, [N] (negative: the old
+    one was better). wt_residual_* [N,3]: W^T r of each version against the same residual r."""
+    e_new = splat_energy(new.chol).unsqueeze(1)
+    e_old = splat_energy(old.chol).unsqueeze(1)
+    cross = gaussian_overlap(new, old).unsqueeze(1)
+    linear = 2 * (old.colors * wt_residual_old - new.colors * wt_residual_new)
+    square = old.colors ** 2 * e_old + new.colors ** 2 * e_new - 2 * old.colors * new.colors * cross
+    return ((linear + square) * weights).sum(1)
+
+
+def residual_products(splats: Splats, residual: torch.Tensor) -> torch.Tensor:
+    """W^T r [N,3] of `splats` against an image-shaped residual r [3,H,W]."""
+    return apply_wt(splats.means, splats.chol, residual, residual.shape[1], residual.shape[2])
+
+
+def symbol_bits(values: np.ndarray) -> np.ndarray:
+    """Per-symbol code length estimate (bits) of an integer stream from its own histogram:
+    -log2(count(v) / n) for every entry (what an adaptive model would approach)."""
+    if len(values) == 0:
+        return np.zeros(0)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return -np.log2(counts[inverse] / len(values))
+
+
+GROUP_COLUMNS = ((0, 2), (2, 5), (5, 8))
+"""Columns of the [N, 8] integer layout per parameter group (means, chol, colours): the change class
+of a P-frame survivor has one bit per group (frame_coding)."""
+
+
+def change_bits(deltas: np.ndarray, n_survivors: int) -> np.ndarray:
+    """Bits each changed survivor costs over an unchanged one, [n_changed], estimated from this
+    frame's own statistics: its coded delta columns (every column of a group that changed) plus
+    its change class over class 0. deltas [n_changed, 8] integer differences (some row non-zero)."""
+    moved_groups = np.stack([(deltas[:, a:b] != 0).any(axis=1) for a, b in GROUP_COLUMNS], axis=1)
+    bits = np.zeros(len(deltas))
+    for g, (a, b) in enumerate(GROUP_COLUMNS):
+        rows = moved_groups[:, g]
+        for column in range(a, b):
+            bits[rows] += symbol_bits(deltas[rows, column])
+    classes = moved_groups @ np.array([1, 2, 4])
+    unchanged = n_survivors - len(deltas)
+    all_classes = np.concatenate([classes, np.zeros(unchanged, dtype=classes.dtype)])
+    class_bits = symbol_bits(all_classes)
+    zero_bits = class_bits[-1] if unchanged else math.log2(n_survivors + 1)
+    return bits + class_bits[: len(deltas)] - zero_bits

@@ -1,0 +1,196 @@
+"""The constant-quality (lambda) encoder: codec/encoder/rd.py, motion.py and the quality mode of gop.py.
+
+Real crops of the bundled clip (always in the package), the fast preset, a few frames each.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gsvc_cli.codec.bitstream.container import GsvcReader
+from gsvc_cli.codec.decoder import decode_frames
+from gsvc_cli.codec.encoder.colour_refit import splat_energy
+from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
+from gsvc_cli.codec.encoder.loss import loss_weights
+from gsvc_cli.codec.encoder.motion import block_motion
+from gsvc_cli.codec.encoder.rate_control import BPP_TOLERANCE, RateTarget, next_quality
+from gsvc_cli.codec.encoder.rd import (
+    change_bits,
+    gaussian_overlap,
+    lagrangian,
+    replacement_cost,
+    residual_products,
+)
+from gsvc_cli.codec.splats import Splats
+from gsvc_cli.render import render
+from gsvc_cli.video import Frame, VideoInfo, open_video
+
+BUNDLED = next((Path(__file__).resolve().parents[1] / "gsvc_cli" / "data").glob("*.y4m"))
+
+
+def crops(windows: list[tuple[int, int, int]], width: int = 64, height: int = 48
+          ) -> tuple[list[Frame], VideoInfo]:
+    """Frames cut from the bundled clip: one per (frame, x, y) window (even offsets)."""
+    with open_video(BUNDLED) as reader:
+        info = reader.info
+        source = list(reader)
+    out = []
+    for k, (index, x, y) in enumerate(windows):
+        f = source[index]
+        planes = (f.y[y:y + height, x:x + width], f.u[y // 2:(y + height) // 2, x // 2:(x + width) // 2],
+                  f.v[y // 2:(y + height) // 2, x // 2:(x + width) // 2])
+        out.append(Frame(tuple(np.ascontiguousarray(p) for p in planes), f.pix_fmt, f.color_matrix,
+                         f.color_range, k))
+    return out, info.with_(width=width, height=height, frame_count=len(out))
+
+
+def encode(frames: list[Frame], info: VideoInfo, out: Path, **target):
+    recon: dict[int, torch.Tensor] = {}
+    settings = EncoderSettings(RateTarget(**target), preset="fast")
+    summary = encode_video(iter(frames), info, out, settings, frame_count=len(frames),
+                           on_frame=lambda k, img: recon.__setitem__(k, img.clone()))
+    return summary, recon
+
+
+# ----------------------------------------------------------------------------------------------
+# the closed forms behind the per-splat decisions
+
+def _splats(seed: int, n: int, size: int) -> Splats:
+    g = torch.Generator().manual_seed(seed)
+    means = 8 + torch.rand(n, 2, generator=g) * (size - 16)
+    chol = torch.stack([1.5 + 2 * torch.rand(n, generator=g), torch.rand(n, generator=g) - 0.5,
+                        1.5 + 2 * torch.rand(n, generator=g)], 1)
+    return Splats(means, chol, torch.rand(n, 3, generator=g) - 0.2)
+
+
+def test_gaussian_overlap_matches_the_pixel_sum() -> None:
+    a, b = _splats(1, 6, 64), _splats(2, 6, 64)
+    b = Splats(a.means + torch.tensor([1.5, -1.0]), b.chol, b.colors)  # overlapping pairs
+    assert torch.allclose(gaussian_overlap(a, a), splat_energy(a.chol), rtol=1e-5)
+    for i in range(len(a)):
+        wa = render(a.means[i:i + 1], a.chol[i:i + 1], torch.ones(1, 3), 64, 64, backend="reference")[0]
+        wb = render(b.means[i:i + 1], b.chol[i:i + 1], torch.ones(1, 3), 64, 64, backend="reference")[0]
+        assert float(gaussian_overlap(a.select([i]), b.select([i]))) == pytest.approx(float((wa * wb).sum()),
+                                                                                      rel=0.05)
+
+
+def test_replacement_cost_predicts_the_real_error_change() -> None:
+    """Put one splat back to an older version: the closed form against a real render."""
+    size = 48
+    scene = _splats(3, 30, size)
+    image = render(scene.means, scene.chol, scene.colors, size, size).clamp(0, 1)
+    weights = loss_weights((6, 1, 1), "cpu")
+    new = _splats(4, 30, size)
+    old = Splats(new.means + 0.7, new.chol * 1.1, new.colors * 0.8)
+    residual = render(new.means, new.chol, new.colors, size, size) - image
+    cost = replacement_cost(new, old, residual_products(new, residual), residual_products(old, residual),
+                            weights)
+
+    def sse(s: Splats) -> float:
+        err = (render(s.means, s.chol, s.colors, size, size) - image) ** 2
+        return float((err.sum(dim=(1, 2)) * weights).sum())
+
+    base = sse(new)
+    for i in (0, 7, 19):
+        swapped = Splats(new.means.clone(), new.chol.clone(), new.colors.clone())
+        swapped.means[i], swapped.chol[i], swapped.colors[i] = old.means[i], old.chol[i], old.colors[i]
+        real = sse(swapped) - base
+        assert float(cost[i]) == pytest.approx(real, rel=0.1, abs=1e-3 * base)
+
+
+def test_change_bits_charge_what_moved() -> None:
+    deltas = np.array([[1, 0, 0, 0, 0, 0, 0, 0], [3, -2, 0, 0, 0, 5, 5, 5], [0, 0, 0, 0, 0, 1, 0, 0]])
+    bits = change_bits(deltas, n_survivors=40)
+    assert bits.shape == (3,) and (bits > 0).all()
+    assert bits[1] > bits[0]  # two groups and more columns cost more than one column
+
+
+def test_lambda_falls_with_quality() -> None:
+    assert lagrangian(40) < lagrangian(30) < lagrangian(20)
+    assert lagrangian(30) == pytest.approx(2 * math.log(2) * 1e-3)
+
+
+def test_next_quality_searches_a_monotonic_curve() -> None:
+    def rate(q: float) -> float:  # a made-up rate curve, rising with quality
+        return 0.05 * 2 ** (q / 8.0)
+
+    tried: dict[float, float] = {}
+    q: float | None = 20.0
+    for _ in range(8):
+        assert q is not None
+        tried[q] = rate(q)
+        q = next_quality(tried, 0.7)
+        if q is None:
+            break
+    assert q is None and any(abs(b / 0.7 - 1) <= BPP_TOLERANCE for b in tried.values())
+    assert len(tried) <= 6
+
+
+def test_block_motion_finds_a_translation() -> None:
+    frames, _ = crops([(0, 100, 40), (0, 100, 40)], width=128, height=96)
+    luma = torch.from_numpy(frames[0].y.astype(np.float32) / 255)
+    moved = torch.roll(luma, shifts=(-2, 3), dims=(0, 1))  # content moves 3 px right, 2 px up
+    field = block_motion(luma, moved, block=16)
+    inner = field[1:-1, 1:-1].reshape(-1, 2)
+    assert (inner.round() == torch.tensor([3.0, -2.0])).all(dim=1).float().mean() > 0.8
+    still = block_motion(luma, luma, block=16)
+    assert bool((still == 0).all())  # static stays exactly still: a still splat costs nothing
+
+
+# ----------------------------------------------------------------------------------------------
+# the quality mode end to end
+
+def test_higher_quality_gives_more_bits_and_more_psnr(tmp_path: Path) -> None:
+    frames, info = crops([(0, 200, 40), (1, 200, 40), (2, 200, 40)])
+    low, _ = encode(frames, info, tmp_path / "low.gsvc", quality=28)
+    high, _ = encode(frames, info, tmp_path / "high.gsvc", quality=38)
+    assert high.file_bytes > low.file_bytes
+    assert high.mean_psnr > low.mean_psnr + 1.0
+
+
+def test_decoder_reproduces_the_quality_mode_with_motion(tmp_path: Path) -> None:
+    """A pan (the window moves 2 px a frame): motion-compensated P-frames, decoded bit for bit."""
+    frames, info = crops([(0, 180 + 2 * k, 40) for k in range(4)])
+    summary, recon = encode(frames, info, tmp_path / "pan.gsvc", quality=33)
+    assert [f.frame_type for f in summary.frames] == ["I", "P", "P", "P"]
+    with GsvcReader(tmp_path / "pan.gsvc") as reader:
+        decoded = list(decode_frames(reader))
+    for d in decoded:
+        assert torch.equal(d.image, recon[d.index]), f"frame {d.index} drifted"
+
+
+def test_a_static_clip_costs_little_and_gains_quality(tmp_path: Path) -> None:
+    frames, info = crops([(0, 200, 40)] * 6)
+    summary, _ = encode(frames, info, tmp_path / "still.gsvc", quality=33)
+    types = [f.frame_type for f in summary.frames]
+    assert types == ["I"] + ["P"] * 5
+    i_bits = summary.frames[0].bits
+    p_bits = [f.bits for f in summary.frames[1:]]
+    assert max(p_bits) < i_bits / 4
+    psnrs = [f.psnr for f in summary.frames]
+    assert psnrs[-1] >= psnrs[0]  # P-frames refine where it pays; nothing is lost
+    assert all(b >= a - 0.05 for a, b in zip(psnrs, psnrs[1:], strict=False))
+
+
+def test_a_cut_becomes_an_i_frame_and_nothing_else(tmp_path: Path) -> None:
+    """Three frames of one face, then three of another part of the picture: one I-frame at the cut."""
+    frames, info = crops([(k, 200, 40) for k in range(3)] + [(k, 20, 120) for k in range(3)])
+    summary, _ = encode(frames, info, tmp_path / "cut.gsvc", quality=33)
+    assert [f.frame_type for f in summary.frames] == ["I", "P", "P", "I", "P", "P"]
+
+
+def test_bpp_search_lands_within_one_percent(tmp_path: Path) -> None:
+    frames, info = crops([(k, 200, 40) for k in range(3)])
+    out = tmp_path / "bpp.gsvc"
+    summary = encode_video(lambda: iter(frames), info, out, EncoderSettings(RateTarget(bpp=1.2), "fast"),
+                           frame_count=len(frames))
+    real = 8 * out.stat().st_size / (info.width * info.height * len(frames))
+    assert real == pytest.approx(summary.bpp)
+    assert abs(real / 1.2 - 1) <= BPP_TOLERANCE
+    assert summary.quality is not None and summary.passes >= 1
+    assert not [p for p in tmp_path.iterdir() if p.name != "bpp.gsvc"]  # no pass left behind
