@@ -31,7 +31,7 @@ def video_info(header: FileHeader, path: Path | None = None, frames: int | None 
     return VideoInfo(
         width=header.width, height=header.height, fps=Fraction(header.fps_num, header.fps_den),
         pix_fmt=pix_fmt, color_matrix=header.matrix if header.matrix != "none" else "",
-        color_range="tv" if header.colour_range == "limited" else "pc",
+        color_range=header.colour_range,
         frame_count=frames if frames is not None else header.frame_count, path=path,
     )
 

@@ -401,7 +401,7 @@ def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, setting
     header = FileHeader(
         width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
         colour_space="yuv", matrix=info.color_matrix if info.color_matrix in ("bt601", "bt709") else "bt709",
-        colour_range="limited" if info.color_range == "tv" else "full",
+        colour_range=info.color_range,
         params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
                 "gop": str(settings.gop), "target": settings.target.describe(),
                 "scenecut_db": f"{settings.scenecut_db:g}",

@@ -4,7 +4,7 @@ Reading::
 
     with open_video(path, start=0, frames=None) as reader:   # raw .yuv also needs size/fps/pix_fmt
         reader.info          # VideoInfo: width, height, fps (exact Fraction), pix_fmt,
-                             #   color_matrix ("bt601"/"bt709"/"bt2020"), color_range ("tv"/"pc"),
+                             #   color_matrix ("bt601"/"bt709"/"bt2020"), color_range ("limited"/"full"),
                              #   frame_count (None when unknown), path
         for frame in reader: # Frame, one at a time (bounded memory)
             frame.y, frame.u, frame.v        # numpy planes at native resolution (uint8/uint16)
@@ -43,7 +43,7 @@ CONTAINER_SUFFIXES = (".mp4", ".mkv", ".mov", ".m4v")
 
 def open_video(path: Path | str, *, size: tuple[int, int] | None = None, fps: Fraction | None = None,
                pix_fmt: str | None = None, start: int = 0, frames: int | None = None,
-               color_matrix: str = "", color_range: str = "tv") -> VideoReader:
+               color_matrix: str = "", color_range: str = "limited") -> VideoReader:
     """Open a video (or a still image as a one-frame video) for lazy reading.
 
     size (width, height), fps and pix_fmt describe raw .yuv input and are required for it; for

@@ -9,7 +9,7 @@ from pathlib import Path
 from gsvc_cli.video.pixfmt import PixFmt, get_pix_fmt
 
 COLOR_MATRICES = ("bt601", "bt709", "bt2020")
-COLOR_RANGES = ("tv", "pc")
+COLOR_RANGES = ("limited", "full")  # the words of the .gsvc header (FileHeader.colour_range)
 
 
 def default_color_matrix(width: int, height: int) -> str:
@@ -23,7 +23,7 @@ class VideoInfo:
 
     width/height: luma size in pixels. fps: exact frames per second (30000/1001 stays exact).
     pix_fmt: ffmpeg name ("yuv420p", "yuv444p", "yuv420p10le", "rgb24", ...).
-    color_matrix: "bt601" / "bt709" / "bt2020"; color_range: "tv" (limited) or "pc" (full).
+    color_matrix: "bt601" / "bt709" / "bt2020"; color_range: "limited" (TV, 16-235) or "full" (PC, 0-255).
     frame_count: frames the reader will yield after --start/--frames, None when unknown.
     """
 
@@ -32,7 +32,7 @@ class VideoInfo:
     fps: Fraction
     pix_fmt: str = "yuv420p"
     color_matrix: str = ""
-    color_range: str = "tv"
+    color_range: str = "limited"
     frame_count: int | None = None
     path: Path | None = None
 

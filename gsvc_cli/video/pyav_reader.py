@@ -81,9 +81,9 @@ class PyAVReader(VideoReader):
             rate = fps or stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
             matrix = _COLORSPACE.get(int(first.colorspace or 2), default_color_matrix(width, height))
             jpeg = first.format.name in _JPEG_ALIASES
-            color_range = "pc" if (jpeg or int(first.color_range or 0) == 2) else "tv"
+            color_range = "full" if (jpeg or int(first.color_range or 0) == 2) else "limited"
             if pix_fmt == "rgb24":
-                color_range = "pc"
+                color_range = "full"
             total = stream.frames or None
             if total is None and _is_still_image(self._container.format.name):
                 total = 1  # a still image (PNG, JPEG, ...) is a one-frame video

@@ -24,7 +24,7 @@ from gsvc_cli.video.info import VideoInfo
 from gsvc_cli.video.y4m import y4m_header
 
 _MATRIX_CODES = {"bt709": (1, 1, 1), "bt601": (6, 6, 6), "bt2020": (9, 9, 14)}  # space, prim, trc
-_RANGE_CODES = {"tv": 1, "pc": 2}
+_RANGE_CODES = {"limited": 1, "full": 2}
 
 
 class _AtomicWriter(VideoWriter):

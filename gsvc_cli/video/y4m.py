@@ -82,7 +82,7 @@ def parse_header(line: bytes, path: Path) -> tuple[VideoInfo, dict[str, str]]:
         raise InputError(f"{path}: Y4M header has a non-positive frame rate")
     if chroma not in _C_TO_PIX:
         raise InputError(f"{path}: unsupported Y4M pixel format C{chroma}")
-    color_range = "pc" if extras.get("COLORRANGE", "").upper() == "FULL" else "tv"
+    color_range = "full" if extras.get("COLORRANGE", "").upper() == "FULL" else "limited"
     info = VideoInfo(width, height, fps, _C_TO_PIX[chroma], color_range=color_range, path=path)
     return info, extras
 
@@ -157,6 +157,6 @@ def y4m_header(info: VideoInfo) -> bytes:
     fps = info.fps
     parts = [f"YUV4MPEG2 W{info.width} H{info.height} F{fps.numerator}:{fps.denominator} Ip A0:0",
              _PIX_TO_C[info.pix_fmt]]
-    if info.color_range == "pc":
+    if info.color_range == "full":
         parts.append("XCOLORRANGE=FULL")
     return (" ".join(parts) + "\n").encode("ascii")
