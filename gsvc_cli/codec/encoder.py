@@ -141,7 +141,7 @@ def _fit_configs(preset: str) -> tuple[FitConfig, FitConfig, FitConfig]:
 class Encoder:
     """Encodes frames one at a time into an open GsvcWriter (see `encode_video`)."""
 
-    def __init__(self, info: VideoInfo, settings: EncoderSettings, frames: int,
+    def __init__(self, info: VideoInfo, settings: EncoderSettings, frames: int | None,
                  overhead_bytes: int, progress: ProgressCallback | None = None) -> None:
         self.info = info
         self.settings = settings
@@ -149,7 +149,8 @@ class Encoder:
         self.height, self.width = info.height, info.width
         self.intra_config, self.inter_config, self.qat_config = _fit_configs(settings.preset)
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
-                                   overhead_bytes)
+                                   overhead_bytes,
+                                   entry_bytes=index_and_trailer_size(1) - index_and_trailer_size(0))
         self.steps = QuantSteps.default()
         self.reference: _Reference | None = None
         self.gop_psnr = 0.0
@@ -390,30 +391,37 @@ def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor)
 
 
 def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
-                 frame_count: int, overwrite: bool = False, progress: ProgressCallback | None = None,
+                 frame_count: int | None, overwrite: bool = False, progress: ProgressCallback | None = None,
                  on_frame: Callable[[int, torch.Tensor], None] | None = None) -> EncodeSummary:
     """Encode `frame_count` frames into `output` (atomically: nothing appears unless all succeed).
+
+    frame_count None: as many as `frames` yields (standard input); rate control then plans GOP by
+    GOP and the header's frame count is written when the file is closed, as always.
 
     on_frame(index, yuv444 [3,H,W] in [0,1]) receives the encoder's own reconstruction of each frame,
     which the decoder reproduces exactly.
     """
     start = time.perf_counter()
+    if info.color_matrix not in ("bt601", "bt709"):  # the header has no code for BT.2020
+        raise UsageError(f"{info.path}: {info.color_matrix} colour is not supported (.gsvc describes "
+                         "bt601 or bt709 only)", hint="convert first, e.g. ffmpeg -vf colorspace=bt709")
     header = FileHeader(
         width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
-        colour_space="yuv", matrix=info.color_matrix if info.color_matrix in ("bt601", "bt709") else "bt709",
+        colour_space="yuv", matrix=info.color_matrix,
         colour_range=info.color_range,
         params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
                 "gop": str(settings.gop), "target": settings.target.describe(),
                 "scenecut_db": f"{settings.scenecut_db:g}",
-                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS)},
+                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS),
+                **info.description_params()},  # sar, colour primaries/transfer of the source
     )
-    overhead = len(header.to_bytes()) + index_and_trailer_size(frame_count)
+    overhead = len(header.to_bytes()) + index_and_trailer_size(frame_count or 0)
     encoder = Encoder(info, settings, frame_count, overhead, progress)
     reports: list[FrameReport] = []
     total_bits = 8 * overhead
     with GsvcWriter(output, header, overwrite=overwrite) as writer:
         for index, frame in enumerate(frames):
-            if index >= frame_count:
+            if frame_count is not None and index >= frame_count:
                 break
             coded, rep, decoded = encoder.encode(index, frame)
             writer.write_frame(coded.frame_type, rep.n_splats, coded.payload)

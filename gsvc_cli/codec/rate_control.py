@@ -8,6 +8,11 @@ Three ways to ask for a result, as in x264's --bitrate / --crf / --qp:
 - `psnr`: every frame is fitted until it reaches the target PSNR (plus a margin for quantisation).
 - `splats`: a fixed splat count per frame, default quantiser steps.
 
+When the length is unknown (a Y4M pipe), `frames` is None and the bpp budget is planned GOP by
+GOP: each I-frame extends the plan by one GOP at the target bits per frame, and what earlier GOPs
+over- or under-spent is carried into it. Only the last (partial) GOP can then miss the target: its
+I-frame got the share of a full GOP.
+
 The controller never fits anything itself: the encoder asks it for a plan before each frame and
 tells it what the frame really cost afterwards.
 """
@@ -69,6 +74,8 @@ class RateController:
     """Plans frames for a RateTarget over a video of known size and length.
 
     overhead_bytes: header, index, trailer and per-record bytes of the whole file, known up front.
+    frames None: length unknown (see the module docstring); entry_bytes is then what each frame
+    adds to the index, charged as the plan grows.
     """
 
     # Starting guesses, replaced by measurements as soon as frames are coded.
@@ -81,12 +88,17 @@ class RateController:
     MAX_ADD_FRACTION = 0.2
     ADD_SHARE = 0.05  # of a P-frame's bits, at most, for new splats (swept: 0.05 beat 0.35 by 0.5-0.8 dB)
 
-    def __init__(self, target: RateTarget, width: int, height: int, frames: int, gop: int,
-                 overhead_bytes: int) -> None:
+    def __init__(self, target: RateTarget, width: int, height: int, frames: int | None, gop: int,
+                 overhead_bytes: int, entry_bytes: int = 0) -> None:
         self.target = target
         self.pixels = width * height
-        self.frames = max(1, frames)
         self.gop = max(1, gop)
+        self.open_ended = frames is None
+        self.overhead_bytes, self.entry_bytes = overhead_bytes, entry_bytes
+        if frames is None:  # plan one GOP for now; plan_intra extends it
+            frames = self.gop
+            overhead_bytes += entry_bytes * frames
+        self.frames = max(1, frames)
         self.max_splats = max(MIN_SPLATS, self.pixels // 2)
         self.total_bits = (target.bpp * self.pixels * self.frames - 8 * overhead_bytes
                            if target.bpp is not None else None)
@@ -110,6 +122,11 @@ class RateController:
     # ------------------------------------------------------------------------------------------
     def plan_intra(self) -> FramePlan:
         """Plan an I-frame, which opens a GOP of up to `gop` frames."""
+        if self.open_ended:  # length unknown: the video runs on for (at least) one more GOP
+            self.frames = self.done + self.gop
+            if self.total_bits is not None and self.target.bpp is not None:
+                self.total_bits = (self.target.bpp * self.pixels * self.frames
+                                   - 8 * (self.overhead_bytes + self.entry_bytes * self.frames))
         left = self.frames - self.done
         self.gop_frames = min(self.gop, left)
         self.gop_done = 0
