@@ -53,8 +53,13 @@ headers included), --psnr (dB, YUV 6:1:1 of the decoded frames) or --splats (a f
 frame). With none, --bpp {DEFAULT_BPP:g} is used: a size target bounds the encode time, which a
 quality target cannot. Each GOP starts with an I-frame fitted from scratch; P-frames start from
 the previous decoded frame. A P-frame that falls more than --scenecut dB below its GOP's I-frame is
-coded as an I-frame instead. The frame count must be known up front (rate control): inputs that
-do not say (some raw or streamed files) need --frames N.
+coded as an I-frame instead.
+
+"-" reads Y4M from standard input, as x264 and x265 do, so ffmpeg can feed any format in a pipe
+(ffmpeg -i IN -f yuv4mpegpipe - | gsvc encode - -o OUT.gsvc). The length of a pipe is unknown, so
+--bpp is then planned GOP by GOP (a stream shorter than --gop can overshoot the target); the
+header's frame count is written at the end. Files that do not store their frame count (Matroska,
+WebM) have their packets counted first.
 
 Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the decoded frames and
 speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
@@ -67,6 +72,7 @@ gsvc encode in.mp4 -o out.gsvc --psnr 35  # aim for a quality instead of a size
 gsvc encode in.y4m -o out.gsvc --splats 2000 --gop 30 --scenecut 0
 gsvc encode in.yuv -o out.gsvc --size 352x288 --fps 30000/1001 --pix-fmt yuv420p
 gsvc encode long.mp4 -o clip.gsvc --start 100 --frames 25 -y
+ffmpeg -i in.mkv -f yuv4mpegpipe - | gsvc encode - -o out.gsvc
 """
 
 
@@ -109,7 +115,8 @@ def rate_target(bpp: float | None, psnr: float | None, splats: int | None) -> Ra
 
 
 def encode_command(
-    source: Path = typer.Argument(..., help="The video to encode (y4m, yuv, mp4, mkv, png, ...).",
+    source: Path = typer.Argument(..., help="The video to encode (y4m, yuv, mp4, mkv, png, ...; "
+                                            "- for Y4M on standard input).",
                                   show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="The .gsvc file to write.",
                                 show_default=False),
@@ -140,7 +147,11 @@ def encode_command(
 
     overwrite = resolve_overwrite(overwrite, no_overwrite)
     settings = EncoderSettings(rate_target(bpp, psnr, splats), preset.value, gop, scenecut, seed)
-    refuse_same_file(output, source)
+    if str(output) == "-":
+        raise UsageError("-o -: gsvc encode writes a .gsvc file, which cannot go to standard output "
+                         "(its frame index is written at the end)")
+    if str(source) != "-":
+        refuse_same_file(output, source)
     if output.suffix.lower() in VIDEO_SUFFIXES:
         raise UsageError(f"{output}: gsvc encode writes a .gsvc file, not {output.suffix}",
                          hint=f"name it {output.with_suffix('.gsvc').name}; gsvc decode makes videos")
@@ -148,10 +159,7 @@ def encode_command(
     with open_video(source, size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt, start=start,
                     frames=frames) as reader:
         info = reader.info
-        count = info.frame_count if info.frame_count is not None else frames
-        if count is None:
-            raise UsageError(f"{source}: cannot tell how many frames it has (rate control needs it)",
-                             hint="give --frames N")
+        count = info.frame_count  # None for a pipe: rate control then plans GOP by GOP
         with progress_renderer(quiet) as progress:
             report(progress, "encode", 0, count)  # starts the bar's clock before the first frame
             summary = encode_video(reader, info, output, settings, frame_count=count,
