@@ -53,7 +53,7 @@ def test_y4m_to_lossless_mp4_to_y4m_is_bit_exact_and_keeps_ntsc_rate(shared_data
     src = shared_data / "clips" / "vt2people_320x192_9f.y4m"
     with open_video(src) as reader:
         info = reader.info.with_(fps=Fraction(30000, 1001))
-        with open_writer(tmp_path / "a.mp4", info) as writer:
+        with open_writer(tmp_path / "a.mp4", info, lossless=True) as writer:
             for frame in reader:
                 writer.write(frame)
     with open_video(tmp_path / "a.mp4") as reader:
@@ -171,3 +171,15 @@ def test_a_still_png_is_a_one_frame_video(shared_data, tmp_path):
     with open_video(shared_data / "kodak" / "kodim23.png") as reader:
         assert reader.info.frame_count == 1
         assert len(list(reader)) == 1
+
+
+def test_sample_aspect_ratio_is_read_and_written(shared_data: Path, tmp_path: Path):
+    """foreman's 128:117 (MP4) reaches Y4M's A tag and comes back; unknown stays A0:0."""
+    with open_video(shared_data / "clips" / "foreman_cif_60f.mp4", frames=1) as reader:
+        assert reader.info.sar == Fraction(128, 117)
+    copy_video(shared_data / "clips" / "foreman_cif_60f.mp4", tmp_path / "f.y4m", frames=1)
+    assert b" A128:117 " in (tmp_path / "f.y4m").read_bytes()[:80]
+    with open_video(tmp_path / "f.y4m") as reader:
+        assert reader.info.sar == Fraction(128, 117)
+    with open_video(shared_data / "clips" / "cars_320x240_30f.y4m", frames=1) as reader:
+        assert reader.info.sar is None  # the file says A0:0
