@@ -8,10 +8,12 @@ Three ways to ask for a result, as in x264's --bitrate / --crf / --qp:
 - `psnr`: every frame is fitted until it reaches the target PSNR (plus a margin for quantisation).
 - `splats`: a fixed splat count per frame, default quantiser steps.
 
-When the length is unknown (a Y4M pipe), `frames` is None and the bpp budget is planned GOP by
-GOP: each I-frame extends the plan by one GOP at the target bits per frame, and what earlier GOPs
-over- or under-spent is carried into it. Only the last (partial) GOP can then miss the target: its
-I-frame got the share of a full GOP.
+When the length is unknown (a Y4M pipe), `frames` is None and the bpp budget is planned as the
+video goes, at the target bits per frame: an I-frame plans its GOP over a short horizon
+(OPEN_HORIZON frames, or --gop if shorter), and a GOP that outlives its horizon doubles it (up to
+--gop), adding those frames' bits; what was over- or under-spent so far is carried along. So the
+target is met whenever the stream ends on a horizon, and a stream that ends elsewhere misses it
+by at most part of one I-frame's extra share (the short first horizon keeps that small).
 
 The controller never fits anything itself: the encoder asks it for a plan before each frame and
 tells it what the frame really cost afterwards.
@@ -87,6 +89,7 @@ class RateController:
     DEFAULT_ACTIVE_FRACTION = 0.3
     MAX_ADD_FRACTION = 0.2
     ADD_SHARE = 0.05  # of a P-frame's bits, at most, for new splats (swept: 0.05 beat 0.35 by 0.5-0.8 dB)
+    OPEN_HORIZON = 8  # frames an I-frame plans for when the length is unknown (doubled as needed)
 
     def __init__(self, target: RateTarget, width: int, height: int, frames: int | None, gop: int,
                  overhead_bytes: int, entry_bytes: int = 0) -> None:
@@ -122,11 +125,8 @@ class RateController:
     # ------------------------------------------------------------------------------------------
     def plan_intra(self) -> FramePlan:
         """Plan an I-frame, which opens a GOP of up to `gop` frames."""
-        if self.open_ended:  # length unknown: the video runs on for (at least) one more GOP
-            self.frames = self.done + self.gop
-            if self.total_bits is not None and self.target.bpp is not None:
-                self.total_bits = (self.target.bpp * self.pixels * self.frames
-                                   - 8 * (self.overhead_bytes + self.entry_bytes * self.frames))
+        if self.open_ended:  # length unknown: assume the video runs on for a short horizon
+            self._plan_until(self.done + min(self.gop, self.OPEN_HORIZON))
         left = self.frames - self.done
         self.gop_frames = min(self.gop, left)
         self.gop_done = 0
@@ -148,6 +148,13 @@ class RateController:
             add = max(1, round(self.DEFAULT_ADD_FRACTION * n_prev))
             count = self.target.splats if self.target.splats is not None else n_prev
             return FramePlan(count, add, None, self.DEFAULT_ACTIVE_FRACTION)
+        if self.open_ended and self.gop_done >= self.gop_frames and self.gop_frames < self.gop:
+            # length unknown and the GOP outlived its horizon: double it, with those frames' bits
+            extra = min(self.gop - self.gop_frames, self.gop_frames)
+            before = self.total_bits
+            self._plan_until(self.frames + extra)
+            self.gop_bits += self.total_bits - before
+            self.gop_frames += extra
         frames_left = max(1, self.gop_frames - self.gop_done)
         bits = max(0.0, (self.gop_bits - self.gop_used) / frames_left)
         spend = max(0.0, bits - self.structure_bits * n_prev)
@@ -156,6 +163,13 @@ class RateController:
         left = spend - add * self.bits_per_splat
         active = min(1.0, max(0.0, left / self.delta_bits / max(1, n_prev)))
         return FramePlan(n_prev, max(0, add), bits, active)
+
+    def _plan_until(self, frames: int) -> None:
+        """Length unknown: plan for `frames` frames in all (the bit budget grows with them)."""
+        self.frames = frames
+        if self.target.bpp is not None:
+            self.total_bits = (self.target.bpp * self.pixels * frames
+                               - 8 * (self.overhead_bytes + self.entry_bytes * frames))
 
     def learn_inter(self, payload_bits: float, n_prev: int, n_new: int, n_changed: int) -> None:
         """Refine the P-frame cost model from a coded P-frame's figures."""

@@ -14,6 +14,7 @@ from gsvc_cli.commands.common import (
     OverwriteOption,
     QuietOption,
     StartOption,
+    is_stdout_terminal,
     progress_renderer,
     resolve_overwrite,
     stderr_console,
@@ -130,6 +131,9 @@ def decode_command(
 
     options = {"lossless": lossless, "pix_fmt": pix_fmt,
                "fmt": out_format.value if out_format is not None else None}
+    if output is not None and str(output) == "-" and is_stdout_terminal():
+        raise UsageError("-o -: standard output is a terminal, not a pipe",
+                         hint="pipe it into a program, e.g. gsvc decode in.gsvc -o - | ffmpeg -i - out.mp4")
     if out_format is not None and (output is None or str(output) != "-"):
         raise UsageError("--format applies to -o - (files take their format from the name)")
     with progress_renderer(quiet) as progress:
