@@ -395,8 +395,8 @@ def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, setting
                  on_frame: Callable[[int, torch.Tensor], None] | None = None) -> EncodeSummary:
     """Encode `frame_count` frames into `output` (atomically: nothing appears unless all succeed).
 
-    frame_count None: as many as `frames` yields (standard input); rate control then plans GOP by
-    GOP and the header's frame count is written when the file is closed, as always.
+    frame_count None: as many as `frames` yields (standard input); rate control then plans over a
+    growing horizon (RateController) and the header's frame count is written on close, as always.
 
     on_frame(index, yuv444 [3,H,W] in [0,1]) receives the encoder's own reconstruction of each frame,
     which the decoder reproduces exactly.

@@ -57,9 +57,9 @@ coded as an I-frame instead.
 
 "-" reads Y4M from standard input, as x264 and x265 do, so ffmpeg can feed any format in a pipe
 (ffmpeg -i IN -f yuv4mpegpipe - | gsvc encode - -o OUT.gsvc). The length of a pipe is unknown, so
---bpp is then planned GOP by GOP (a stream shorter than --gop can overshoot the target); the
-header's frame count is written at the end. Files that do not store their frame count (Matroska,
-WebM) have their packets counted first.
+--bpp is then planned over a horizon of 8 frames that grows as the stream goes on (a pipe of fewer
+than 8 frames can overshoot the target); the header's frame count is written at the end. Files
+that do not store their frame count (Matroska, WebM) have their packets counted first.
 
 Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the decoded frames and
 speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
