@@ -47,9 +47,12 @@ _gsvc() {
                 --start) COMPREPLY=(); return 0 ;;
                 --frames) COMPREPLY=(); return 0 ;;
                 --crf) COMPREPLY=(); return 0 ;;
+                --pix-fmt) COMPREPLY=(); return 0 ;;
+                --format) COMPREPLY=($(compgen -W "y4m yuv" -- "$cur")); return 0 ;;
+                --show-splats) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-o --output --start --frames --crf --ignore-errors -y --overwrite -n --no-overwrite -q --quiet -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-o --output --start --frames --crf --lossless --pix-fmt --format --show-splats --ignore-errors -y --overwrite -n --no-overwrite -q --quiet -h --help" -- "$cur"))
             else
                 COMPREPLY=($(compgen -f -- "$cur"))
             fi

@@ -50,7 +50,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (1, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (1, 1)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -139,7 +139,7 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
     other.write_bytes(good[:8] + struct.pack("<H", 2) + good[10:])
-    with pytest.raises(FormatError, match="version 2.0 is not supported"):
+    with pytest.raises(FormatError, match="version 2.1 is not supported"):
         GsvcReader(other)
     other.write_bytes(good[:10] + struct.pack("<H", 7) + good[12:])  # minor changed, CRC not updated
     with pytest.raises(FormatError, match="header"):
@@ -266,3 +266,18 @@ def test_golden_bitstream(tmp_path):
             decoded.append(prev)
     assert splats_digest(decoded) == pins["decoded_sha256"]
     assert splats_digest(decoded) == splats_digest(reconstruction)  # decoder == encoder's own
+
+
+def test_version_1_0_files_stay_readable(tmp_path):
+    """1.1 only added coding-parameter keys (sar, colour_primaries, transfer_characteristics): a file
+    that says 1.0 reads as before."""
+    path = tmp_path / "clip.gsvc"
+    payloads = write_many(path, 3)
+    good = path.read_bytes()
+    (size,) = struct.unpack_from("<I", good, 12)
+    body = bytearray(good[: size - 4])
+    struct.pack_into("<H", body, 10, 0)
+    path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
+    with GsvcReader(path) as gsvc:
+        assert gsvc.header.version == (1, 0) and gsvc.header.params == HEADER.params
+        assert [r.payload for _, r in gsvc.frames()] == payloads

@@ -91,4 +91,4 @@ def test_help_lists_every_option_and_ends_with_examples():
     for option in ("--metrics", "--frames", "--start", "--json", "--csv", "--size", "--fps", "--pix-fmt",
                    "--quiet"):
         assert option in result.stdout
-    assert "Examples:" in result.stdout and "gsvc eval source.y4m decoded.mp4" in result.stdout
+    assert "Examples:" in result.stdout and "gsvc eval source.y4m decoded.y4m" in result.stdout

@@ -35,7 +35,7 @@ def test_y4m_info_and_lazy_range(shared_data: Path):
     with open_video(shared_data / "clips" / "cars_320x240_30f.y4m", start=5, frames=3) as reader:
         info = reader.info
         assert (info.width, info.height, info.fps, info.pix_fmt) == (320, 240, Fraction(25), "yuv420p")
-        assert info.frame_count == 3 and info.color_matrix == "bt601" and info.color_range == "tv"
+        assert info.frame_count == 3 and info.color_matrix == "bt601" and info.color_range == "limited"
         frames = list(reader)
     assert [f.index for f in frames] == [5, 6, 7]
     assert frames[0].y.shape == (240, 320) and frames[0].u.shape == (120, 160)
@@ -53,13 +53,13 @@ def test_y4m_to_lossless_mp4_to_y4m_is_bit_exact_and_keeps_ntsc_rate(shared_data
     src = shared_data / "clips" / "vt2people_320x192_9f.y4m"
     with open_video(src) as reader:
         info = reader.info.with_(fps=Fraction(30000, 1001))
-        with open_writer(tmp_path / "a.mp4", info) as writer:
+        with open_writer(tmp_path / "a.mp4", info, lossless=True) as writer:
             for frame in reader:
                 writer.write(frame)
     with open_video(tmp_path / "a.mp4") as reader:
         assert reader.info.fps == Fraction(30000, 1001)
         assert reader.info.frame_count == 9
-        assert reader.info.color_matrix == "bt601" and reader.info.color_range == "tv"
+        assert reader.info.color_matrix == "bt601" and reader.info.color_range == "limited"
     copy_video(tmp_path / "a.mp4", tmp_path / "b.y4m", fps=Fraction(12))
     assert md5(tmp_path / "b.y4m") == md5(src)
 
@@ -99,11 +99,11 @@ def test_odd_size_420_round_trips(shared_data: Path, ffmpeg_exe: str, tmp_path: 
         open_writer(tmp_path / "odd.mp4", info)
 
 
-@pytest.mark.parametrize("color_range", ["tv", "pc"])
+@pytest.mark.parametrize("color_range", ["limited", "full"])
 def test_rgb_conversion_matches_ffmpeg(shared_data: Path, ffmpeg_exe: str, tmp_path: Path,
                                        color_range: str):
     # 4:4:4 so that no chroma interpolation choice is involved: only matrix and range.
-    vf = "scale=out_range=full" if color_range == "pc" else "null"
+    vf = "scale=out_range=full" if color_range == "full" else "null"
     src = ffmpeg_y4m(ffmpeg_exe, shared_data / "clips" / "foreman_cif_60f.mp4", tmp_path / "s.y4m",
                      "-frames:v", "1", "-vf", vf, "-pix_fmt", "yuv444p")
     with open_video(src) as reader:
@@ -171,3 +171,15 @@ def test_a_still_png_is_a_one_frame_video(shared_data, tmp_path):
     with open_video(shared_data / "kodak" / "kodim23.png") as reader:
         assert reader.info.frame_count == 1
         assert len(list(reader)) == 1
+
+
+def test_sample_aspect_ratio_is_read_and_written(shared_data: Path, tmp_path: Path):
+    """foreman's 128:117 (MP4) reaches Y4M's A tag and comes back; unknown stays A0:0."""
+    with open_video(shared_data / "clips" / "foreman_cif_60f.mp4", frames=1) as reader:
+        assert reader.info.sar == Fraction(128, 117)
+    copy_video(shared_data / "clips" / "foreman_cif_60f.mp4", tmp_path / "f.y4m", frames=1)
+    assert b" A128:117 " in (tmp_path / "f.y4m").read_bytes()[:80]
+    with open_video(tmp_path / "f.y4m") as reader:
+        assert reader.info.sar == Fraction(128, 117)
+    with open_video(shared_data / "clips" / "cars_320x240_30f.y4m", frames=1) as reader:
+        assert reader.info.sar is None  # the file says A0:0

@@ -8,18 +8,20 @@ nearest I-frame at or before the first requested frame.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcReader
 from gsvc_cli.codec.bitstream.frame_coding import DecodedFrame, decode_frame
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise
-from gsvc_cli.codec.splats import render_splats
+from gsvc_cli.codec.splats import Splats, render_splats
 from gsvc_cli.errors import FormatError, UsageError
 from gsvc_cli.progress import ProgressCallback, report
 from gsvc_cli.video import Frame, VideoInfo, open_writer
@@ -31,19 +33,21 @@ def video_info(header: FileHeader, path: Path | None = None, frames: int | None 
     return VideoInfo(
         width=header.width, height=header.height, fps=Fraction(header.fps_num, header.fps_den),
         pix_fmt=pix_fmt, color_matrix=header.matrix if header.matrix != "none" else "",
-        color_range="tv" if header.colour_range == "limited" else "pc",
+        color_range=header.colour_range,
         frame_count=frames if frames is not None else header.frame_count, path=path,
-    )
+    ).with_description_params(header.params)  # sar, colour primaries/transfer (absent in 1.0 files)
 
 
 @dataclass
 class DecodedImage:
-    """One decoded frame: its number, type and YUV 4:4:4 image [3,H,W] float32 in [0,1]."""
+    """One decoded frame: its number, type and YUV 4:4:4 image [3,H,W] float32 in [0,1], and the
+    splats it was rendered from (for pictures of them, `gsvc decode --show-splats`)."""
 
     index: int
     frame_type: str
     image: torch.Tensor
     n_splats: int
+    splats: Splats | None = None
 
 
 def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
@@ -85,7 +89,7 @@ def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
             continue
         splats = dequantise(frame.splats, steps)
         image = render_splats(splats, header.height, header.width)
-        yield DecodedImage(k, frame.frame_type, image, len(frame.splats))
+        yield DecodedImage(k, frame.frame_type, image, len(frame.splats), splats)
 
 
 def _steps_of(frame: DecodedFrame, steps: QuantSteps | None, path: Path, k: int) -> QuantSteps:
@@ -103,10 +107,13 @@ class DecodeSummary:
     bad_frames: list[int]
 
 
-def decode_video(source: Path, output: Path, *, start: int = 0, frames: int | None = None,
+def decode_video(source: Path, output: Path | None, *, start: int = 0, frames: int | None = None,
                  overwrite: bool = False, ignore_errors: bool = False, crf: int | None = None,
-                 progress: ProgressCallback | None = None) -> DecodeSummary:
-    """Decode `source` into a video file (y4m, yuv, mp4/mkv or a png pattern), atomically."""
+                 progress: ProgressCallback | None = None, writer_options: dict[str, Any] | None = None,
+                 on_frame: Callable[[DecodedImage], None] | None = None) -> DecodeSummary:
+    """Decode `source` into a video file (y4m, yuv, mp4/mkv or a png pattern), atomically; "-" is
+    standard output. writer_options go to `open_writer` (lossless, pix_fmt, fmt). on_frame sees
+    every decoded frame (splats included); output None decodes for on_frame only."""
     begin = time.perf_counter()
     with GsvcReader(source, ignore_errors=ignore_errors) as reader:
         total = len(reader)
@@ -115,9 +122,16 @@ def decode_video(source: Path, output: Path, *, start: int = 0, frames: int | No
         end = total if frames is None else min(total, start + frames)
         info = video_info(reader.header, output, end - start)
         written = 0
-        with open_writer(output, info, crf=crf, overwrite=overwrite) as writer:
+        with (open_writer(output, info, crf=crf, overwrite=overwrite, **(writer_options or {}))
+              if output is not None else contextlib.nullcontext()) as writer:
+            # Render straight into the output's pixel format when the bit depth allows (no detour
+            # through the source's format: an RGB source written as Y4M stays exact 4:4:4 YUV).
+            target = info if writer is None or writer.info.fmt.bits != info.fmt.bits else writer.info
             for decoded in decode_frames(reader, start, end - start, ignore_errors):
-                writer.write(Frame.from_yuv444_float(decoded.image, info, decoded.index))
+                if on_frame is not None:
+                    on_frame(decoded)
+                if writer is not None:
+                    writer.write(Frame.from_yuv444_float(decoded.image, target, decoded.index))
                 written += 1
                 report(progress, "decode", written, end - start, type=decoded.frame_type)
             if written == 0:

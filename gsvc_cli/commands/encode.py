@@ -58,6 +58,13 @@ fitted from scratch; P-frames start from the previous decoded frame, its splats 
 found between the frames, and a frame becomes an I-frame where that costs less than the best
 P-frame (or when --gop forces it).
 
+"-" reads Y4M from standard input, as x264 and x265 do, so ffmpeg can feed any format in a pipe
+(ffmpeg -i IN -f yuv4mpegpipe - | gsvc encode - -o OUT.gsvc). The length of a pipe is unknown, so
+a --bpp target cannot be searched over several passes: it is then planned in one pass over a horizon
+of 8 frames that grows as the stream goes on (a pipe of fewer than 8 frames can overshoot the
+target); the header's frame count is written at the end. Files
+that do not store their frame count (Matroska, WebM) have their packets counted first.
+
 Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the decoded frames and
 speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
 --preset fast and --frames first.
@@ -69,6 +76,7 @@ gsvc encode in.mp4 -o out.gsvc --bpp 0.4  # aim for a size: a search over --qual
 gsvc encode in.y4m -o out.gsvc --splats 2000 --gop 30 --scenecut 0
 gsvc encode in.yuv -o out.gsvc --size 352x288 --fps 30000/1001 --pix-fmt yuv420p
 gsvc encode long.mp4 -o clip.gsvc --start 100 --frames 25 -y
+ffmpeg -i in.mkv -f yuv4mpegpipe - | gsvc encode - -o out.gsvc
 """
 
 
@@ -113,7 +121,8 @@ def rate_target(quality: float | None, bpp: float | None, psnr: float | None, sp
 
 
 def encode_command(
-    source: Path = typer.Argument(..., help="The video to encode (y4m, yuv, mp4, mkv, png, ...).",
+    source: Path = typer.Argument(..., help="The video to encode (y4m, yuv, mp4, mkv, png, ...; "
+                                            "- for Y4M on standard input).",
                                   show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="The .gsvc file to write.",
                                 show_default=False),
@@ -148,7 +157,11 @@ def encode_command(
 
     overwrite = resolve_overwrite(overwrite, no_overwrite)
     settings = EncoderSettings(rate_target(quality, bpp, psnr, splats), preset.value, gop, scenecut, seed)
-    refuse_same_file(output, source)
+    if str(output) == "-":
+        raise UsageError("-o -: gsvc encode writes a .gsvc file, which cannot go to standard output "
+                         "(its frame index is written at the end)")
+    if str(source) != "-":
+        refuse_same_file(output, source)
     if output.suffix.lower() in VIDEO_SUFFIXES:
         raise UsageError(f"{output}: gsvc encode writes a .gsvc file, not {output.suffix}",
                          hint=f"name it {output.with_suffix('.gsvc').name}; gsvc decode makes videos")
@@ -156,10 +169,7 @@ def encode_command(
     with open_video(source, size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt, start=start,
                     frames=frames) as reader:
         info = reader.info
-        count = info.frame_count if info.frame_count is not None else frames
-        if count is None:
-            raise UsageError(f"{source}: cannot tell how many frames it has (rate control needs it)",
-                             hint="give --frames N")
+        count = info.frame_count  # None for a pipe: rate control then plans GOP by GOP
         with progress_renderer(quiet) as progress:
             report(progress, "encode", 0, count)  # starts the bar's clock before the first frame
             def reopen() -> Iterator[Frame]:
@@ -168,7 +178,8 @@ def encode_command(
                                 start=start, frames=frames) as again:
                     yield from again
 
-            frames_in = reopen if settings.target.bpp is not None else reader
+            # A pipe cannot be read twice: its --bpp is planned in one pass.
+            frames_in = reopen if settings.target.bpp is not None and str(source) != "-" else reader
             summary = encode_video(frames_in, info, output, settings, frame_count=count,
                                    overwrite=overwrite, progress=progress)
     if verbose:

@@ -33,8 +33,12 @@ HELP = """Compare DIST with the reference REF: PSNR (Y, U, V, 6:1:1 YUV, RGB), M
 mkv, png); sizes and frame counts must match unless --frames N compares the first N frames.
 Prints the mean of every figure as a table; --json or --csv give per-frame values too.
 
+To measure a .gsvc file, decode it to .y4m (or .mp4/.mkv with --lossless): gsvc decode's default
+.mp4 is made for watching and adds H.264's own loss.
+
 Examples:
-gsvc eval source.y4m decoded.mp4
+gsvc eval source.y4m decoded.y4m
+gsvc eval source.y4m exact.mkv  # from gsvc decode in.gsvc -o exact.mkv --lossless
 gsvc eval source.y4m decoded.y4m --metrics psnr,msssim --json > scores.json
 gsvc eval ref.yuv dist.yuv --size 352x288 --fps 25 --pix-fmt yuv420p
 gsvc eval long.mp4 long_x264.mp4 --frames 100

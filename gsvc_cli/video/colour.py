@@ -1,7 +1,7 @@
 """Colour conversions between normalised YUV code values and RGB, for a given matrix and range.
 
 "Normalised YUV" here means code value / peak (255 or 1023), so [0, 1] maps exactly back to the
-integer codes a file holds; the range (tv/pc) and matrix (BT.601/709/2020) only matter when
+integer codes a file holds; the range (limited/full) and matrix (BT.601/709/2020) only matter when
 converting to or from RGB. Chroma resampling for 4:2:0/4:2:2 lives here too (centre siting, as
 in ffmpeg's default and the clips' C420jpeg).
 """
@@ -19,7 +19,7 @@ def _range_scale(color_range: str, bits: int) -> tuple[float, float, float, floa
     """(luma offset, luma span, chroma offset, chroma span) in code values."""
     peak = float((1 << bits) - 1)
     half = float(1 << (bits - 1))
-    if color_range == "pc":
+    if color_range == "full":
         return 0.0, peak, half, peak
     scale = float(1 << (bits - 8))
     return 16.0 * scale, 219.0 * scale, half, 224.0 * scale

@@ -29,7 +29,7 @@ class Frame:
     planes: tuple[np.ndarray, ...]
     pix_fmt: str
     color_matrix: str = "bt601"
-    color_range: str = "tv"
+    color_range: str = "limited"
     index: int = 0
 
     @property

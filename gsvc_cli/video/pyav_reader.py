@@ -13,7 +13,7 @@ import numpy as np
 from gsvc_cli.errors import InputError, UsageError
 from gsvc_cli.video.base import VideoReader
 from gsvc_cli.video.frame import Frame
-from gsvc_cli.video.info import VideoInfo, default_color_matrix
+from gsvc_cli.video.info import UNSPECIFIED, VideoInfo, default_color_matrix
 from gsvc_cli.video.pixfmt import PIX_FMTS
 
 # FFmpeg AVColorSpace codes -> our matrix names (others fall back to the size default).
@@ -81,19 +81,25 @@ class PyAVReader(VideoReader):
             rate = fps or stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
             matrix = _COLORSPACE.get(int(first.colorspace or 2), default_color_matrix(width, height))
             jpeg = first.format.name in _JPEG_ALIASES
-            color_range = "pc" if (jpeg or int(first.color_range or 0) == 2) else "tv"
+            color_range = "full" if (jpeg or int(first.color_range or 0) == 2) else "limited"
             if pix_fmt == "rgb24":
-                color_range = "pc"
+                color_range = "full"
             total = stream.frames or None
             if total is None and _is_still_image(self._container.format.name):
                 total = 1  # a still image (PNG, JPEG, ...) is a one-frame video
+            elif total is None:  # Matroska/WebM (and others) do not store it: count the packets
+                total = _count_packets(path)
             if total is not None and start >= total:
                 raise UsageError(f"{path}: --start {start} is past the last frame ({total} frames)")
             count = None if total is None else total - start
             if frames is not None:
                 count = frames if count is None else min(frames, count)
             self._start, self._limit = start, frames
-            self.info = VideoInfo(width, height, Fraction(rate), pix_fmt, matrix, color_range, count, path)
+            sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+            self.info = VideoInfo(width, height, Fraction(rate), pix_fmt, matrix, color_range, count, path,
+                                  sar=Fraction(sar) if sar and sar > 0 else None,
+                                  color_primaries=int(first.color_primaries or UNSPECIFIED),
+                                  color_trc=int(first.color_trc or UNSPECIFIED))
         except BaseException:
             self._container.close()
             raise
@@ -128,6 +134,17 @@ class PyAVReader(VideoReader):
 
     def close(self) -> None:
         self._container.close()
+
+
+def _count_packets(path: Path) -> int | None:
+    """Frames of the first video stream, counted by demuxing (no decoding: cheap even for long
+    files), for containers that do not store the count. None when the file cannot be demuxed."""
+    try:
+        with av.open(str(path), "r") as container:
+            stream = container.streams.video[0]
+            return sum(1 for packet in container.demux(stream) if packet.size > 0) or None
+    except (av.FFmpegError, IndexError):
+        return None
 
 
 def _is_gsvc(path: Path) -> bool:

@@ -20,7 +20,7 @@ class RawYuvReader(VideoReader):
 
     def __init__(self, path: Path, size: tuple[int, int] | None, fps: Fraction | None,
                  pix_fmt: str | None, start: int = 0, frames: int | None = None,
-                 color_matrix: str = "", color_range: str = "tv") -> None:
+                 color_matrix: str = "", color_range: str = "limited") -> None:
         missing = [name for name, v in (("--size", size), ("--fps", fps), ("--pix-fmt", pix_fmt))
                    if v is None]
         if missing:

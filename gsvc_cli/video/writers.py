@@ -11,7 +11,7 @@ import os
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -20,11 +20,11 @@ from gsvc_cli.atomic import atomic_output, check_output_path
 from gsvc_cli.errors import GsvcError, UsageError
 from gsvc_cli.video.base import VideoWriter
 from gsvc_cli.video.frame import Frame
-from gsvc_cli.video.info import VideoInfo
+from gsvc_cli.video.info import UNSPECIFIED, VideoInfo
 from gsvc_cli.video.y4m import y4m_header
 
 _MATRIX_CODES = {"bt709": (1, 1, 1), "bt601": (6, 6, 6), "bt2020": (9, 9, 14)}  # space, prim, trc
-_RANGE_CODES = {"tv": 1, "pc": 2}
+_RANGE_CODES = {"limited": 1, "full": 2}
 
 
 class _AtomicWriter(VideoWriter):
@@ -77,8 +77,51 @@ class RawWriter(_AtomicWriter):
         self._file.close()
 
 
+class StreamWriter(VideoWriter):
+    """Y4M (or raw planar) frames on a stream such as standard output, for `-o -` pipes.
+
+    A stream cannot be taken back: if the run fails half way, the reader has seen the frames so far
+    and gsvc exits non-zero. A reader that closes the pipe early is reported as one error line.
+    """
+
+    def __init__(self, stream: BinaryIO, info: VideoInfo, y4m: bool = True) -> None:
+        if not y4m and info.fmt.rgb:
+            raise UsageError(f"-o -: raw output needs a YUV pixel format, not {info.pix_fmt}")
+        self.path = Path("-")
+        self.info = info.with_(path=None)
+        self.frames_written = 0
+        self._stream = stream
+        self._y4m = y4m
+        if y4m:
+            self._put(y4m_header(self.info))
+
+    def _put(self, data: bytes) -> None:
+        try:
+            self._stream.write(data)
+        except BrokenPipeError:
+            raise GsvcError("standard output: the reading end of the pipe closed early") from None
+
+    def write(self, frame: Frame) -> None:
+        frame = frame.convert(self.info)
+        self._put((b"FRAME\n" if self._y4m else b"") + frame.tobytes())
+        self.frames_written += 1
+
+    def _finish(self) -> None:
+        if self.frames_written == 0:
+            raise UsageError("-o -: no frames were written")
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise GsvcError("standard output: the reading end of the pipe closed early") from None
+
+    def _abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.flush()
+
+
 class PyAVWriter(_AtomicWriter):
-    """H.264 in MP4/MKV/MOV through libx264: lossless (qp 0) by default, or `crf`."""
+    """H.264 in MP4/MKV/MOV through libx264: at `crf` (High profile when yuv420p, so that browsers
+    and phones play it), or lossless (qp 0, the source's pixel format) when crf is None."""
 
     def __init__(self, path: Path, info: VideoInfo, overwrite: bool, crf: int | None = None,
                  preset: str = "medium") -> None:
@@ -88,18 +131,29 @@ class PyAVWriter(_AtomicWriter):
                              f"got {info.width}x{info.height} (write .y4m instead)")
         super().__init__(path, info, overwrite)
         try:
-            self._container = av.open(str(self.tmp), "w")
+            # faststart: the index goes first, so a browser can play the .mp4 while it downloads
+            muxer = {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".m4v", ".mov") else {}
+            self._container = av.open(str(self.tmp), "w", options=muxer)
             codec = "libx264rgb" if fmt.rgb else "libx264"
             stream = self._container.add_stream(codec, rate=info.fps)
             stream.width, stream.height = info.width, info.height
             stream.pix_fmt = info.pix_fmt
             options = {"preset": preset}
             options.update({"qp": "0"} if crf is None else {"crf": str(crf)})
+            if crf is not None and info.pix_fmt == "yuv420p":
+                options["profile"] = "high"
             stream.options = options
             cc = stream.codec_context
             cc.time_base = Fraction(1) / info.fps
+            if info.sar is not None:
+                cc.sample_aspect_ratio = info.sar
             if not fmt.rgb:
                 space, prim, trc = _MATRIX_CODES[info.color_matrix]
+                # the source's own primaries/transfer when it named them; else the matrix's usual ones
+                if info.color_primaries != UNSPECIFIED:
+                    prim = info.color_primaries
+                if info.color_trc != UNSPECIFIED:
+                    trc = info.color_trc
                 cc.colorspace, cc.color_primaries, cc.color_trc = space, prim, trc
                 cc.color_range = _RANGE_CODES[info.color_range]
             self._stream = stream

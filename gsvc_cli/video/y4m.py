@@ -6,13 +6,14 @@ import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from gsvc_cli.errors import InputError, UsageError
 from gsvc_cli.video.base import VideoReader
 from gsvc_cli.video.frame import Frame
-from gsvc_cli.video.info import VideoInfo
+from gsvc_cli.video.info import VideoInfo, format_sar, parse_sar
 from gsvc_cli.video.pixfmt import PixFmt, get_pix_fmt
 
 _MAGIC = b"YUV4MPEG2"
@@ -53,6 +54,7 @@ def parse_header(line: bytes, path: Path) -> tuple[VideoInfo, dict[str, str]]:
     width = height = 0
     fps = Fraction(25)
     chroma = "420jpeg"
+    sar = None
     extras: dict[str, str] = {}
     for raw in tokens[1:]:
         tok = raw.decode("ascii", "replace")
@@ -69,6 +71,8 @@ def parse_header(line: bytes, path: Path) -> tuple[VideoInfo, dict[str, str]]:
                 fps = Fraction(int(num), int(den))
             elif key == "C":
                 chroma = val
+            elif key == "A":
+                sar = parse_sar(val)
             elif key == "I" and val not in ("p", "?"):
                 raise InputError(f"{path}: interlaced Y4M (I{val}) is not supported")
             elif key == "X" and "=" in val:
@@ -82,25 +86,39 @@ def parse_header(line: bytes, path: Path) -> tuple[VideoInfo, dict[str, str]]:
         raise InputError(f"{path}: Y4M header has a non-positive frame rate")
     if chroma not in _C_TO_PIX:
         raise InputError(f"{path}: unsupported Y4M pixel format C{chroma}")
-    color_range = "pc" if extras.get("COLORRANGE", "").upper() == "FULL" else "tv"
-    info = VideoInfo(width, height, fps, _C_TO_PIX[chroma], color_range=color_range, path=path)
+    color_range = "full" if extras.get("COLORRANGE", "").upper() == "FULL" else "limited"
+    info = VideoInfo(width, height, fps, _C_TO_PIX[chroma], color_range=color_range, path=path, sar=sar)
     return info, extras
 
 
 class Y4mReader(VideoReader):
-    """Streams frames from a .y4m file; seeks straight to --start when frame headers are plain."""
+    """Streams frames from a .y4m file; seeks straight to --start when frame headers are plain.
 
-    def __init__(self, path: Path, start: int = 0, frames: int | None = None) -> None:
+    With `stream` (standard input, a pipe) nothing is seeked: frames are read in order, frames
+    before --start are read and dropped, and the frame count is unknown (None) until the end.
+    """
+
+    def __init__(self, path: Path, start: int = 0, frames: int | None = None,
+                 stream: BinaryIO | None = None) -> None:
         self.path = path
-        self._file = open(path, "rb")  # noqa: SIM115 (closed in close())
+        self._seekable = stream is None
+        self._file = stream if stream is not None else open(path, "rb")  # noqa: SIM115 (close())
         try:
             header = self._file.readline(_HEADER_MAX)
+            if not header.startswith(_MAGIC):
+                raise InputError(f"{path}: not a Y4M stream (no YUV4MPEG2 header)",
+                                 hint=None if self._seekable else
+                                 "pipe Y4M, e.g. ffmpeg -i IN -f yuv4mpegpipe - | gsvc encode - -o OUT.gsvc")
             if not header.endswith(b"\n"):
                 raise InputError(f"{path}: not a Y4M file (no header line)")
             info, _ = parse_header(header[:-1], path)
             self._fmt = get_pix_fmt(info.pix_fmt)
             self._frame_bytes = self._fmt.frame_bytes(info.width, info.height)
             self._data_start = len(header)
+            self._start, self._limit = start, frames
+            if not self._seekable:
+                self.info = info.with_(frame_count=None)
+                return
             size = os.fstat(self._file.fileno()).st_size
             self._stride = self._frame_bytes + len(_FRAME) + 1  # assumes parameter-less FRAME lines
             available = (size - self._data_start) // self._stride
@@ -108,23 +126,22 @@ class Y4mReader(VideoReader):
                 raise InputError(f"{path}: Y4M file has no frames")
             if (size - self._data_start) % self._stride:
                 available = None  # frame headers carry parameters, or the file is truncated
-            self._start = start
             count = None if available is None else max(0, available - start)
             if frames is not None:
                 count = frames if count is None else min(frames, count)
-            self._limit = frames
             self.info = info.with_(frame_count=count)
             if count == 0:
                 raise UsageError(f"{path}: --start {start} is past the last frame ({available} frames)")
         except BaseException:
-            self._file.close()
+            self.close()
             raise
 
     def __iter__(self) -> Iterator[Frame]:
         f = self._file
-        f.seek(self._data_start)
+        if self._seekable:
+            f.seek(self._data_start)
         index = 0
-        if self._start and self.info.frame_count is not None:
+        if self._seekable and self._start and self.info.frame_count is not None:
             f.seek(self._data_start + self._start * self._stride)
             index = self._start
         produced = 0
@@ -144,10 +161,14 @@ class Y4mReader(VideoReader):
                 produced += 1
             index += 1
         if produced == 0:
+            if 0 < index <= self._start:
+                raise UsageError(f"{self.path}: --start {self._start} is past the last frame "
+                                 f"({index} frames)")
             raise InputError(f"{self.path}: no frames to read")
 
     def close(self) -> None:
-        self._file.close()
+        if self._seekable:  # standard input is not ours to close
+            self._file.close()
 
 
 def y4m_header(info: VideoInfo) -> bytes:
@@ -155,8 +176,9 @@ def y4m_header(info: VideoInfo) -> bytes:
     if info.pix_fmt not in _PIX_TO_C:
         raise UsageError(f"{info.path}: Y4M cannot hold pixel format {info.pix_fmt} (use yuv420p/yuv444p)")
     fps = info.fps
-    parts = [f"YUV4MPEG2 W{info.width} H{info.height} F{fps.numerator}:{fps.denominator} Ip A0:0",
+    parts = [f"YUV4MPEG2 W{info.width} H{info.height} F{fps.numerator}:{fps.denominator} Ip "
+             f"A{format_sar(info.sar)}",
              _PIX_TO_C[info.pix_fmt]]
-    if info.color_range == "pc":
+    if info.color_range == "full":
         parts.append("XCOLORRANGE=FULL")
     return (" ".join(parts) + "\n").encode("ascii")

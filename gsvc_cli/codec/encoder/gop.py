@@ -72,6 +72,10 @@ DB_PER_DOUBLING = 2.5  # typical PSNR gain per doubling of the splat count (meas
 COUNT_EXPONENT = DB_PER_DOUBLING / (10 * math.log10(2))  # D ~ N^-beta for N splats
 STEP_SCALE_GRID = tuple(2.0 ** (k / 2) for k in range(-3, 4))  # around the last I-frame's scale
 PIXELS_PER_SPLAT_GUESS = 50  # first I-frame's count before the RD count model takes over
+P_PREFERENCE = 1.3  # a fitted P-frame stays P unless it costs 30% more than an I-frame: an I-frame's
+# cost leaves out what the P-frame's splats carry on into the next frames (on cuts_qcif the P/I cost
+# ratio of the motion frames without a cut reached 1.04, of the real cuts 5+)
+P_SSE_RATIO_FLOOR = 0.05  # no P-fit has removed more than 95% of its warm start's error (cut check)
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ class _Reference:
 class Encoder:
     """Encodes frames one at a time into an open GsvcWriter (see `encode_video`)."""
 
-    def __init__(self, info: VideoInfo, settings: EncoderSettings, frames: int,
+    def __init__(self, info: VideoInfo, settings: EncoderSettings, frames: int | None,
                  overhead_bytes: int, progress: ProgressCallback | None = None) -> None:
         self.info = info
         self.settings = settings
@@ -163,7 +167,8 @@ class Encoder:
         self.height, self.width = info.height, info.width
         self.preset = get_preset(settings.preset)
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
-                                   overhead_bytes)
+                                   overhead_bytes,
+                                   entry_bytes=index_and_trailer_size(1) - index_and_trailer_size(0))
         self.steps = QuantSteps.default()
         self.reference: _Reference | None = None
         self.prev_psnr = 0.0
@@ -192,10 +197,12 @@ class Encoder:
         if self.reference is not None and self.gop_length < self.settings.gop:
             warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS,
                               local_motion=self.lam is not None and self.settings.tuning.local_motion)
-            cut = (self._intra_is_cheaper(warm) if self.lam is not None and self.settings.tuning.cost_ip
-                   else self._is_scene_cut(image, warm.psnr))
+            by_cost = self.lam is not None and self.settings.tuning.cost_ip
+            cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
             if not cut and self.lam is not None:
-                coded, result, fit_psnr = self._inter_rd(index, image, warm)
+                coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
+                if by_cost and p_cost > P_PREFERENCE * self._intra_cost_estimate():
+                    coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
         if coded is None:
@@ -245,16 +252,19 @@ class Encoder:
     # ------------------------------------------------------------------------------------------
     # constant quality: every decision by D + lambda R (rd.py)
 
-    def _intra_is_cheaper(self, warm: WarmStart) -> bool:
-        """I or P by estimated cost, before any fitting: a P-frame costs about what its warm start
-        leaves (times the SSE ratio P-fits have reached) plus recent P-frame bits; an I-frame about
-        what the last one cost. A cut leaves the warm start far above both."""
+    def _intra_cost_estimate(self) -> float:
+        """J of an I-frame here: what the last one cost (same scene, same lambda)."""
         assert self.lam is not None
-        pixels = self.height * self.width
-        warm_sse = 10.0 ** (-warm.psnr / 10.0) * pixels
-        p_cost = self.p_sse_ratio * warm_sse + self.lam * self.p_bits
         i_sse, i_bits = self.intra_cost
-        return p_cost > i_sse + self.lam * i_bits
+        return i_sse + self.lam * i_bits
+
+    def _intra_is_cheaper(self, warm: WarmStart) -> bool:
+        """An obvious cut, before any fitting: even a P-fit that removed as much of the warm start's
+        error as the best one so far (P_SSE_RATIO_FLOOR), and cost no bits, would cost more than an
+        I-frame. Anything less obvious is decided on the fitted P-frame's real cost (encode)."""
+        assert self.lam is not None
+        warm_sse = 10.0 ** (-warm.psnr / 10.0) * self.height * self.width
+        return min(self.p_sse_ratio, P_SSE_RATIO_FLOOR) * warm_sse > self._intra_cost_estimate()
 
     def _intra_cost_at(self, splats: Splats, image: torch.Tensor, scale: float) -> tuple[float, float, float]:
         """(J, weighted SSE, payload bits) of coding `splats` as an I-frame at step scale `scale`."""
@@ -306,7 +316,7 @@ class Encoder:
         return coded, _Reference(q, decoded), fit_psnr
 
     def _inter_rd(self, index: int, image: torch.Tensor, warm: WarmStart
-                  ) -> tuple[CodedFrame, _Reference, float]:
+                  ) -> tuple[CodedFrame, _Reference, float, float]:
         """P-frame by RD: splats that hurt are deleted, the most sensitive survivors and some new
         splats are fitted, then every change is kept only where its distortion gain exceeds lambda
         times its bits, and every new splat only where its gain exceeds lambda times a new splat's
@@ -327,10 +337,19 @@ class Encoder:
         n_kept = len(kept)
         q = q.select(torch.cat([torch.arange(n_kept), n_kept + torch.nonzero(new_keep).flatten()]))
         coded = encode_inter_frame(q, prev.q, kept)
-        q = q.select(coded.order)
         decoded = dequantise(q, self.steps, image.device)
         rendered = render_splats(decoded, self.height, self.width)
         sse = weighted_sse(rendered, image, weights)
+        # The decisions above are per splat, from closed forms; the frame as a whole must still beat
+        # coding nothing but the warm start (every splat as it was: a few bytes).
+        skip_coded = encode_inter_frame(warm.base, prev.q, torch.arange(n_prev))
+        skip_render = render_splats(warm.splats, self.height, self.width)
+        skip_sse = weighted_sse(skip_render, image, weights)
+        if skip_sse + self.lam * 8.0 * len(skip_coded.payload) <= sse + self.lam * 8.0 * len(coded.payload):
+            q, kept, n_kept, coded, decoded = warm.base, torch.arange(n_prev), n_prev, skip_coded, warm.splats
+            rendered, sse, kept_rows, new_keep = skip_render, skip_sse, 0, torch.zeros(0, dtype=torch.bool)
+        q = q.select(coded.order)
+        decoded = decoded.select(coded.order.to(decoded.means.device))
         warm_sse = 10.0 ** (-warm.psnr / 10.0) * self.height * self.width
         self.p_sse_ratio = 0.5 * self.p_sse_ratio + 0.5 * min(1.0, sse / max(warm_sse, 1e-12))
         self.p_bits = 0.5 * self.p_bits + 0.5 * 8.0 * len(coded.payload)
@@ -342,7 +361,7 @@ class Encoder:
         accepted = int(new_keep.sum())
         self.add_count = int(min(max(1, n_prev // 5), max(1, n_prev // 200, 2 * accepted)))
         fit_psnr = weighted_psnr(rendered, image, CHANNEL_WEIGHTS)
-        return coded, _Reference(q, decoded), fit_psnr
+        return coded, _Reference(q, decoded), fit_psnr, sse + self.lam * 8.0 * len(coded.payload)
 
     def _rd_prune_changes(self, image: torch.Tensor, result: InterResult, prev: QuantisedSplats
                           ) -> tuple[QuantisedSplats, int, torch.Tensor]:
@@ -502,7 +521,7 @@ def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor)
 
 
 def encode_video(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], info: VideoInfo, output: Path,
-                 settings: EncoderSettings, *, frame_count: int, overwrite: bool = False,
+                 settings: EncoderSettings, *, frame_count: int | None, overwrite: bool = False,
                  progress: ProgressCallback | None = None,
                  on_frame: Callable[[int, torch.Tensor], None] | None = None) -> EncodeSummary:
     """Encode `frame_count` frames into `output` (atomically: nothing appears unless all succeed).
@@ -513,7 +532,13 @@ def encode_video(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], info: 
     last pass is the file. With an iterable, --bpp uses the single-pass frame-budget controller.
     on_frame(index, yuv444 [3,H,W] in [0,1]) receives the encoder's own reconstruction of each frame,
     which the decoder reproduces exactly (single-pass encodes only).
+    frame_count None: as many as `frames` yields (standard input); the single-pass --bpp controller
+    then plans over a growing horizon (RateController) and the header's frame count is written on
+    close, as always.
     """
+    if info.color_matrix not in ("bt601", "bt709"):  # the header has no code for BT.2020
+        raise UsageError(f"{info.path}: {info.color_matrix} colour is not supported (.gsvc describes "
+                         "bt601 or bt709 only)", hint="convert first, e.g. ffmpeg -vf colorspace=bt709")
     if callable(frames) and settings.target.bpp is not None:
         return _encode_to_bpp(frames, info, Path(output), settings, frame_count=frame_count,
                               overwrite=overwrite, progress=progress)
@@ -523,7 +548,7 @@ def encode_video(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], info: 
 
 
 def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, output: Path,
-                   settings: EncoderSettings, *, frame_count: int, overwrite: bool,
+                   settings: EncoderSettings, *, frame_count: int | None, overwrite: bool,
                    progress: ProgressCallback | None) -> EncodeSummary:
     """--bpp as a search over --quality: each pass a whole constant-quality encode into a temp folder
     beside the output; the pass that lands within tolerance (else the closest one below the target,
@@ -559,27 +584,28 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
 
 
 def _encode_pass(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
-                 frame_count: int, overwrite: bool, progress: ProgressCallback | None,
+                 frame_count: int | None, overwrite: bool, progress: ProgressCallback | None,
                  on_frame: Callable[[int, torch.Tensor], None] | None,
                  target_text: str | None = None) -> EncodeSummary:
     """One encode of `frame_count` frames into `output` (atomically)."""
     start = time.perf_counter()
     header = FileHeader(
         width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
-        colour_space="yuv", matrix=info.color_matrix if info.color_matrix in ("bt601", "bt709") else "bt709",
-        colour_range="limited" if info.color_range == "tv" else "full",
+        colour_space="yuv", matrix=info.color_matrix,
+        colour_range=info.color_range,
         params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
                 "gop": str(settings.gop), "target": target_text or settings.target.describe(),
                 "scenecut_db": f"{settings.scenecut_db:g}",
-                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS)},
+                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS),
+                **info.description_params()},  # sar, colour primaries/transfer of the source
     )
-    overhead = len(header.to_bytes()) + index_and_trailer_size(frame_count)
+    overhead = len(header.to_bytes()) + index_and_trailer_size(frame_count or 0)
     encoder = Encoder(info, settings, frame_count, overhead, progress)
     reports: list[FrameReport] = []
     total_bits = 8 * overhead
     with GsvcWriter(output, header, overwrite=overwrite) as writer:
         for index, frame in enumerate(frames):
-            if index >= frame_count:
+            if frame_count is not None and index >= frame_count:
                 break
             coded, rep, decoded = encoder.encode(index, frame)
             writer.write_frame(coded.frame_type, rep.n_splats, coded.payload)

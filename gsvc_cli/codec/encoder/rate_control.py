@@ -8,6 +8,13 @@ Three ways to ask for a result, as in x264's --bitrate / --crf / --qp:
 - `psnr`: every frame is fitted until it reaches the target PSNR (plus a margin for quantisation).
 - `splats`: a fixed splat count per frame, default quantiser steps.
 
+When the length is unknown (a Y4M pipe), `frames` is None and the bpp budget is planned as the
+video goes, at the target bits per frame: an I-frame plans its GOP over a short horizon
+(OPEN_HORIZON frames, or --gop if shorter), and a GOP that outlives its horizon doubles it (up to
+--gop), adding those frames' bits; what was over- or under-spent so far is carried along. So the
+target is met whenever the stream ends on a horizon, and a stream that ends elsewhere misses it
+by at most part of one I-frame's extra share (the short first horizon keeps that small).
+
 The controller never fits anything itself: the encoder asks it for a plan before each frame and
 tells it what the frame really cost afterwards.
 """
@@ -89,6 +96,8 @@ class RateController:
     """Plans frames for a RateTarget over a video of known size and length.
 
     overhead_bytes: header, index, trailer and per-record bytes of the whole file, known up front.
+    frames None: length unknown (see the module docstring); entry_bytes is then what each frame
+    adds to the index, charged as the plan grows.
     """
 
     # Starting guesses, replaced by measurements as soon as frames are coded.
@@ -100,13 +109,19 @@ class RateController:
     DEFAULT_ACTIVE_FRACTION = 0.3
     MAX_ADD_FRACTION = 0.2
     ADD_SHARE = 0.05  # of a P-frame's bits, at most, for new splats (swept: 0.05 beat 0.35 by 0.5-0.8 dB)
+    OPEN_HORIZON = 8  # frames an I-frame plans for when the length is unknown (doubled as needed)
 
-    def __init__(self, target: RateTarget, width: int, height: int, frames: int, gop: int,
-                 overhead_bytes: int) -> None:
+    def __init__(self, target: RateTarget, width: int, height: int, frames: int | None, gop: int,
+                 overhead_bytes: int, entry_bytes: int = 0) -> None:
         self.target = target
         self.pixels = width * height
-        self.frames = max(1, frames)
         self.gop = max(1, gop)
+        self.open_ended = frames is None
+        self.overhead_bytes, self.entry_bytes = overhead_bytes, entry_bytes
+        if frames is None:  # plan one GOP for now; plan_intra extends it
+            frames = self.gop
+            overhead_bytes += entry_bytes * frames
+        self.frames = max(1, frames)
         self.max_splats = max(MIN_SPLATS, self.pixels // 2)
         self.total_bits = (target.bpp * self.pixels * self.frames - 8 * overhead_bytes
                            if target.bpp is not None else None)
@@ -130,6 +145,8 @@ class RateController:
     # ------------------------------------------------------------------------------------------
     def plan_intra(self) -> FramePlan:
         """Plan an I-frame, which opens a GOP of up to `gop` frames."""
+        if self.open_ended:  # length unknown: assume the video runs on for a short horizon
+            self._plan_until(self.done + min(self.gop, self.OPEN_HORIZON))
         left = self.frames - self.done
         self.gop_frames = min(self.gop, left)
         self.gop_done = 0
@@ -151,6 +168,13 @@ class RateController:
             add = max(1, round(self.DEFAULT_ADD_FRACTION * n_prev))
             count = self.target.splats if self.target.splats is not None else n_prev
             return FramePlan(count, add, None, self.DEFAULT_ACTIVE_FRACTION)
+        if self.open_ended and self.gop_done >= self.gop_frames and self.gop_frames < self.gop:
+            # length unknown and the GOP outlived its horizon: double it, with those frames' bits
+            extra = min(self.gop - self.gop_frames, self.gop_frames)
+            before = self.total_bits
+            self._plan_until(self.frames + extra)
+            self.gop_bits += self.total_bits - before
+            self.gop_frames += extra
         frames_left = max(1, self.gop_frames - self.gop_done)
         bits = max(0.0, (self.gop_bits - self.gop_used) / frames_left)
         spend = max(0.0, bits - self.structure_bits * n_prev)
@@ -159,6 +183,13 @@ class RateController:
         left = spend - add * self.bits_per_splat
         active = min(1.0, max(0.0, left / self.delta_bits / max(1, n_prev)))
         return FramePlan(n_prev, max(0, add), bits, active)
+
+    def _plan_until(self, frames: int) -> None:
+        """Length unknown: plan for `frames` frames in all (the bit budget grows with them)."""
+        self.frames = frames
+        if self.target.bpp is not None:
+            self.total_bits = (self.target.bpp * self.pixels * frames
+                               - 8 * (self.overhead_bytes + self.entry_bytes * frames))
 
     def learn_inter(self, payload_bits: float, n_prev: int, n_new: int, n_changed: int) -> None:
         """Refine the P-frame cost model from a coded P-frame's figures."""
