@@ -50,7 +50,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (1, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (2, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -138,8 +138,12 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 2) + good[10:])
-    with pytest.raises(FormatError, match="version 2.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 3) + good[10:])
+    with pytest.raises(FormatError, match="version 3.0 is not supported"):
+        GsvcReader(other)
+    # format 1 (before context modelling) codes payloads differently: refused, not misread
+    other.write_bytes(good[:8] + struct.pack("<H", 1) + good[10:])
+    with pytest.raises(FormatError, match="version 1.0 is not supported"):
         GsvcReader(other)
     other.write_bytes(good[:10] + struct.pack("<H", 7) + good[12:])  # minor changed, CRC not updated
     with pytest.raises(FormatError, match="header"):
@@ -171,7 +175,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (1, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (2, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 

@@ -42,7 +42,7 @@ MAGIC = b"GSVC\r\n\x1a\n"
 RECORD_MAGIC = b"GSFR"
 INDEX_MAGIC = b"GSIX"
 TRAILER_MAGIC = b"GSVE"
-FORMAT_MAJOR = 1
+FORMAT_MAJOR = 2
 FORMAT_MINOR = 0
 
 _HEADER_FIXED = struct.Struct("<8sHHIIIIIIBBBBH")  # magic .. kv count: 42 bytes

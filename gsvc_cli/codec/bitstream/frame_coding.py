@@ -43,9 +43,12 @@ RAW_BITS_PER_SPLAT = 8 * 32
 GROUPS = ("structure", "means", "chol", "colors")
 _INTRA_STREAMS = (
     ("first_y", "means"), ("delta_y", "means"), ("x", "means"),
-    ("l1", "chol"), ("shear", "chol"), ("l3", "chol"),
+    ("l1", "chol"), ("l3", "chol"), ("shear", "chol"),
     ("c0", "colors"), ("c1", "colors"), ("c2", "colors"),
 )
+"""Streams of intra-coded splats, in coding order (FORMAT.md, "I-frame entropy block")."""
+N_CONTEXTS = 4
+"""Buckets of the context-coded intra streams (l3, shear, c1, c2) and of d7 in P-frames."""
 _DELTA_GROUPS = (("means", 0, 2, 1), ("chol", 2, 5, 2), ("colors", 5, 8, 4))
 """(group, first column, end column, change-class bit) of the [N, 8] integer layout."""
 
@@ -130,18 +133,59 @@ def _position_order(values: np.ndarray) -> np.ndarray:
     return np.lexsort(keys).astype(np.int64)
 
 
+def _median(values: np.ndarray) -> int:
+    """Upper median, sorted(values)[n // 2] (integers: exact on every machine)."""
+    return int(np.sort(values)[len(values) // 2]) if len(values) else 0
+
+
+def rank_contexts(keys: np.ndarray, n_buckets: int) -> np.ndarray:
+    """Bucket of each key by its rank among all keys (equal-count buckets, integer-exact).
+
+    Thresholds t_j = sorted(keys)[j * n // n_buckets] for j = 1 .. n_buckets - 1; a key's bucket
+    is the number of thresholds <= key. Ranks adapt to any quantiser step and content, and the
+    decoder computes them from values it decoded before the stream they select models for.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ordered = np.sort(keys)
+    thresholds = ordered[(np.arange(1, n_buckets) * len(keys)) // n_buckets]
+    return np.searchsorted(thresholds, keys, side="right").astype(np.int64)
+
+
+def _intra_contexts(values: np.ndarray, name: str) -> np.ndarray | None:
+    """Contexts of an intra stream from the columns decoded before it (None: a single model).
+
+    l3 by the rank of l1 (isotropy), shear by the rank of |l1 - l3| (elongated splats shear
+    more), c1 by the rank of |c0 - median c0|, c2 by the rank of |c1 - median c1| (strong
+    chroma and luma amplitudes come together).
+    """
+    if name == "l3":
+        return rank_contexts(values[:, 2], N_CONTEXTS)
+    if name == "shear":
+        return rank_contexts(np.abs(values[:, 2] - values[:, 4]), N_CONTEXTS)
+    if name in ("c1", "c2"):
+        source = values[:, 5 if name == "c1" else 6]
+        return rank_contexts(np.abs(source - _median(source)), N_CONTEXTS)
+    return None
+
+
+_INTRA_COLUMNS = {"x": 0, "l1": 2, "shear": 3, "l3": 4, "c0": 5, "c1": 6, "c2": 7}
+
+
 def _write_intra(writer: EntropyWriter, values: np.ndarray, prefix: str) -> None:
-    """Code sorted [n, 8] integers: y as a first value plus non-negative steps, the rest plain."""
+    """Code sorted [n, 8] integers: y as a first value plus steps, the rest with contexts."""
+    if len(values) == 0:
+        for name, _ in _INTRA_STREAMS:
+            writer.add(prefix + name, values[:0, 0])
+        return
     y = values[:, 1]
-    streams = {
-        "first_y": y[:1],
-        "delta_y": np.diff(y),
-        "x": values[:, 0],
-        "l1": values[:, 2], "shear": values[:, 3], "l3": values[:, 4],
-        "c0": values[:, 5], "c1": values[:, 6], "c2": values[:, 7],
-    }
-    for name, _ in _INTRA_STREAMS:
-        writer.add(prefix + name, streams[name])
+    writer.add(prefix + "first_y", y[:1])
+    writer.add(prefix + "delta_y", np.diff(y))
+    for name, _ in _INTRA_STREAMS[2:]:
+        contexts = _intra_contexts(values, name)
+        writer.add(prefix + name, values[:, _INTRA_COLUMNS[name]], contexts,
+                   N_CONTEXTS if contexts is not None else 0)
 
 
 def _read_intra(reader: EntropyReader, count: int, prefix: str) -> np.ndarray:
@@ -151,9 +195,28 @@ def _read_intra(reader: EntropyReader, count: int, prefix: str) -> np.ndarray:
     first_y = reader.read(1, prefix + "first_y")
     delta_y = reader.read(count - 1, prefix + "delta_y")
     out[:, 1] = np.cumsum(np.concatenate([first_y, delta_y]))
-    for column, name in ((0, "x"), (2, "l1"), (3, "shear"), (4, "l3"), (5, "c0"), (6, "c1"), (7, "c2")):
-        out[:, column] = reader.read(count, prefix + name)
+    for name, _ in _INTRA_STREAMS[2:]:
+        contexts = _intra_contexts(out, name)
+        out[:, _INTRA_COLUMNS[name]] = reader.read(count, prefix + name, contexts,
+                                                   N_CONTEXTS if contexts is not None else 0)
     return out
+
+
+def _delta_contexts(column: int, deltas: np.ndarray) -> np.ndarray | None:
+    """Contexts of a P-frame difference stream from the same survivors' earlier differences.
+
+    d1 (y) by the rank of |d0 - median d0| (3 buckets; splats moving with the global motion vs
+    against it), d7 by the rank of |d5| + |d6| (colour changes come together). `deltas` holds
+    the rows of the survivors of this group, columns decoded so far filled in.
+    """
+    if column == 1:
+        return rank_contexts(np.abs(deltas[:, 0] - _median(deltas[:, 0])), 3)
+    if column == 7:
+        return rank_contexts(np.abs(deltas[:, 5]) + np.abs(deltas[:, 6]), N_CONTEXTS)
+    return None
+
+
+_DELTA_BUCKETS = {1: 3, 7: N_CONTEXTS}
 
 
 def _stream_groups(prefixes: tuple[str, ...]) -> dict[str, str]:
@@ -239,7 +302,8 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     for _, first, end, bit in _DELTA_GROUPS:
         rows = (change & bit) != 0
         for column in range(first, end):
-            writer.add(f"d{column}", deltas[rows, column])
+            contexts = _delta_contexts(column, deltas[rows])
+            writer.add(f"d{column}", deltas[rows, column], contexts, _DELTA_BUCKETS.get(column, 0))
     _write_intra(writer, new_values[new_order], "new.")
     payload = bytes(head) + writer.finish()
     order = np.concatenate([np.arange(n_kept, dtype=np.int64), n_kept + new_order])
@@ -299,8 +363,11 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
     values[:n_kept] = prev.as_array()[kept]
     for _, first, end, bit in _DELTA_GROUPS:
         rows = np.flatnonzero((change & bit) != 0)
+        group = np.zeros((len(rows), 8), dtype=np.int64)
         for column in range(first, end):
-            values[rows, column] += entropy.read(len(rows), f"d{column}")
+            contexts = _delta_contexts(column, group)
+            group[:, column] = entropy.read(len(rows), f"d{column}", contexts, _DELTA_BUCKETS.get(column, 0))
+        values[rows, first:end] += group[:, first:end]
     values[n_kept:] = _read_intra(entropy, n_cur - n_kept, "new.")
     entropy.check_consumed()
     stats = FrameStats("P", n_cur, n_kept, n_cur - n_kept, n_prev - n_kept, 8 * len(payload),
