@@ -219,7 +219,7 @@ def encode_golden(path: Path) -> list[QuantisedSplats]:
     with GsvcWriter(path, HEADER, overwrite=True) as out:
         for k in range(4):
             if k in (0, 3):
-                q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(60 - 30 * (k == 3))]))
+                q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(96 - 60 * (k == 3))]))
                 coded = encode_intra_frame(q, steps)
             else:
                 prev = decoded[-1].as_array()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -198,3 +199,45 @@ def test_corrupt_payloads_raise_format_error_never_crash():
             data[at] ^= 1 << int(torch.randint(0, 8, (1,), generator=rng))
             with contextlib.suppress(FormatError):
                 decode_frame(bytes(data), base)
+
+
+def test_linear_prediction_of_colour_channels_round_trips_and_pays():
+    """Splat amplitudes scale all three channels together: c1, c2 predicted from c0 (and c1)
+    cost far less than coded alone; a P-frame whose colour differences share a factor too."""
+    from gsvc_cli.codec.bitstream.entropy import EntropyReader, EntropyWriter
+    from gsvc_cli.codec.bitstream.frame_coding import linear_prediction
+
+    g = torch.Generator().manual_seed(21)
+    s = realistic_splats(3000, 320, 240, 22)
+    amplitude = torch.randn(3000, 1, generator=g) * 0.3
+    colors = amplitude * torch.tensor([[1.0, 0.5, -0.4]]) + torch.randn(3000, 3, generator=g) * 0.01
+    q = quantise(Splats(s.means, s.chol, colors), STEPS)
+    coded = encode_intra_frame(q, STEPS)
+    decoded = decode_frame(coded.payload, None)
+    assert decoded.splats.equal(q.select(coded.order))
+    streams = {st.name: st for st in coded.stats.streams}
+    assert "c2.pred" in streams and streams["c2.pred"].model_bits > 16  # non-zero coefficients
+    c2 = q.select(coded.order).as_array()[:, 7]
+    alone = EntropyWriter().add("c2", c2)
+    assert streams["c2"].ideal_bits < 0.7 * alone.ideal_bits
+    # a P-frame of 40 splats: too few for coefficients, so no .pred streams at all
+    small = q.select(coded.order).select(torch.arange(40))
+    p = encode_inter_frame(quantise(low_motion(dequantise(small, STEPS), 23, moving=1.0), STEPS), small,
+                           torch.arange(40))
+    assert not any(st.name.endswith(".pred") for st in p.stats.streams)
+    assert decode_frame(p.payload, small).splats.equal(
+        quantise(low_motion(dequantise(small, STEPS), 23, moving=1.0), STEPS).select(p.order))
+    # the fixed-point prediction is floor((a . src + b) / 2**16), exact for large values too
+    src = np.array([[2**29 - 1, -(2**29)], [-5, 7]], dtype=np.int64)
+    params = np.array([2**24, -(2**24), 2**56], dtype=np.int64)
+    expected = [(2**24 * (2**29 - 1) + 2**24 * 2**29 + 2**56) >> 16,
+                (2**24 * -5 - 2**24 * 7 + 2**56) >> 16]
+    assert linear_prediction(src, params).tolist() == expected
+    # coefficients out of range are a corrupt payload
+    writer = EntropyWriter()
+    writer.add("c1.pred", np.array([2**25, 0]))
+    writer.add("c1", np.zeros(100, dtype=np.int64))
+    from gsvc_cli.codec.bitstream.frame_coding import _read_predicted
+    with pytest.raises(FormatError, match="coefficients"):
+        _read_predicted(EntropyReader(writer.finish()), "c1", 100, np.zeros((100, 1), dtype=np.int64),
+                        None, 0)

@@ -133,6 +133,78 @@ def _position_order(values: np.ndarray) -> np.ndarray:
     return np.lexsort(keys).astype(np.int64)
 
 
+PRED_SHIFT = 16
+"""Linear predictions are floor((sum_j a_j * source_j + b) / 2**16): coefficients in 1/65536."""
+MAX_PRED_COEF = 1 << 24
+MAX_PRED_OFFSET = 1 << 56
+MAX_SOURCE = 1 << 30
+MIN_PREDICTED = 64
+"""A predicted stream of fewer values has no `.pred` stream (zero coefficients): on a handful of
+splats the coefficients would cost more than they save."""
+_INTRA_SOURCES = {"l3": (2,), "c1": (5,), "c2": (5, 6)}
+"""Columns each intra stream is linearly predicted from (colour channels move together:
+a splat's amplitude scales all three; l3 follows l1 for round splats)."""
+_DELTA_SOURCES = {1: (0,), 6: (5,), 7: (5, 6)}
+"""The same for P-frame differences, within a group's survivors."""
+
+
+def linear_prediction(sources: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """floor((sum_j params[j] * sources[:, j] + params[-1]) / 2**16), exact in int64.
+
+    With |params[j]| <= 2**24, |params[-1]| <= 2**56 and |sources| < 2**30 nothing overflows.
+    """
+    acc = np.full(len(sources), int(params[-1]), dtype=np.int64)
+    for j in range(sources.shape[1]):
+        acc += int(params[j]) * sources[:, j]
+    return acc >> PRED_SHIFT
+
+
+def _fit_prediction(sources: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients in fixed point (encoder side only; any integers are valid)."""
+    design = np.concatenate([sources.astype(np.float64), np.ones((len(target), 1))], axis=1)
+    coef, *_ = np.linalg.lstsq(design, target.astype(np.float64), rcond=None)
+    if not np.isfinite(coef).all():
+        return np.zeros(sources.shape[1] + 1, dtype=np.int64)
+    scaled = np.round(coef * (1 << PRED_SHIFT))
+    scaled[-1] += 1 << (PRED_SHIFT - 1)  # floor() of the sum then rounds to nearest
+    limits = np.array([MAX_PRED_COEF] * sources.shape[1] + [MAX_PRED_OFFSET], dtype=np.float64)
+    return np.clip(scaled, -limits, limits).astype(np.int64)
+
+
+def _add_predicted(writer: EntropyWriter, name: str, target: np.ndarray, sources: np.ndarray,
+                   contexts: np.ndarray | None, n_contexts: int) -> None:
+    """Stream `name.pred` (coefficients) then `name` (residuals), or zero coefficients (no
+    prediction) when the fitted ones do not pay for themselves."""
+    zero = np.zeros(sources.shape[1] + 1, dtype=np.int64)
+    if len(target) < MIN_PREDICTED:
+        writer.add(name, target, contexts, n_contexts)
+        return
+    # Keep the coefficients when the residuals' mean absolute deviation (the scale of a Laplace
+    # model, whose cost is about log2 of it per value) shrinks enough to pay for them.
+    fitted = _fit_prediction(sources, target)
+    residual = target - linear_prediction(sources, fitted)
+    spread_before = float(np.abs(target - _median(target)).mean()) + 0.5
+    spread_after = float(np.abs(residual - _median(residual)).mean()) + 0.5
+    gain_bits = len(target) * np.log2(spread_before / spread_after)
+    best = fitted if fitted.any() and gain_bits > 16 * len(fitted) + 16 else zero
+    writer.add(name + ".pred", best)
+    writer.add(name, target - linear_prediction(sources, best), contexts, n_contexts)
+
+
+def _read_predicted(reader: EntropyReader, name: str, count: int, sources: np.ndarray,
+                    contexts: np.ndarray | None, n_contexts: int) -> np.ndarray:
+    """Inverse of `_add_predicted`; refuses coefficients or sources outside the bounds."""
+    if count < MIN_PREDICTED:
+        return reader.read(count, name, contexts, n_contexts)
+    params = reader.read(sources.shape[1] + 1, name + ".pred")
+    if (np.abs(params[:-1]) > MAX_PRED_COEF).any() or abs(int(params[-1])) > MAX_PRED_OFFSET:
+        raise FormatError(f"{reader.what}: prediction coefficients of {name} out of range")
+    if len(sources) and int(np.abs(sources).max()) >= MAX_SOURCE:
+        raise FormatError(f"{reader.what}: decoded splat parameters out of range (corrupt payload)")
+    residual = reader.read(count, name, contexts, n_contexts)
+    return residual + linear_prediction(sources, params)
+
+
 def _median(values: np.ndarray) -> int:
     """Upper median, sorted(values)[n // 2] (integers: exact on every machine)."""
     return int(np.sort(values)[len(values) // 2]) if len(values) else 0
@@ -184,8 +256,13 @@ def _write_intra(writer: EntropyWriter, values: np.ndarray, prefix: str) -> None
     writer.add(prefix + "delta_y", np.diff(y))
     for name, _ in _INTRA_STREAMS[2:]:
         contexts = _intra_contexts(values, name)
-        writer.add(prefix + name, values[:, _INTRA_COLUMNS[name]], contexts,
-                   N_CONTEXTS if contexts is not None else 0)
+        n_contexts = N_CONTEXTS if contexts is not None else 0
+        target = values[:, _INTRA_COLUMNS[name]]
+        if name in _INTRA_SOURCES:
+            sources = values[:, list(_INTRA_SOURCES[name])]
+            _add_predicted(writer, prefix + name, target, sources, contexts, n_contexts)
+        else:
+            writer.add(prefix + name, target, contexts, n_contexts)
 
 
 def _read_intra(reader: EntropyReader, count: int, prefix: str) -> np.ndarray:
@@ -197,8 +274,13 @@ def _read_intra(reader: EntropyReader, count: int, prefix: str) -> np.ndarray:
     out[:, 1] = np.cumsum(np.concatenate([first_y, delta_y]))
     for name, _ in _INTRA_STREAMS[2:]:
         contexts = _intra_contexts(out, name)
-        out[:, _INTRA_COLUMNS[name]] = reader.read(count, prefix + name, contexts,
-                                                   N_CONTEXTS if contexts is not None else 0)
+        n_contexts = N_CONTEXTS if contexts is not None else 0
+        if name in _INTRA_SOURCES:
+            sources = out[:, list(_INTRA_SOURCES[name])]
+            out[:, _INTRA_COLUMNS[name]] = _read_predicted(reader, prefix + name, count, sources,
+                                                           contexts, n_contexts)
+        else:
+            out[:, _INTRA_COLUMNS[name]] = reader.read(count, prefix + name, contexts, n_contexts)
     return out
 
 
@@ -224,9 +306,11 @@ def _stream_groups(prefixes: tuple[str, ...]) -> dict[str, str]:
     for prefix in prefixes:
         for name, group in _INTRA_STREAMS:
             groups[prefix + name] = group
+            groups[prefix + name + ".pred"] = group
     for group, first, end, _ in _DELTA_GROUPS:
         for column in range(first, end):
             groups[f"d{column}"] = group
+            groups[f"d{column}.pred"] = group
     return groups
 
 
@@ -303,7 +387,12 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
         rows = (change & bit) != 0
         for column in range(first, end):
             contexts = _delta_contexts(column, deltas[rows])
-            writer.add(f"d{column}", deltas[rows, column], contexts, _DELTA_BUCKETS.get(column, 0))
+            n_contexts = _DELTA_BUCKETS.get(column, 0)
+            if column in _DELTA_SOURCES:
+                sources = deltas[rows][:, list(_DELTA_SOURCES[column])]
+                _add_predicted(writer, f"d{column}", deltas[rows, column], sources, contexts, n_contexts)
+            else:
+                writer.add(f"d{column}", deltas[rows, column], contexts, n_contexts)
     _write_intra(writer, new_values[new_order], "new.")
     payload = bytes(head) + writer.finish()
     order = np.concatenate([np.arange(n_kept, dtype=np.int64), n_kept + new_order])
@@ -366,7 +455,13 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
         group = np.zeros((len(rows), 8), dtype=np.int64)
         for column in range(first, end):
             contexts = _delta_contexts(column, group)
-            group[:, column] = entropy.read(len(rows), f"d{column}", contexts, _DELTA_BUCKETS.get(column, 0))
+            n_contexts = _DELTA_BUCKETS.get(column, 0)
+            if column in _DELTA_SOURCES:
+                sources = group[:, list(_DELTA_SOURCES[column])]
+                group[:, column] = _read_predicted(entropy, f"d{column}", len(rows), sources, contexts,
+                                                   n_contexts)
+            else:
+                group[:, column] = entropy.read(len(rows), f"d{column}", contexts, n_contexts)
         values[rows, first:end] += group[:, first:end]
     values[n_kept:] = _read_intra(entropy, n_cur - n_kept, "new.")
     entropy.check_consumed()
