@@ -50,7 +50,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (1, 1)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (2, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -138,8 +138,12 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 2) + good[10:])
-    with pytest.raises(FormatError, match="version 2.1 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 3) + good[10:])
+    with pytest.raises(FormatError, match="version 3.0 is not supported"):
+        GsvcReader(other)
+    # format 1 (before context modelling) codes payloads differently: refused, not misread
+    other.write_bytes(good[:8] + struct.pack("<H", 1) + good[10:])
+    with pytest.raises(FormatError, match="version 1.0 is not supported"):
         GsvcReader(other)
     other.write_bytes(good[:10] + struct.pack("<H", 7) + good[12:])  # minor changed, CRC not updated
     with pytest.raises(FormatError, match="header"):
@@ -171,7 +175,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (1, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (2, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -215,7 +219,7 @@ def encode_golden(path: Path) -> list[QuantisedSplats]:
     with GsvcWriter(path, HEADER, overwrite=True) as out:
         for k in range(4):
             if k in (0, 3):
-                q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(60 - 30 * (k == 3))]))
+                q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(96 - 60 * (k == 3))]))
                 coded = encode_intra_frame(q, steps)
             else:
                 prev = decoded[-1].as_array()
@@ -268,16 +272,17 @@ def test_golden_bitstream(tmp_path):
     assert splats_digest(decoded) == splats_digest(reconstruction)  # decoder == encoder's own
 
 
-def test_version_1_0_files_stay_readable(tmp_path):
-    """1.1 only added coding-parameter keys (sar, colour_primaries, transfer_characteristics): a file
-    that says 1.0 reads as before."""
+def test_any_minor_of_the_major_is_read(tmp_path):
+    """Minor versions only add coding-parameter keys: a file that says 2.0 reads the same with any
+    minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
     good = path.read_bytes()
     (size,) = struct.unpack_from("<I", good, 12)
     body = bytearray(good[: size - 4])
-    struct.pack_into("<H", body, 10, 0)
+    struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (1, 0) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (2, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
+

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from gsvc_cli.codec.bitstream.entropy import (
+    KIND_SKEW,
+    KIND_SPLIT,
     TOTAL,
     ByteReader,
     EntropyReader,
@@ -15,6 +17,7 @@ from gsvc_cli.codec.bitstream.entropy import (
     frequency_table,
     laplace_freqs,
     put_varint,
+    skew_freqs,
     unzigzag,
     zigzag,
 )
@@ -121,3 +124,42 @@ def test_corrupt_or_short_input_raises_format_error():
     bad_kind[1] = 9  # first model's kind byte
     with pytest.raises(FormatError, match="model kind"):
         EntropyReader(bytes(bad_kind)).read(1000)
+
+
+def test_context_split_streams_round_trip_and_pay_for_themselves():
+    """Two buckets with very different spreads: one model per bucket beats one model overall."""
+    rng = np.random.default_rng(3)
+    contexts = rng.integers(0, 3, 4000)  # bucket 3 of 4 stays empty: it gets no model
+    values = np.where(contexts == 0, rng.laplace(0, 1, 4000), rng.laplace(5, 40, 4000))
+    values = values.round().astype(np.int64)
+    writer = EntropyWriter()
+    split = writer.add("v", values, contexts, 4)
+    writer.add("w", values[:10], contexts[:10] * 0, 4)  # one bucket only: a single model is cheaper
+    data = writer.finish()
+    reader = EntropyReader(data)
+    np.testing.assert_array_equal(reader.read(4000, "v", contexts, 4), values)
+    np.testing.assert_array_equal(reader.read(10, "w", contexts[:10] * 0, 4), values[:10])
+    reader.check_consumed()
+    assert data[1] == KIND_SPLIT
+    single = EntropyWriter().add("v", values)
+    assert split.model_bits + split.ideal_bits < 0.9 * (single.model_bits + single.ideal_bits)
+    assert reader.stats[0].model_bits == split.model_bits
+    assert reader.stats[0].ideal_bits == pytest.approx(split.ideal_bits)
+    with pytest.raises(FormatError, match="without contexts"):
+        EntropyReader(data).read(4000, "v")
+    nested = bytearray(data)
+    nested[2] = KIND_SPLIT  # the first bucket's model claims to be a split too
+    with pytest.raises(FormatError, match="nested"):
+        EntropyReader(bytes(nested)).read(4000, "v", contexts, 4)
+
+
+def test_skewed_stream_uses_two_decays():
+    """A one-sided heavy tail (like log-scales): the SKEW model fits both sides, exactly."""
+    rng = np.random.default_rng(4)
+    values = np.concatenate([-rng.geometric(0.6, 600), rng.geometric(0.05, 5400) - 1]).astype(np.int64)
+    data, writer, _ = round_trip([values])
+    assert data[1] == KIND_SKEW
+    freqs = skew_freqs(300, 40, 20000, 64000)
+    assert freqs.sum() == TOTAL and freqs.min() >= 1 and int(np.argmax(freqs)) == 40
+    with pytest.raises(FormatError):
+        EntropyReader(bytes(data[:1]) + bytes([9]) + bytes(data[2:])).read(len(values))

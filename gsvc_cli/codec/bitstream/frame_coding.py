@@ -43,9 +43,12 @@ RAW_BITS_PER_SPLAT = 8 * 32
 GROUPS = ("structure", "means", "chol", "colors")
 _INTRA_STREAMS = (
     ("first_y", "means"), ("delta_y", "means"), ("x", "means"),
-    ("l1", "chol"), ("shear", "chol"), ("l3", "chol"),
+    ("l1", "chol"), ("l3", "chol"), ("shear", "chol"),
     ("c0", "colors"), ("c1", "colors"), ("c2", "colors"),
 )
+"""Streams of intra-coded splats, in coding order (FORMAT.md, "I-frame entropy block")."""
+N_CONTEXTS = 4
+"""Buckets of the context-coded intra streams (l3, shear, c1, c2) and of d7 in P-frames."""
 _DELTA_GROUPS = (("means", 0, 2, 1), ("chol", 2, 5, 2), ("colors", 5, 8, 4))
 """(group, first column, end column, change-class bit) of the [N, 8] integer layout."""
 
@@ -130,18 +133,136 @@ def _position_order(values: np.ndarray) -> np.ndarray:
     return np.lexsort(keys).astype(np.int64)
 
 
+PRED_SHIFT = 16
+"""Linear predictions are floor((sum_j a_j * source_j + b) / 2**16): coefficients in 1/65536."""
+MAX_PRED_COEF = 1 << 24
+MAX_PRED_OFFSET = 1 << 56
+MAX_SOURCE = 1 << 30
+MIN_PREDICTED = 64
+"""A predicted stream of fewer values has no `.pred` stream (zero coefficients): on a handful of
+splats the coefficients would cost more than they save."""
+_INTRA_SOURCES = {"l3": (2,), "c1": (5,), "c2": (5, 6)}
+"""Columns each intra stream is linearly predicted from (colour channels move together:
+a splat's amplitude scales all three; l3 follows l1 for round splats)."""
+_DELTA_SOURCES = {1: (0,), 6: (5,), 7: (5, 6)}
+"""The same for P-frame differences, within a group's survivors."""
+
+
+def linear_prediction(sources: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """floor((sum_j params[j] * sources[:, j] + params[-1]) / 2**16), exact in int64.
+
+    With |params[j]| <= 2**24, |params[-1]| <= 2**56 and |sources| < 2**30 nothing overflows.
+    """
+    acc = np.full(len(sources), int(params[-1]), dtype=np.int64)
+    for j in range(sources.shape[1]):
+        acc += int(params[j]) * sources[:, j]
+    return acc >> PRED_SHIFT
+
+
+def _fit_prediction(sources: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients in fixed point (encoder side only; any integers are valid)."""
+    design = np.concatenate([sources.astype(np.float64), np.ones((len(target), 1))], axis=1)
+    coef, *_ = np.linalg.lstsq(design, target.astype(np.float64), rcond=None)
+    if not np.isfinite(coef).all():
+        return np.zeros(sources.shape[1] + 1, dtype=np.int64)
+    scaled = np.round(coef * (1 << PRED_SHIFT))
+    scaled[-1] += 1 << (PRED_SHIFT - 1)  # floor() of the sum then rounds to nearest
+    limits = np.array([MAX_PRED_COEF] * sources.shape[1] + [MAX_PRED_OFFSET], dtype=np.float64)
+    return np.clip(scaled, -limits, limits).astype(np.int64)
+
+
+def _add_predicted(writer: EntropyWriter, name: str, target: np.ndarray, sources: np.ndarray,
+                   contexts: np.ndarray | None, n_contexts: int) -> None:
+    """Stream `name.pred` (coefficients) then `name` (residuals), or zero coefficients (no
+    prediction) when the fitted ones do not pay for themselves."""
+    zero = np.zeros(sources.shape[1] + 1, dtype=np.int64)
+    if len(target) < MIN_PREDICTED:
+        writer.add(name, target, contexts, n_contexts)
+        return
+    # Keep the coefficients when the residuals' mean absolute deviation (the scale of a Laplace
+    # model, whose cost is about log2 of it per value) shrinks enough to pay for them.
+    fitted = _fit_prediction(sources, target)
+    residual = target - linear_prediction(sources, fitted)
+    spread_before = float(np.abs(target - _median(target)).mean()) + 0.5
+    spread_after = float(np.abs(residual - _median(residual)).mean()) + 0.5
+    gain_bits = len(target) * np.log2(spread_before / spread_after)
+    best = fitted if fitted.any() and gain_bits > 16 * len(fitted) + 16 else zero
+    writer.add(name + ".pred", best)
+    writer.add(name, target - linear_prediction(sources, best), contexts, n_contexts)
+
+
+def _read_predicted(reader: EntropyReader, name: str, count: int, sources: np.ndarray,
+                    contexts: np.ndarray | None, n_contexts: int) -> np.ndarray:
+    """Inverse of `_add_predicted`; refuses coefficients or sources outside the bounds."""
+    if count < MIN_PREDICTED:
+        return reader.read(count, name, contexts, n_contexts)
+    params = reader.read(sources.shape[1] + 1, name + ".pred")
+    if (np.abs(params[:-1]) > MAX_PRED_COEF).any() or abs(int(params[-1])) > MAX_PRED_OFFSET:
+        raise FormatError(f"{reader.what}: prediction coefficients of {name} out of range")
+    if len(sources) and int(np.abs(sources).max()) >= MAX_SOURCE:
+        raise FormatError(f"{reader.what}: decoded splat parameters out of range (corrupt payload)")
+    residual = reader.read(count, name, contexts, n_contexts)
+    return residual + linear_prediction(sources, params)
+
+
+def _median(values: np.ndarray) -> int:
+    """Upper median, sorted(values)[n // 2] (integers: exact on every machine)."""
+    return int(np.sort(values)[len(values) // 2]) if len(values) else 0
+
+
+def rank_contexts(keys: np.ndarray, n_buckets: int) -> np.ndarray:
+    """Bucket of each key by its rank among all keys (equal-count buckets, integer-exact).
+
+    Thresholds t_j = sorted(keys)[j * n // n_buckets] for j = 1 .. n_buckets - 1; a key's bucket
+    is the number of thresholds <= key. Ranks adapt to any quantiser step and content, and the
+    decoder computes them from values it decoded before the stream they select models for.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ordered = np.sort(keys)
+    thresholds = ordered[(np.arange(1, n_buckets) * len(keys)) // n_buckets]
+    return np.searchsorted(thresholds, keys, side="right").astype(np.int64)
+
+
+def _intra_contexts(values: np.ndarray, name: str) -> np.ndarray | None:
+    """Contexts of an intra stream from the columns decoded before it (None: a single model).
+
+    l3 by the rank of l1 (isotropy), shear by the rank of |l1 - l3| (elongated splats shear
+    more), c1 by the rank of |c0 - median c0|, c2 by the rank of |c1 - median c1| (strong
+    chroma and luma amplitudes come together).
+    """
+    if name == "l3":
+        return rank_contexts(values[:, 2], N_CONTEXTS)
+    if name == "shear":
+        return rank_contexts(np.abs(values[:, 2] - values[:, 4]), N_CONTEXTS)
+    if name in ("c1", "c2"):
+        source = values[:, 5 if name == "c1" else 6]
+        return rank_contexts(np.abs(source - _median(source)), N_CONTEXTS)
+    return None
+
+
+_INTRA_COLUMNS = {"x": 0, "l1": 2, "shear": 3, "l3": 4, "c0": 5, "c1": 6, "c2": 7}
+
+
 def _write_intra(writer: EntropyWriter, values: np.ndarray, prefix: str) -> None:
-    """Code sorted [n, 8] integers: y as a first value plus non-negative steps, the rest plain."""
+    """Code sorted [n, 8] integers: y as a first value plus steps, the rest with contexts."""
+    if len(values) == 0:
+        for name, _ in _INTRA_STREAMS:
+            writer.add(prefix + name, values[:0, 0])
+        return
     y = values[:, 1]
-    streams = {
-        "first_y": y[:1],
-        "delta_y": np.diff(y),
-        "x": values[:, 0],
-        "l1": values[:, 2], "shear": values[:, 3], "l3": values[:, 4],
-        "c0": values[:, 5], "c1": values[:, 6], "c2": values[:, 7],
-    }
-    for name, _ in _INTRA_STREAMS:
-        writer.add(prefix + name, streams[name])
+    writer.add(prefix + "first_y", y[:1])
+    writer.add(prefix + "delta_y", np.diff(y))
+    for name, _ in _INTRA_STREAMS[2:]:
+        contexts = _intra_contexts(values, name)
+        n_contexts = N_CONTEXTS if contexts is not None else 0
+        target = values[:, _INTRA_COLUMNS[name]]
+        if name in _INTRA_SOURCES:
+            sources = values[:, list(_INTRA_SOURCES[name])]
+            _add_predicted(writer, prefix + name, target, sources, contexts, n_contexts)
+        else:
+            writer.add(prefix + name, target, contexts, n_contexts)
 
 
 def _read_intra(reader: EntropyReader, count: int, prefix: str) -> np.ndarray:
@@ -151,9 +272,33 @@ def _read_intra(reader: EntropyReader, count: int, prefix: str) -> np.ndarray:
     first_y = reader.read(1, prefix + "first_y")
     delta_y = reader.read(count - 1, prefix + "delta_y")
     out[:, 1] = np.cumsum(np.concatenate([first_y, delta_y]))
-    for column, name in ((0, "x"), (2, "l1"), (3, "shear"), (4, "l3"), (5, "c0"), (6, "c1"), (7, "c2")):
-        out[:, column] = reader.read(count, prefix + name)
+    for name, _ in _INTRA_STREAMS[2:]:
+        contexts = _intra_contexts(out, name)
+        n_contexts = N_CONTEXTS if contexts is not None else 0
+        if name in _INTRA_SOURCES:
+            sources = out[:, list(_INTRA_SOURCES[name])]
+            out[:, _INTRA_COLUMNS[name]] = _read_predicted(reader, prefix + name, count, sources,
+                                                           contexts, n_contexts)
+        else:
+            out[:, _INTRA_COLUMNS[name]] = reader.read(count, prefix + name, contexts, n_contexts)
     return out
+
+
+def _delta_contexts(column: int, deltas: np.ndarray) -> np.ndarray | None:
+    """Contexts of a P-frame difference stream from the same survivors' earlier differences.
+
+    d1 (y) by the rank of |d0 - median d0| (3 buckets; splats moving with the global motion vs
+    against it), d7 by the rank of |d5| + |d6| (colour changes come together). `deltas` holds
+    the rows of the survivors of this group, columns decoded so far filled in.
+    """
+    if column == 1:
+        return rank_contexts(np.abs(deltas[:, 0] - _median(deltas[:, 0])), 3)
+    if column == 7:
+        return rank_contexts(np.abs(deltas[:, 5]) + np.abs(deltas[:, 6]), N_CONTEXTS)
+    return None
+
+
+_DELTA_BUCKETS = {1: 3, 7: N_CONTEXTS}
 
 
 def _stream_groups(prefixes: tuple[str, ...]) -> dict[str, str]:
@@ -161,9 +306,11 @@ def _stream_groups(prefixes: tuple[str, ...]) -> dict[str, str]:
     for prefix in prefixes:
         for name, group in _INTRA_STREAMS:
             groups[prefix + name] = group
+            groups[prefix + name + ".pred"] = group
     for group, first, end, _ in _DELTA_GROUPS:
         for column in range(first, end):
             groups[f"d{column}"] = group
+            groups[f"d{column}.pred"] = group
     return groups
 
 
@@ -239,7 +386,13 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     for _, first, end, bit in _DELTA_GROUPS:
         rows = (change & bit) != 0
         for column in range(first, end):
-            writer.add(f"d{column}", deltas[rows, column])
+            contexts = _delta_contexts(column, deltas[rows])
+            n_contexts = _DELTA_BUCKETS.get(column, 0)
+            if column in _DELTA_SOURCES:
+                sources = deltas[rows][:, list(_DELTA_SOURCES[column])]
+                _add_predicted(writer, f"d{column}", deltas[rows, column], sources, contexts, n_contexts)
+            else:
+                writer.add(f"d{column}", deltas[rows, column], contexts, n_contexts)
     _write_intra(writer, new_values[new_order], "new.")
     payload = bytes(head) + writer.finish()
     order = np.concatenate([np.arange(n_kept, dtype=np.int64), n_kept + new_order])
@@ -299,8 +452,17 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
     values[:n_kept] = prev.as_array()[kept]
     for _, first, end, bit in _DELTA_GROUPS:
         rows = np.flatnonzero((change & bit) != 0)
+        group = np.zeros((len(rows), 8), dtype=np.int64)
         for column in range(first, end):
-            values[rows, column] += entropy.read(len(rows), f"d{column}")
+            contexts = _delta_contexts(column, group)
+            n_contexts = _DELTA_BUCKETS.get(column, 0)
+            if column in _DELTA_SOURCES:
+                sources = group[:, list(_DELTA_SOURCES[column])]
+                group[:, column] = _read_predicted(entropy, f"d{column}", len(rows), sources, contexts,
+                                                   n_contexts)
+            else:
+                group[:, column] = entropy.read(len(rows), f"d{column}", contexts, n_contexts)
+        values[rows, first:end] += group[:, first:end]
     values[n_kept:] = _read_intra(entropy, n_cur - n_kept, "new.")
     entropy.check_consumed()
     stats = FrameStats("P", n_cur, n_kept, n_cur - n_kept, n_prev - n_kept, 8 * len(payload),
