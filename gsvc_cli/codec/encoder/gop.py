@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,6 +321,42 @@ def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor)
     return int(diff.sum())
 
 
+def file_header(info: VideoInfo, settings: EncoderSettings) -> FileHeader:
+    """The .gsvc header an encode of `info` with `settings` writes (frame count patched on close)."""
+    return FileHeader(
+        width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
+        colour_space="yuv", matrix=info.color_matrix if info.color_matrix in ("bt601", "bt709") else "bt709",
+        colour_range="limited" if info.color_range == "tv" else "full",
+        params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
+                "gop": str(settings.gop), "target": settings.target.describe(),
+                "scenecut_db": f"{settings.scenecut_db:g}",
+                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS)},
+    )
+
+
+def file_overhead(header: FileHeader, frame_count: int) -> int:
+    """Bytes of a file's header, index and trailer: what --bpp must leave room for."""
+    return len(header.to_bytes()) + index_and_trailer_size(frame_count)
+
+
+def encode_frames(frames: Iterable[Frame], info: VideoInfo, settings: EncoderSettings, *, frame_count: int,
+                  overhead_bytes: int, first_index: int = 0, progress: ProgressCallback | None = None
+                  ) -> Iterator[tuple[int, CodedFrame, FrameReport, torch.Tensor]]:
+    """Encode up to `frame_count` frames as one closed sequence that opens with an I-frame.
+
+    Yields (index, coded frame, report, decoded YUV 4:4:4) per frame; index counts from
+    `first_index`, which also seeds the fitter, so a chunk of a video codes exactly as it would
+    wherever it runs. `overhead_bytes`: the file bytes outside frame records that this sequence's
+    --bpp budget must pay for. Shared by `encode_video` and chunked encoding (gsvc_cli.chunked).
+    """
+    encoder = Encoder(info, settings, frame_count, overhead_bytes, progress)
+    for k, frame in enumerate(frames):
+        if k >= frame_count:
+            break
+        coded, rep, decoded = encoder.encode(first_index + k, frame)
+        yield first_index + k, coded, rep, decoded
+
+
 def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
                  frame_count: int, overwrite: bool = False, progress: ProgressCallback | None = None,
                  on_frame: Callable[[int, torch.Tensor], None] | None = None) -> EncodeSummary:
@@ -330,24 +366,13 @@ def encode_video(frames: Iterable[Frame], info: VideoInfo, output: Path, setting
     which the decoder reproduces exactly.
     """
     start = time.perf_counter()
-    header = FileHeader(
-        width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
-        colour_space="yuv", matrix=info.color_matrix if info.color_matrix in ("bt601", "bt709") else "bt709",
-        colour_range="limited" if info.color_range == "tv" else "full",
-        params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
-                "gop": str(settings.gop), "target": settings.target.describe(),
-                "scenecut_db": f"{settings.scenecut_db:g}",
-                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS)},
-    )
-    overhead = len(header.to_bytes()) + index_and_trailer_size(frame_count)
-    encoder = Encoder(info, settings, frame_count, overhead, progress)
+    header = file_header(info, settings)
+    overhead = file_overhead(header, frame_count)
     reports: list[FrameReport] = []
     total_bits = 8 * overhead
     with GsvcWriter(output, header, overwrite=overwrite) as writer:
-        for index, frame in enumerate(frames):
-            if index >= frame_count:
-                break
-            coded, rep, decoded = encoder.encode(index, frame)
+        for index, coded, rep, decoded in encode_frames(frames, info, settings, frame_count=frame_count,
+                                                        overhead_bytes=overhead, progress=progress):
             writer.write_frame(coded.frame_type, rep.n_splats, coded.payload)
             reports.append(rep)
             total_bits += rep.bits
