@@ -64,9 +64,10 @@ def main() -> None:
         if _state["debug"]:
             raise
         _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("gsvc: interrupted\n")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (gsvc_cli.atomic.Terminated)
+        signum = getattr(exc, "signum", 2)
+        sys.stderr.write("gsvc: interrupted\n" if signum == 2 else f"gsvc: {exc}\n")
+        sys.exit(128 + signum)
     except Exception as exc:  # a bug: still one line unless --debug
         if _state["debug"]:
             raise
