@@ -2,8 +2,8 @@
 
 This is how every command honours "no partial output file" and "never overwrite an input": the
 target appears complete or not at all, and an interrupted run leaves nothing behind. SIGTERM and
-SIGHUP count as interruptions too: while an atomic output is open they raise `Terminated` (a
-KeyboardInterrupt), so the same cleanup runs as for Ctrl-C instead of the process dying mid-file.
+SIGHUP count as interruptions too: while an atomic output is open they raise `Terminated`, so the
+same cleanup runs as for Ctrl-C instead of the process dying mid-file.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from gsvc_cli.errors import UsageError
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C so every `finally` and cleanup runs."""
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C so every `finally` and cleanup runs.
+
+    Not a KeyboardInterrupt: Typer turns those into a silent exit 130, and a terminated gsvc
+    should say so and exit with 128 + the signal number, as a shell reports it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"terminated by {signal.Signals(signum).name}")

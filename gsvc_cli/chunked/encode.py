@@ -192,7 +192,8 @@ class ChunkRunner(Protocol):
 
 
 class SerialRunner:
-    """Every chunk in this process, one after another (one thread, as a worker would)."""
+    """Every chunk in this process, one after another (one thread, as a worker would). A chunk
+    that raises is tried once more, as Ray retries a task; input errors are not retried."""
 
     description = "serial, in-process"
 
@@ -202,12 +203,16 @@ class SerialRunner:
     def run(self, chunks: list[Chunk], make_job: Callable[[Chunk, bool], ChunkJob]
             ) -> Iterator[ChunkResult]:
         for chunk in chunks:
-            try:
-                yield encode_chunk(make_job(chunk, False), self.progress)
-            except GsvcError:
-                raise
-            except Exception as exc:
-                raise ChunkFailed(f"{chunk.name} failed: {type(exc).__name__}: {exc}") from exc
+            for attempt in (1, 2):
+                try:
+                    result = encode_chunk(make_job(chunk, False), self.progress)
+                    break
+                except GsvcError:
+                    raise
+                except Exception as exc:
+                    if attempt == 2:
+                        raise ChunkFailed(f"{chunk.name} failed twice: {type(exc).__name__}: {exc}") from exc
+            yield result
 
 
 @dataclass

@@ -28,13 +28,15 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gsvc_cli.atomic import signals_raise
+from gsvc_cli.atomic import TERMINATING_SIGNALS, Terminated
 from gsvc_cli.chunked.encode import ChunkFailed, ChunkJob, SourceSpec, encode_chunk
 from gsvc_cli.chunked.parts import ChunkResult
 from gsvc_cli.chunked.plan import Chunk
@@ -99,6 +101,30 @@ def _environment(changes: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _signals_after() -> Iterator[None]:
+    """SIGTERM/SIGHUP during the block raise `Terminated` when it ends, not inside it.
+
+    Ray's Cython calls check for signals and turn any exception but KeyboardInterrupt raised from
+    a handler into a SystemError; so inside Ray calls a signal is only noted, then raised here.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = {}
+    for sig in TERMINATING_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if got:
+        raise Terminated(got[0])
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -127,7 +153,7 @@ class RayRunner:
     # -- start and stop ---------------------------------------------------------------------
     def __enter__(self) -> RayRunner:
         try:
-            with signals_raise():
+            with _signals_after():
                 self._start()
         except BaseException:
             self.__exit__(*sys.exc_info())
@@ -218,12 +244,16 @@ class RayRunner:
                 while queue and len(in_flight) < limit:
                     chunk = queue.pop(0)
                     job = make_job(chunk, ship)
-                    in_flight[task.remote(ray.put(job) if ship else job)] = chunk
+                    with _signals_after():
+                        in_flight[task.remote(ray.put(job) if ship else job)] = chunk
                     del job
-                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_SECONDS)
+                with _signals_after():
+                    ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_SECONDS)
                 for ref in ready:
                     chunk = in_flight.pop(ref)
-                    yield self._result(ref, chunk)
+                    with _signals_after():
+                        result = self._result(ref, chunk)
+                    yield result
         finally:
             for ref in in_flight:
                 with contextlib.suppress(Exception):
