@@ -59,14 +59,6 @@ Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the deco
 speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
 --preset fast and --frames first.
 
-Examples:
-gsvc encode in.y4m -o out.gsvc
-gsvc encode in.y4m -o out.gsvc --bpp 0.2 --preset fast  # smaller file, quicker encode
-gsvc encode in.mp4 -o out.gsvc --psnr 35  # aim for a quality instead of a size
-gsvc encode in.y4m -o out.gsvc --splats 2000 --gop 30 --scenecut 0
-gsvc encode in.yuv -o out.gsvc --size 352x288 --fps 30000/1001 --pix-fmt yuv420p
-gsvc encode long.mp4 -o clip.gsvc --start 100 --frames 25 -y
-
 Chunked and parallel encoding (--chunked, --workers N, --ray-address ADDR): one quick pass finds
 hard cuts, and the video splits into chunks that each open with an I-frame: at every cut, and
 within a shot every --gop frames (long shots split into equal parts). Chunks are encoded
@@ -84,6 +76,13 @@ file is the same bytes as an uninterrupted run. The folder is removed once the f
 nothing else is ever left behind. A chunk is retried once; a chunk that fails twice stops the
 encode with an error naming it.
 
+Examples:
+gsvc encode in.y4m -o out.gsvc
+gsvc encode in.y4m -o out.gsvc --bpp 0.2 --preset fast  # smaller file, quicker encode
+gsvc encode in.mp4 -o out.gsvc --psnr 35  # aim for a quality instead of a size
+gsvc encode in.y4m -o out.gsvc --splats 2000 --gop 30 --scenecut 0
+gsvc encode in.yuv -o out.gsvc --size 352x288 --fps 30000/1001 --pix-fmt yuv420p
+gsvc encode long.mp4 -o clip.gsvc --start 100 --frames 25 -y
 gsvc encode long.mp4 -o long.gsvc --preset fast --workers 2  # two cores
 gsvc encode long.mp4 -o long.gsvc --preset fast --workers 2 --resume  # after an interruption
 gsvc encode long.mp4 -o long.gsvc --ray-address 10.0.0.5:6379  # an existing Ray cluster
@@ -160,7 +159,8 @@ def encode_command(
         help="Encode chunks on the existing Ray cluster at ADDR (default: $RAY_ADDRESS)."),
     resume: bool = typer.Option(
         False, "--resume",
-        help="Continue an interrupted chunked encode from its work folder .OUT.parts/ (implies --chunked)."),
+        help="Continue an interrupted chunked encode from its work folder .OUT.gsvc.parts/ "
+             "(implies --chunked)."),
     overwrite: bool = OverwriteOption,
     no_overwrite: bool = NoOverwriteOption,
     quiet: bool = QuietOption,
