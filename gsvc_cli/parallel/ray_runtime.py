@@ -137,7 +137,10 @@ def _import_ray() -> Any:
 class RayRunner:
     """A context manager: start (or connect to) Ray on enter, shut it down on exit."""
 
-    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+    def __init__(self, workers: int | None = None, address: str | None = None,
+                 ship_frames: bool | None = None) -> None:
+        """ship_frames: True sends every chunk's frames through the object store, False lets
+        workers read the input, None (default) decides by asking every node whether it sees it."""
         if workers is not None and workers < 1:
             raise UsageError(f"--workers {workers}: must be at least 1")
         if workers is None and not address:
@@ -145,6 +148,7 @@ class RayRunner:
         self.workers = workers
         self.address = address or None
         self.local = self.address is None
+        self.ship_frames = ship_frames
         self.description = ""
         self._ray: Any = None
         self._temp: str | None = None
@@ -173,9 +177,13 @@ class RayRunner:
 
             ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before the switch
             self._temp = tempfile.mkdtemp(prefix="gsvc-ray-")
-            ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
-                     _temp_dir=self._temp, log_to_driver=False, logging_level=logging.ERROR,
-                     configure_logging=True)
+            try:
+                ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
+                         _temp_dir=self._temp, log_to_driver=False, logging_level=logging.ERROR,
+                         configure_logging=True)
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise GsvcError(f"cannot start a local Ray runtime: {first}") from exc
             self._check_local()
             self.description = f"{self.workers} worker{'s' * (self.workers != 1)}, local Ray"
         else:
@@ -235,7 +243,8 @@ class RayRunner:
             return
         ray = self._ray
         task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=True)(_run_chunk)
-        ship = not self._workers_see(make_job(chunks[0], False).source)
+        ship = (self.ship_frames if self.ship_frames is not None
+                else not self._workers_see(make_job(chunks[0], False).source))
         limit = 2 * max(1, self.workers or 1)
         queue = list(chunks)
         in_flight: dict[Any, Chunk] = {}
