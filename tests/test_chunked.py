@@ -1,9 +1,9 @@
 """Chunked and parallel encoding (gsvc_cli/chunked, gsvc_cli/parallel): the same bytes with any
 number of workers, resume after SIGTERM, nothing left behind, clear errors, loopback-only Ray.
 
-Real content, kept small: 12 frames of the cuts clip cropped to 64x48, with its real cut at
-frame 10 inside (frame 6 here). Ray takes seconds to start, so only three encodes use it, and
-each checks several things.
+Real content, kept small: 9 frames of the cuts clip cropped to 64x48, with its real cut at
+frame 10 inside (frame 3 here): chunks 0-2, 3-5, 6-8 at --gop 4. Ray takes seconds to start, so
+only two encodes use it, and each checks several things.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ ENCODE = ("--preset", "fast", "--gop", "4", "--bpp", "0.6", "-q")
 
 @pytest.fixture(scope="module")
 def clip(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """cuts_qcif frames 4-15 cropped to 64x48 (a real cut at frame 6 of this clip)."""
+    """cuts_qcif frames 7-15 cropped to 64x48 (a real cut at frame 3 of this clip)."""
     from gsvc_cli.video import Frame, open_video, open_writer
 
-    out = tmp_path_factory.mktemp("clip") / "cuts_64x48_12f.y4m"
-    with open_video(shared_data / "clips" / "cuts_qcif_62f.mp4", start=4, frames=12) as reader:
-        info = reader.info.with_(width=64, height=48, frame_count=12)
+    out = tmp_path_factory.mktemp("clip") / "cuts_64x48_9f.y4m"
+    with open_video(shared_data / "clips" / "cuts_qcif_62f.mp4", start=7, frames=9) as reader:
+        info = reader.info.with_(width=64, height=48, frame_count=9)
         with open_writer(out, info) as writer:
             for frame in reader:
                 y, u, v = frame.planes

@@ -152,7 +152,7 @@ def encode_command(
     chunked: bool = typer.Option(
         False, "--chunked", help="Encode in independent chunks in this process (the bytes --workers gives)."),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, show_default=False,
+        None, "--workers", show_default=False,
         help="Encode chunks on N workers of a local Ray runtime (loopback only, token auth)."),
     ray_address: str | None = typer.Option(
         None, "--ray-address", envvar="RAY_ADDRESS", show_default=False,
