@@ -23,7 +23,7 @@ complete -c gsvc -n '__fish_seen_subcommand_from encode' -l fps -x -d 'Frame rat
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l pix-fmt -x -d 'Pixel format of raw .yuv input: yuv420p, yuv444p, yuv420p10le, ...'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l chunked -d 'Encode in independent chunks in this process (the bytes --workers gives)'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l workers -x -d 'Encode chunks on N workers of a local Ray runtime (loopback only, token auth)'
-complete -c gsvc -n '__fish_seen_subcommand_from encode' -l ray-address -x -d 'Encode chunks on the existing Ray cluster at ADDR (default: $RAY_ADDRESS)'
+complete -c gsvc -n '__fish_seen_subcommand_from encode' -l ray-address -x -d 'Encode chunks on the existing Ray cluster at ADDR (with --workers, default $RAY_ADDRESS; \'local\': gsvc\'s own runtime)'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -l resume -d 'Continue an interrupted chunked encode from its work folder .OUT.gsvc.parts/ (implies --chunked)'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -s y -l overwrite -d 'Replace output files that exist'
 complete -c gsvc -n '__fish_seen_subcommand_from encode' -s n -l no-overwrite -d 'Never replace output files; fail if one exists (the default)'

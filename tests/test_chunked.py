@@ -39,9 +39,12 @@ def clip(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+LOCAL_ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # local Ray only
+
+
 def gsvc(*args: object, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gsvc_cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kw)
+                            stderr=subprocess.PIPE, text=True, env={**LOCAL_ENV, **(env or {})}, **kw)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:

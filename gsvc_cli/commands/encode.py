@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,9 +66,11 @@ within a shot every --gop frames (long shots split into equal parts). Chunks are
 independently, each on one CPU thread, and joined in frame order: the file is byte-identical
 whatever the number of workers, and --bpp still counts the whole file. --workers N runs chunks on
 a local Ray runtime that gsvc starts and stops: N worker processes, loopback interface only, no
-dashboard, token authentication on. --ray-address ADDR (or RAY_ADDRESS) sends them to an existing
-Ray cluster instead, which must have gsvc installed; enable token authentication on it
-(RAY_AUTH_MODE=token) and keep it on a trusted network: Ray runs code for whoever reaches it.
+dashboard, token authentication on. --ray-address ADDR sends them to an existing Ray cluster
+instead, which must have gsvc installed; with --workers, Ray's RAY_ADDRESS variable does too (as
+for ray.init()), and --ray-address local forces the local runtime. On a cluster, enable token
+authentication (RAY_AUTH_MODE=token) and keep it on a trusted network: Ray runs code for whoever
+reaches it.
 
 Resume: a chunked encode keeps finished chunks in a work folder beside the output, .OUT.gsvc.parts/
 (for out.gsvc: .out.gsvc.parts/). If the encode is interrupted (Ctrl-C, SIGTERM, SIGHUP, a lost
@@ -155,8 +158,9 @@ def encode_command(
         None, "--workers", show_default=False,
         help="Encode chunks on N workers of a local Ray runtime (loopback only, token auth)."),
     ray_address: str | None = typer.Option(
-        None, "--ray-address", envvar="RAY_ADDRESS", show_default=False,
-        help="Encode chunks on the existing Ray cluster at ADDR (default: $RAY_ADDRESS)."),
+        None, "--ray-address", show_default=False,
+        help="Encode chunks on the existing Ray cluster at ADDR (with --workers, default $RAY_ADDRESS; "
+             "'local': gsvc's own runtime)."),
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue an interrupted chunked encode from its work folder .OUT.gsvc.parts/ "
@@ -176,6 +180,11 @@ def encode_command(
         raise UsageError(f"{output}: gsvc encode writes a .gsvc file, not {output.suffix}",
                          hint=f"name it {output.with_suffix('.gsvc').name}; gsvc decode makes videos")
     check_output_path(output, overwrite)  # fail before the slow part, not after it
+    if workers is not None and ray_address is None:  # Ray's convention, as ray.init() follows it
+        ray_address = os.environ.get("RAY_ADDRESS") or None
+    if ray_address == "local":
+        ray_address = None
+        workers = workers or os.cpu_count() or 1
     if chunked or resume or workers is not None or ray_address:
         summary, fps = _encode_chunked(source, output, settings, start=start, frames=frames,
                                        size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt,

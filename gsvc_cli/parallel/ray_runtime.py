@@ -29,6 +29,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -125,6 +126,18 @@ def _signals_after() -> Iterator[None]:
         raise Terminated(got[0])
 
 
+def _check_reachable(address: str) -> None:
+    """A one-line error for a HOST:PORT that nobody answers on (Ray itself retries for minutes,
+    logging as it goes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray:// client addresses and the like: leave them to Ray
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise GsvcError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc})") from None
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -187,6 +200,7 @@ class RayRunner:
             self._check_local()
             self.description = f"{self.workers} worker{'s' * (self.workers != 1)}, local Ray"
         else:
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR,
                          runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
