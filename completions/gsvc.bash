@@ -34,9 +34,11 @@ _gsvc() {
                 --size) COMPREPLY=(); return 0 ;;
                 --fps) COMPREPLY=(); return 0 ;;
                 --pix-fmt) COMPREPLY=(); return 0 ;;
+                --workers) COMPREPLY=(); return 0 ;;
+                --ray-address) COMPREPLY=(); return 0 ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-o --output --quality --bpp --psnr --splats --preset --gop --scenecut --seed --start --frames --size --fps --pix-fmt -y --overwrite -n --no-overwrite -q --quiet -v --verbose -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-o --output --quality --bpp --psnr --splats --preset --gop --scenecut --seed --start --frames --size --fps --pix-fmt --chunked --workers --ray-address --resume -y --overwrite -n --no-overwrite -q --quiet -v --verbose -h --help" -- "$cur"))
             else
                 COMPREPLY=($(compgen -f -- "$cur"))
             fi

@@ -13,6 +13,7 @@ import sys
 import typer
 
 from gsvc_cli import __version__
+from gsvc_cli.atomic import Terminated
 from gsvc_cli.errors import EXIT_RUNTIME, GsvcError
 
 # Modules under gsvc_cli.commands, in the order `gsvc --help` lists them.
@@ -67,6 +68,9 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("gsvc: interrupted\n")
         sys.exit(130)
+    except Terminated as exc:  # SIGTERM/SIGHUP while writing: temp files are already cleaned up
+        sys.stderr.write(f"gsvc: {exc}\n")
+        sys.exit(128 + exc.signum)
     except Exception as exc:  # a bug: still one line unless --debug
         if _state["debug"]:
             raise

@@ -1,5 +1,8 @@
 """gsvc_cli.atomic: outputs appear whole or not at all, and never replace an input."""
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,22 @@ def test_refuse_same_file(tmp_path: Path):
 def test_directory_target_refused(tmp_path: Path):
     with pytest.raises(UsageError, match="directory"), atomic_output(tmp_path, overwrite=True):
         pass
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_leave_nothing(tmp_path: Path, signum: int):
+    """A signal while the temp file is open removes it (it used to stay behind on SIGTERM)."""
+    script = (
+        "import os, signal, sys, time\n"
+        "from gsvc_cli.atomic import atomic_output\n"
+        "with atomic_output(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'partial')\n"
+        f"    os.kill(os.getpid(), {int(signum)})\n"
+        "    time.sleep(30)\n"
+    )
+    target = tmp_path / "out.gsvc"
+    proc = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    assert "Terminated" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +34,8 @@ from gsvc_cli.errors import UsageError
 from gsvc_cli.progress import report
 
 if TYPE_CHECKING:  # the core imports torch: load it only when a command runs
-    from gsvc_cli.codec.encoder.gop import EncodeSummary
+    from gsvc_cli.chunked.encode import ChunkedSummary
+    from gsvc_cli.codec.encoder.gop import EncoderSettings, EncodeSummary
     from gsvc_cli.codec.encoder.rate_control import RateTarget
     from gsvc_cli.video import Frame
 
@@ -69,6 +71,25 @@ Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the deco
 speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
 --preset fast and --frames first.
 
+Chunked and parallel encoding (--chunked, --workers N, --ray-address ADDR): one quick pass finds
+hard cuts, and the video splits into chunks that each open with an I-frame: at every cut, and
+within a shot every --gop frames (long shots split into equal parts). Chunks are encoded
+independently, each on one CPU thread, and joined in frame order: the file is byte-identical
+whatever the number of workers, and --bpp still counts the whole file. --workers N runs chunks on
+a local Ray runtime that gsvc starts and stops: N worker processes, loopback interface only, no
+dashboard, token authentication on. --ray-address ADDR sends them to an existing Ray cluster
+instead, which must have gsvc installed; with --workers, Ray's RAY_ADDRESS variable does too (as
+for ray.init()), and --ray-address local forces the local runtime. On a cluster, enable token
+authentication (RAY_AUTH_MODE=token) and keep it on a trusted network: Ray runs code for whoever
+reaches it.
+
+Resume: a chunked encode keeps finished chunks in a work folder beside the output, .OUT.gsvc.parts/
+(for out.gsvc: .out.gsvc.parts/). If the encode is interrupted (Ctrl-C, SIGTERM, SIGHUP, a lost
+worker, a crash), run the same command with --resume: only missing chunks are encoded, and the
+file is the same bytes as an uninterrupted run. The folder is removed once the file is complete;
+nothing else is ever left behind. A chunk is retried once; a chunk that fails twice stops the
+encode with an error naming it.
+
 Examples:
 gsvc encode in.y4m -o out.gsvc
 gsvc encode in.y4m -o out.gsvc --quality 30 --preset fast  # smaller file, quicker encode
@@ -77,6 +98,9 @@ gsvc encode in.y4m -o out.gsvc --splats 2000 --gop 30 --scenecut 0
 gsvc encode in.yuv -o out.gsvc --size 352x288 --fps 30000/1001 --pix-fmt yuv420p
 gsvc encode long.mp4 -o clip.gsvc --start 100 --frames 25 -y
 ffmpeg -i in.mkv -f yuv4mpegpipe - | gsvc encode - -o out.gsvc
+gsvc encode long.mp4 -o long.gsvc --preset fast --workers 2  # two cores
+gsvc encode long.mp4 -o long.gsvc --preset fast --workers 2 --resume  # after an interruption
+gsvc encode long.mp4 -o long.gsvc --ray-address 10.0.0.5:6379  # an existing Ray cluster
 """
 
 
@@ -147,6 +171,19 @@ def encode_command(
     size: str | None = SizeOption,
     fps: str | None = FpsOption,
     pix_fmt: str | None = PixFmtOption,
+    chunked: bool = typer.Option(
+        False, "--chunked", help="Encode in independent chunks in this process (the bytes --workers gives)."),
+    workers: int | None = typer.Option(
+        None, "--workers", show_default=False,
+        help="Encode chunks on N workers of a local Ray runtime (loopback only, token auth)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", show_default=False,
+        help="Encode chunks on the existing Ray cluster at ADDR (with --workers, default $RAY_ADDRESS; "
+             "'local': gsvc's own runtime)."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue an interrupted chunked encode from its work folder .OUT.gsvc.parts/ "
+             "(implies --chunked)."),
     overwrite: bool = OverwriteOption,
     no_overwrite: bool = NoOverwriteOption,
     quiet: bool = QuietOption,
@@ -166,6 +203,22 @@ def encode_command(
         raise UsageError(f"{output}: gsvc encode writes a .gsvc file, not {output.suffix}",
                          hint=f"name it {output.with_suffix('.gsvc').name}; gsvc decode makes videos")
     check_output_path(output, overwrite)  # fail before the slow part, not after it
+    if workers is not None and ray_address is None:  # Ray's convention, as ray.init() follows it
+        ray_address = os.environ.get("RAY_ADDRESS") or None
+    if ray_address == "local":
+        ray_address = None
+        workers = workers or os.cpu_count() or 1
+    if chunked or resume or workers is not None or ray_address:
+        summary, fps = _encode_chunked(source, output, settings, start=start, frames=frames,
+                                       size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt,
+                                       workers=workers, ray_address=ray_address, resume=resume,
+                                       overwrite=overwrite, quiet=quiet)
+        if verbose:
+            stderr_console.print(frame_table(summary))
+        if not quiet:
+            stderr_console.print(summary_line(summary, fps), markup=False, soft_wrap=True)
+            stderr_console.print(chunk_line(summary), markup=False, soft_wrap=True)
+        return
     with open_video(source, size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt, start=start,
                     frames=frames) as reader:
         info = reader.info
@@ -186,6 +239,38 @@ def encode_command(
         stderr_console.print(frame_table(summary))
     if not quiet:
         stderr_console.print(summary_line(summary, info.fps), markup=False, soft_wrap=True)
+
+
+def _encode_chunked(source: Path, output: Path, settings: EncoderSettings, *, start: int, frames: int | None,
+                    size: tuple[int, int] | None, fps: Fraction | None, pix_fmt: str | None,
+                    workers: int | None, ray_address: str | None, resume: bool, overwrite: bool,
+                    quiet: bool) -> tuple[ChunkedSummary, Fraction]:
+    """Chunked encode, serial or on Ray (gsvc_cli.chunked, gsvc_cli.parallel)."""
+    import contextlib
+
+    from gsvc_cli.chunked.encode import SerialRunner, SourceSpec, encode_chunked
+    from gsvc_cli.video import open_video
+
+    with open_video(source, size=size, fps=fps, pix_fmt=pix_fmt, start=start, frames=frames) as reader:
+        info = reader.info
+    spec = SourceSpec.of(source, start, size, fps, pix_fmt)
+    with progress_renderer(quiet) as progress, contextlib.ExitStack() as stack:
+        if workers is None and not ray_address:
+            runner = SerialRunner(progress)
+        else:
+            from gsvc_cli.parallel.ray_runtime import RayRunner
+
+            runner = stack.enter_context(RayRunner(workers, ray_address))
+        summary = encode_chunked(spec, info, output, settings, runner, frame_count=frames, resume=resume,
+                                 overwrite=overwrite, progress=progress)
+    return summary, info.fps
+
+
+def chunk_line(summary: ChunkedSummary) -> str:
+    """How a chunked encode was split and run."""
+    cuts = f", {len(summary.cuts)} at cuts" if summary.cuts else ""
+    resumed = f", {summary.resumed} resumed from the work folder" if summary.resumed else ""
+    return f"{summary.chunks} chunk{'s' * (summary.chunks != 1)}{cuts}{resumed}; {summary.runner}"
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -520,6 +520,48 @@ def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor)
     return int(diff.sum())
 
 
+def file_header(info: VideoInfo, settings: EncoderSettings, target_text: str | None = None) -> FileHeader:
+    """The .gsvc header an encode of `info` with `settings` writes (frame count patched on close).
+    target_text: what the `target` key says, when not the settings' own target (a --bpp search)."""
+    if info.color_matrix not in ("bt601", "bt709"):  # the header has no code for BT.2020
+        raise UsageError(f"{info.path}: {info.color_matrix} colour is not supported (.gsvc describes "
+                         "bt601 or bt709 only)", hint="convert first, e.g. ffmpeg -vf colorspace=bt709")
+    return FileHeader(
+        width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
+        colour_space="yuv", matrix=info.color_matrix, colour_range=info.color_range,
+        params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
+                "gop": str(settings.gop), "target": target_text or settings.target.describe(),
+                "scenecut_db": f"{settings.scenecut_db:g}",
+                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS),
+                **info.description_params()},  # sar, colour primaries/transfer of the source
+    )
+
+
+def file_overhead(header: FileHeader, frame_count: int | None) -> int:
+    """Bytes of a file's header, index and trailer: what --bpp must leave room for (with an unknown
+    count, the index grows as frames come; rate control accounts for it per frame)."""
+    return len(header.to_bytes()) + index_and_trailer_size(frame_count or 0)
+
+
+def encode_frames(frames: Iterable[Frame], info: VideoInfo, settings: EncoderSettings, *,
+                  frame_count: int | None, overhead_bytes: int, first_index: int = 0,
+                  progress: ProgressCallback | None = None
+                  ) -> Iterator[tuple[int, CodedFrame, FrameReport, torch.Tensor]]:
+    """Encode up to `frame_count` frames as one closed sequence that opens with an I-frame.
+
+    Yields (index, coded frame, report, decoded YUV 4:4:4) per frame; index counts from
+    `first_index`, which also seeds the fitter, so a chunk of a video codes exactly as it would
+    wherever it runs. `overhead_bytes`: the file bytes outside frame records that this sequence's
+    --bpp budget must pay for. Shared by `encode_video` and chunked encoding (gsvc_cli.chunked).
+    """
+    encoder = Encoder(info, settings, frame_count, overhead_bytes, progress)
+    for k, frame in enumerate(frames):
+        if frame_count is not None and k >= frame_count:
+            break
+        coded, rep, decoded = encoder.encode(first_index + k, frame)
+        yield first_index + k, coded, rep, decoded
+
+
 def encode_video(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], info: VideoInfo, output: Path,
                  settings: EncoderSettings, *, frame_count: int | None, overwrite: bool = False,
                  progress: ProgressCallback | None = None,
@@ -536,9 +578,7 @@ def encode_video(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], info: 
     then plans over a growing horizon (RateController) and the header's frame count is written on
     close, as always.
     """
-    if info.color_matrix not in ("bt601", "bt709"):  # the header has no code for BT.2020
-        raise UsageError(f"{info.path}: {info.color_matrix} colour is not supported (.gsvc describes "
-                         "bt601 or bt709 only)", hint="convert first, e.g. ffmpeg -vf colorspace=bt709")
+    file_header(info, settings)  # refuses what the header cannot describe, before any work
     if callable(frames) and settings.target.bpp is not None:
         return _encode_to_bpp(frames, info, Path(output), settings, frame_count=frame_count,
                               overwrite=overwrite, progress=progress)
@@ -589,25 +629,13 @@ def _encode_pass(frames: Iterable[Frame], info: VideoInfo, output: Path, setting
                  target_text: str | None = None) -> EncodeSummary:
     """One encode of `frame_count` frames into `output` (atomically)."""
     start = time.perf_counter()
-    header = FileHeader(
-        width=info.width, height=info.height, fps_num=info.fps.numerator, fps_den=info.fps.denominator,
-        colour_space="yuv", matrix=info.color_matrix,
-        colour_range=info.color_range,
-        params={"encoder": ENCODER_NAME, "pix_fmt": info.pix_fmt, "preset": settings.preset,
-                "gop": str(settings.gop), "target": target_text or settings.target.describe(),
-                "scenecut_db": f"{settings.scenecut_db:g}",
-                "channel_weights": ",".join(f"{w:g}" for w in CHANNEL_WEIGHTS),
-                **info.description_params()},  # sar, colour primaries/transfer of the source
-    )
-    overhead = len(header.to_bytes()) + index_and_trailer_size(frame_count or 0)
-    encoder = Encoder(info, settings, frame_count, overhead, progress)
+    header = file_header(info, settings, target_text)
+    overhead = file_overhead(header, frame_count)
     reports: list[FrameReport] = []
     total_bits = 8 * overhead
     with GsvcWriter(output, header, overwrite=overwrite) as writer:
-        for index, frame in enumerate(frames):
-            if frame_count is not None and index >= frame_count:
-                break
-            coded, rep, decoded = encoder.encode(index, frame)
+        for index, coded, rep, decoded in encode_frames(frames, info, settings, frame_count=frame_count,
+                                                        overhead_bytes=overhead, progress=progress):
             writer.write_frame(coded.frame_type, rep.n_splats, coded.payload)
             reports.append(rep)
             total_bits += rep.bits

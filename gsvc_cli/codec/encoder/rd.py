@@ -49,11 +49,14 @@ class RDTuning:
     local_motion: warm-start P-frames with block motion per splat (else a global shift only).
     """
 
-    ip_lambda_ratio: float = 0.5
+    # Defaults chosen by the 12-frame ablation of BENCHMARKS.md (vt2people, cars, cuts_qcif, same run):
+    # lambda_I = lambda saved 6-8% of bits on two clips over lambda / 2 (-1% on the third), and the
+    # step search lost 5-14% on all three against the default steps, so it is off.
+    ip_lambda_ratio: float = 1.0
     cost_ip: bool = True
     rd_changes: bool = True
     rd_new: bool = True
-    step_search: bool = True
+    step_search: bool = False
     local_motion: bool = True
 
 
