@@ -1,21 +1,20 @@
-"""Shared test fixtures: the real clips in ../shared/data and the ffmpeg binary from imageio-ffmpeg."""
+"""Shared test fixtures: the whole clips in ../shared/data (optional) and the ffmpeg binary from
+imageio-ffmpeg. Plain helpers (data paths, loaders, synthetic splats, the CLI runner) are in helpers.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from helpers import SHARED_DATA
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real test clips (skips the test when ../shared/data is absent)."""
+    """The whole real clips (skips the test when ../shared/data is absent). Only for tests that
+    need a whole or large clip; everything else uses the crops in tests/data."""
     if not (SHARED_DATA / "clips").is_dir():
-        pytest.skip(f"real test clips not found at {SHARED_DATA}")
+        pytest.skip(f"whole clips not found at {SHARED_DATA} (this test needs more than tests/data holds)")
     return SHARED_DATA
 
 
@@ -25,9 +24,3 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def run_gsvc_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess (`python -m gsvc_cli ...`), capturing text output."""
-    return subprocess.run([sys.executable, "-m", "gsvc_cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import run_gsvc_cli
+from helpers import run_gsvc_cli
 
 from gsvc_cli.commands.demo import DEMO_CLIP
 from gsvc_cli.video import open_video

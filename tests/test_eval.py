@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_gsvc_cli
+from helpers import run_gsvc_cli
 
 
 @pytest.fixture(scope="module")
