@@ -77,6 +77,21 @@ def realistic_splats(n: int, width: int, height: int, seed: int, wide_colours: b
     return Splats(means, torch.stack([scales[:, 0], l2, scales[:, 1]], 1), colors)
 
 
+def random_splats(n: int, height: int, width: int, seed: int, max_sigma: float = 6.0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(means, chol, colors) of anisotropic splats of many sizes, some partly or wholly off the frame,
+    some with negative diagonals (legal): stress inputs for the renderers."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.rand(n, 2, generator=g) * torch.tensor([width + 30.0, height + 30.0]) - 15
+    l1 = 0.3 + torch.rand(n, generator=g) * max_sigma
+    l3 = 0.3 + torch.rand(n, generator=g) * max_sigma
+    l2 = torch.randn(n, generator=g) * max_sigma / 2
+    signs = torch.where(torch.rand(n, generator=g) < 0.2, -1.0, 1.0)
+    chol = torch.stack([l1 * signs, l2, l3], 1)
+    colors = torch.randn(n, 3, generator=g)
+    return means, chol, colors
+
+
 def run_gsvc_cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (`python -m gsvc_cli ...`), capturing text output."""
     return subprocess.run([sys.executable, "-m", "gsvc_cli", *map(str, args)], capture_output=True,
