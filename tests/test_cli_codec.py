@@ -13,12 +13,10 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import run_gsvc_cli
+from helpers import HEADS, run_gsvc_cli
 
 from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.video import open_video
-
-CLIP = "clips/vt2people_320x192_9f.y4m"
 
 
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -35,12 +33,13 @@ def _frames_bytes(path) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def encoded(tmp_path_factory, shared_data, ffmpeg_exe):
-    """(dir, source .y4m, .gsvc, the encoder's stderr) for a 64x48 3-frame crop of a real clip."""
+def encoded(tmp_path_factory, ffmpeg_exe):
+    """(dir, source .y4m, .gsvc, the encoder's stderr) for the first 3 frames of a 64x48 crop of a
+    real clip (tests/data)."""
     work = tmp_path_factory.mktemp("codec")
     source = work / "tiny.y4m"
-    subprocess.run([ffmpeg_exe, "-loglevel", "error", "-i", str(shared_data / CLIP), "-vf",
-                    "crop=64:48:128:64", "-frames:v", "3", "-pix_fmt", "yuv420p", str(source)], check=True)
+    subprocess.run([ffmpeg_exe, "-loglevel", "error", "-i", str(HEADS), "-frames:v", "3", "-c:v", "rawvideo",
+                    "-f", "yuv4mpegpipe", str(source)], check=True)
     out = work / "tiny.gsvc"
     result = run_gsvc_cli("encode", source, "-o", out, "--splats", "32", "--preset", "fast",
                           "--gop", "2", "--scenecut", "0", "-v")

@@ -12,31 +12,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import HEADS, SCENECUT
 
 from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.decoder import decode_frames, decode_video
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
-from gsvc_cli.codec.encoder.inter_fit import estimate_shift
 from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.errors import UsageError
 from gsvc_cli.video import Frame, VideoInfo, open_video
 
 
-def crop_frames(path: Path, x: int, y: int, width: int, height: int, start: int = 0,
-                frames: int = 3, repeat_first: bool = False) -> tuple[list[Frame], VideoInfo]:
-    """Frames of a real 4:2:0 clip cropped to width x height at (x, y) (even offsets)."""
+def clip_frames(path: Path, start: int = 0, frames: int = 3, repeat_first: bool = False
+                ) -> tuple[list[Frame], VideoInfo]:
+    """Frames start.. of a tiny real clip from tests/data, numbered from 0 (optionally the first one
+    repeated: static content)."""
     with open_video(path, start=start, frames=frames) as reader:
         info = reader.info
         source = list(reader)
     if repeat_first:
         source = [source[0]] * frames
-    out = []
-    for k, f in enumerate(source):
-        planes = (f.y[y:y + height, x:x + width], f.u[y // 2:(y + height) // 2, x // 2:(x + width) // 2],
-                  f.v[y // 2:(y + height) // 2, x // 2:(x + width) // 2])
-        out.append(Frame(tuple(np.ascontiguousarray(p) for p in planes), f.pix_fmt, f.color_matrix,
-                         f.color_range, k))
-    return out, info.with_(width=width, height=height, frame_count=len(out))
+    out = [Frame(f.planes, f.pix_fmt, f.color_matrix, f.color_range, k) for k, f in enumerate(source)]
+    return out, info.with_(frame_count=len(out))
 
 
 def encode(frames: list[Frame], info: VideoInfo, out: Path, **target) -> tuple:
@@ -48,10 +44,9 @@ def encode(frames: list[Frame], info: VideoInfo, out: Path, **target) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def talking_heads(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
+def talking_heads(tmp_path_factory: pytest.TempPathFactory):
     """4 frames of a real low-motion clip (64x48 crop of a face), encoded once at 1.0 bpp."""
-    frames, info = crop_frames(shared_data / "clips" / "vt2people_320x192_9f.y4m", 200, 40, 64, 48,
-                               frames=4)
+    frames, info = clip_frames(HEADS, frames=4)
     out = tmp_path_factory.mktemp("codec") / "heads.gsvc"
     summary, recon = encode(frames, info, out, bpp=1.0)
     return frames, info, out, summary, recon
@@ -97,10 +92,9 @@ def test_decode_to_y4m_and_seek(talking_heads, tmp_path: Path):
     assert np.array_equal(decoded[0].y, expected.y)
 
 
-def test_static_content_makes_p_frames_nearly_free(shared_data: Path, tmp_path: Path):
+def test_static_content_makes_p_frames_nearly_free(tmp_path: Path):
     """The same frame three times: the P-frames cost a small fraction of the I-frame."""
-    frames, info = crop_frames(shared_data / "clips" / "vt2people_320x192_9f.y4m", 200, 40, 64, 48,
-                               frames=3, repeat_first=True)
+    frames, info = clip_frames(HEADS, frames=3, repeat_first=True)
     summary, _ = encode(frames, info, tmp_path / "static.gsvc", splats=120)
     i_bits = summary.frames[0].bits
     assert [f.frame_type for f in summary.frames] == ["I", "P", "P"]
@@ -108,30 +102,19 @@ def test_static_content_makes_p_frames_nearly_free(shared_data: Path, tmp_path: 
         assert f.bits < 0.25 * i_bits, f"P-frame {f.index}: {f.bits} bits vs I-frame {i_bits}"
 
 
-def test_scene_cut_becomes_an_i_frame(shared_data: Path, tmp_path: Path):
-    """Kodak 05 -> Kodak 14 hard cut at frame 24 of the synthetic clip."""
-    frames, info = crop_frames(shared_data / "clips" / "scenecut_kodim05_kodim14_cif_48f.y4m", 128, 112,
-                               96, 64, start=22, frames=4)
+def test_scene_cut_becomes_an_i_frame(tmp_path: Path):
+    """Kodak 05 -> Kodak 14 hard cut at frame 24 of the synthetic clip (frame 2 of its crop: 22..25)."""
+    frames, info = clip_frames(SCENECUT, frames=4)
     summary, _ = encode(frames, info, tmp_path / "cut.gsvc", bpp=1.0)
     types = "".join(f.frame_type for f in summary.frames)
     assert types[2] == "I", f"cut at frame 24 not detected: {types}"
     assert summary.frames[2].scene_cut
 
 
-def test_psnr_target(shared_data: Path, tmp_path: Path):
-    frames, info = crop_frames(shared_data / "clips" / "vt2people_320x192_9f.y4m", 200, 40, 64, 48,
-                               frames=2)
+def test_psnr_target(tmp_path: Path):
+    frames, info = clip_frames(HEADS, frames=2)
     summary, _ = encode(frames, info, tmp_path / "psnr.gsvc", psnr=30.0)
     assert summary.mean_psnr == pytest.approx(30.0, abs=1.0)
-
-
-def test_global_shift_is_found():
-    """Phase correlation recovers a known sub-pixel pan of a real-looking texture."""
-    g = torch.Generator().manual_seed(3)
-    base = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 100, 140, generator=g), 3, 1, 1)[0, 0]
-    shifted = torch.roll(base, shifts=(3, -5), dims=(0, 1))
-    dx, dy = estimate_shift(base, shifted)
-    assert dx == pytest.approx(-5, abs=0.2) and dy == pytest.approx(3, abs=0.2)
 
 
 def test_file_bytes_are_deterministic(talking_heads, tmp_path: Path):

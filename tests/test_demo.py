@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import run_gsvc_cli
+from helpers import run_gsvc_cli
 from PIL import Image
 
 from gsvc_cli.commands.demo import DEMO_CLIP

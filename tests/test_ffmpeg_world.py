@@ -14,10 +14,10 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import run_gsvc_cli
+from helpers import run_gsvc_cli
 from PIL import Image
 
-from gsvc_cli.codec.bitstream.container import GsvcReader
+from gsvc_cli.codec.bitstream.container import FORMAT_MAJOR, FORMAT_MINOR, GsvcReader
 from gsvc_cli.codec.encoder.rate_control import RateController, RateTarget
 from gsvc_cli.commands.demo import DEMO_CLIP
 from gsvc_cli.video import open_video
@@ -71,7 +71,7 @@ def test_encode_from_standard_input_patches_the_frame_count(piped):
     _, out = piped
     with GsvcReader(out) as reader:
         assert reader.header.frame_count == len(reader) == 3
-        assert reader.header.version == (1, 1)
+        assert reader.header.version == (FORMAT_MAJOR, FORMAT_MINOR)
         assert reader.header.params["sar"] == "128:117"
 
 

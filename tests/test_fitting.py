@@ -6,10 +6,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
+from helpers import kodak_crop
 
 from gsvc_cli.codec.encoder.colour_refit import refit_colours
 from gsvc_cli.codec.encoder.fitting import fit_frame
@@ -23,23 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from adan import Adan  # noqa: E402  (the published recipe lives beside the benchmark)
 from baseline_fit import fit_baseline  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _kodak_crop(name: str, y: int, x: int, size: int) -> torch.Tensor:
-    path = DATA / "kodak" / f"{name}.png"
-    if not path.exists():
-        pytest.skip(f"test data missing: {path}")
-    with av.open(str(path)) as container:
-        rgb = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255
-    return image[:, y:y + size, x:x + size].contiguous()
-
 
 @pytest.fixture(scope="module")
 def crop() -> torch.Tensor:
     """A 64x64 crop of a parrot's head in kodim23 (edges, texture and flat background)."""
-    return _kodak_crop("kodim23", 150, 250, 64)
+    return kodak_crop(250, 150, 64, 64)
 
 
 def _grid_splats(size: int, spacing: int, sigma: float, seed: int) -> Splats:

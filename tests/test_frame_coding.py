@@ -7,6 +7,7 @@ import contextlib
 import numpy as np
 import pytest
 import torch
+from helpers import realistic_splats
 
 from gsvc_cli.codec.bitstream.frame_coding import (
     RAW_BITS_PER_SPLAT,
@@ -19,17 +20,6 @@ from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import FormatError, GsvcError
 
 STEPS = QuantSteps.default()
-
-
-def realistic_splats(n: int, width: int, height: int, seed: int) -> Splats:
-    """Centres over the frame (a little outside too), 0.5..10 px scales, YUV-like colours."""
-    g = torch.Generator().manual_seed(seed)
-    means = torch.rand(n, 2, generator=g) * torch.tensor([width + 4.0, height + 4.0]) - 2.0
-    scales = (torch.randn(n, 2, generator=g) * 0.7 + 0.8).exp().clamp(0.3, 30.0)
-    l2 = torch.randn(n, generator=g) * 0.5 * scales[:, 1]
-    luma = 0.4 + 0.3 * torch.sin(means[:, :1] / width * 6) + 0.15 * torch.randn(n, 1, generator=g)
-    chroma = 0.05 * torch.randn(n, 2, generator=g)
-    return Splats(means, torch.stack([scales[:, 0], l2, scales[:, 1]], 1), torch.cat([luma, chroma], 1))
 
 
 def low_motion(s: Splats, seed: int, moving: float = 0.3) -> Splats:

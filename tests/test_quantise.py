@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from helpers import realistic_splats
 
 from gsvc_cli.codec.bitstream.quantise import (
     MIN_SCALE,
@@ -19,15 +20,6 @@ from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import GsvcError
 
 
-def realistic_splats(n: int, width: int, height: int, seed: int) -> Splats:
-    g = torch.Generator().manual_seed(seed)
-    means = torch.rand(n, 2, generator=g) * torch.tensor([width + 4.0, height + 4.0]) - 2.0
-    scales = (torch.randn(n, 2, generator=g) * 0.7 + 0.8).exp().clamp(0.3, 30.0)
-    l2 = torch.randn(n, generator=g) * 0.5 * scales[:, 1]
-    colors = torch.rand(n, 3, generator=g) * 2.0 - 0.5
-    return Splats(means, torch.stack([scales[:, 0], l2, scales[:, 1]], 1), colors)
-
-
 def covariance(chol: torch.Tensor) -> torch.Tensor:
     l1, l2, l3 = chol.double().unbind(1)
     return torch.stack([l1 * l1, l1 * l2, l1 * l2, l2 * l2 + l3 * l3], 1).reshape(-1, 2, 2)
@@ -35,7 +27,7 @@ def covariance(chol: torch.Tensor) -> torch.Tensor:
 
 def test_round_trip_error_bounds():
     steps = QuantSteps.default()
-    s = realistic_splats(5000, 320, 240, 0)
+    s = realistic_splats(5000, 320, 240, 0, wide_colours=True)
     q = quantise(s, steps)
     assert all(t.dtype == torch.int32 for t in (q.means, q.chol, q.colors))
     d = dequantise(q, steps)
@@ -53,13 +45,13 @@ def test_round_trip_error_bounds():
 
 def test_requantising_is_exact():
     steps = QuantSteps.from_quality(1.0)
-    q = quantise(realistic_splats(2000, 64, 48, 1), steps)
+    q = quantise(realistic_splats(2000, 64, 48, 1, wide_colours=True), steps)
     assert quantise(dequantise(q, steps), steps).equal(q)
 
 
 def test_sign_flips_keep_covariance_and_never_degenerate():
     steps = QuantSteps.default()
-    s = realistic_splats(1000, 64, 48, 2)
+    s = realistic_splats(1000, 64, 48, 2, wide_colours=True)
     flipped = Splats(s.means, s.chol * torch.tensor([-1.0, -1.0, -1.0]), s.colors)
     assert quantise(flipped, steps).equal(quantise(s, steps))
     tiny = Splats(s.means[:3], torch.tensor([[0.0, 0.0, 0.0], [1e-9, 5.0, -1e-9], [-2.0, 0.1, 3.0]]),
@@ -73,7 +65,7 @@ def test_sign_flips_keep_covariance_and_never_degenerate():
 
 def test_fake_quantise_forward_equals_dequantise_and_gradients_flow():
     steps = QuantSteps.default()
-    s = realistic_splats(500, 64, 48, 3)
+    s = realistic_splats(500, 64, 48, 3, wide_colours=True)
     leaves = [t.clone().requires_grad_() for t in (s.means, s.chol, s.colors)]
     out = fake_quantise(Splats(*leaves), steps)
     ref = dequantise(quantise(s, steps), steps)
@@ -100,12 +92,12 @@ def test_steps_are_float32_exact_and_scale_with_quality():
 
 
 def test_non_finite_splats_refused():
-    s = realistic_splats(10, 64, 48, 4)
+    s = realistic_splats(10, 64, 48, 4, wide_colours=True)
     s.colors[3, 1] = float("nan")
     with pytest.raises(GsvcError, match="non-finite"):
         quantise(s, QuantSteps.default())
 
 
 def test_quantised_splats_array_round_trip():
-    q = quantise(realistic_splats(100, 64, 48, 5), QuantSteps.default())
+    q = quantise(realistic_splats(100, 64, 48, 5, wide_colours=True), QuantSteps.default())
     assert QuantisedSplats.from_array(q.as_array()).equal(q)

@@ -13,25 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import kodak_crop, random_splats
 
 from gsvc_cli.render import RenderError, render, resolve_backend
 from gsvc_cli.render.build import cpu_kernels
 from gsvc_cli.render.reference import render_reference
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def random_splats(n: int, height: int, width: int, seed: int, max_sigma: float = 6.0):
-    """Anisotropic splats of many sizes, some partly or wholly off the frame."""
-    g = torch.Generator().manual_seed(seed)
-    means = torch.rand(n, 2, generator=g) * torch.tensor([width + 30.0, height + 30.0]) - 15
-    l1 = 0.3 + torch.rand(n, generator=g) * max_sigma
-    l3 = 0.3 + torch.rand(n, generator=g) * max_sigma
-    l2 = torch.randn(n, generator=g) * max_sigma / 2
-    signs = torch.where(torch.rand(n, generator=g) < 0.2, -1.0, 1.0)  # negative diagonals are legal
-    chol = torch.stack([l1 * signs, l2, l3], 1)
-    colors = torch.randn(n, 3, generator=g)
-    return means, chol, colors
 
 
 def fitted_like_splats(image: torch.Tensor, n: int, seed: int):
@@ -53,15 +39,8 @@ def fitted_like_splats(image: torch.Tensor, n: int, seed: int):
 
 
 def real_image(height: int, width: int) -> torch.Tensor:
-    path = DATA / "kodak" / "kodim23.png"
-    if not path.is_file():
-        pytest.skip(f"test data not found at {path}")
-    import av
-
-    with av.open(str(path)) as container:
-        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    image = torch.from_numpy(frame).permute(2, 0, 1).float() / 255
-    return image[:, 100:100 + height, 200:200 + width].contiguous()
+    """A crop of Kodak 23 (the parrots) at x 200, y 100 of the original."""
+    return kodak_crop(200, 100, width, height)
 
 
 def relative_error(value: torch.Tensor, expected: torch.Tensor) -> float:
@@ -162,7 +141,7 @@ def test_fast_exp_is_accurate_to_1e6():
 _DETERMINISM_SCRIPT = textwrap.dedent("""
     import hashlib, sys, torch
     sys.path.insert(0, {tests!r})
-    from test_render import random_splats
+    from helpers import random_splats
     from gsvc_cli.render import render
     torch.set_num_threads(int(sys.argv[1]))
     means, chol, colors = random_splats(3000, 130, 150, seed=10, max_sigma=12.0)
@@ -298,11 +277,20 @@ def test_4k_frame_with_500k_splats_fits_in_memory():
     assert float((crop - crop_ref).abs().max()) <= 1e-5 * float(crop_ref.max() - crop_ref.min())
 
 
-def test_reference_and_native_agree_on_a_hash_of_nothing_special():
-    # Guard against a silently constant output: different splats must give different images.
-    a = render(*random_splats(50, 16, 16, seed=19), 16, 16, backend="cpu")
-    b = render(*random_splats(50, 16, 16, seed=20), 16, 16, backend="cpu")
-    assert hashlib.sha256(a.numpy().tobytes()).digest() != hashlib.sha256(b.numpy().tobytes()).digest()
+def test_native_and_reference_agree_and_the_output_depends_on_the_splats():
+    # Guard against a silently constant (or input-independent) output in either backend: two splat
+    # sets give two clearly different images, and each backend's image is the other's.
+    native, reference = [], []
+    for seed in (19, 20):
+        splats = random_splats(50, 16, 16, seed=seed)
+        native.append(render(*splats, 16, 16, backend="cpu"))
+        reference.append(render_reference(*splats, 16, 16))
+    for a, b in zip(native, reference, strict=True):
+        assert float((a - b).abs().max()) <= 1e-5 * float(b.max() - b.min())
+    for images in (native, reference):
+        assert hashlib.sha256(images[0].numpy().tobytes()).digest() != hashlib.sha256(
+            images[1].numpy().tobytes()).digest()
+        assert float((images[0] - images[1]).abs().max()) > 0.5
 
 
 def test_auto_falls_back_to_the_reference_with_one_warning_when_the_build_fails(monkeypatch, caplog):
@@ -324,3 +312,31 @@ def test_auto_falls_back_to_the_reference_with_one_warning_when_the_build_fails(
     assert len(warnings) == 1 and "no compiler" in warnings[0].getMessage()
     with pytest.raises(RenderError, match="cpu backend failed to build"):
         render(means, chol, colors, 12, 14, backend="cpu")
+
+
+def test_the_binding_refuses_what_the_kernels_cannot_read():
+    # The checks of ext/include/gsvc_binding.h (shared with the CUDA binding), called directly: the
+    # Python wrapper checks shapes too, but a kernel must never read a raw pointer past a tensor's end.
+    kernels = cpu_kernels()
+    means, chol, colors = random_splats(6, 12, 20, seed=22)
+    image, *binning = kernels.forward(means, chol, colors, 12, 20)
+    grads = kernels.backward(torch.ones(3, 12, 20), chol, colors, *binning, True, True)
+    assert [tuple(g.shape) for g in grads] == [(6, 2), (6, 3), (6, 3)]
+    with pytest.raises(RuntimeError, match="bad image size"):
+        kernels.forward(means, chol, colors, 0, 20)
+    with pytest.raises(RuntimeError, match="splat counts differ"):
+        kernels.forward(means, chol[:5].contiguous(), colors, 12, 20)
+    with pytest.raises(RuntimeError, match="must be float32"):
+        kernels.forward(means.double(), chol, colors, 12, 20)
+    with pytest.raises(RuntimeError, match="means must be a CPU tensor, got meta"):
+        kernels.forward(means.to("meta"), chol, colors, 12, 20)
+    # backward with a gradient image of another size than forward's binning
+    with pytest.raises(RuntimeError, match="tile_offsets must be forward's"):
+        kernels.backward(torch.ones(3, 40, 20), chol, colors, *binning, True, True)
+    with pytest.raises(RuntimeError, match=r"grad_image must be float32 \[3,H,W\]"):
+        kernels.backward(torch.ones(12, 20), chol, colors, *binning, True, True)
+    with pytest.raises(RuntimeError, match="conics must be forward's"):
+        kernels.backward(torch.ones(3, 12, 20), chol, colors, binning[0][:3], *binning[1:], True, True)
+    with pytest.raises(RuntimeError, match="tile_splats and tile_pairs"):
+        kernels.backward(torch.ones(3, 12, 20), chol, colors, *binning[:4], binning[4][:-1], binning[5], True,
+                         True)

@@ -1,30 +1,20 @@
-// Thin torch binding for the CPU kernels: checks, allocation, thread count; no maths here.
+// Thin torch binding for the CPU kernels: checks (shared with the CUDA binding, gsvc_binding.h),
+// allocation, thread count; no maths here.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
+#include "gsvc_binding.h"
 #include "gsvc_splat.h"
 #include "render_cpu.h"
 
 namespace {
 
-void check_input(const torch::Tensor& t, const char* name, int64_t cols) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
-  TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
-  TORCH_CHECK(t.dim() == 2 && t.size(1) == cols, name, " must have shape [N,", cols, "]");
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
-
 // Returns [image [3,H,W], conics [N,5], boxes [N,4] int32, splat_offsets [N+1] int64,
 //          tile_offsets [T+1] int64, tile_splats [P] int32, tile_pairs [P] int64].
 std::vector<torch::Tensor> forward(const torch::Tensor& means, const torch::Tensor& chol,
                                    const torch::Tensor& colors, int64_t height, int64_t width) {
-  check_input(means, "means", 2);
-  check_input(chol, "chol", 3);
-  check_input(colors, "colors", 3);
-  TORCH_CHECK(means.size(0) == chol.size(0) && means.size(0) == colors.size(0), "splat counts differ");
-  TORCH_CHECK(height > 0 && width > 0 && height < (1 << 30) && width < (1 << 30), "bad image size");
-  TORCH_CHECK(means.size(0) < (int64_t(1) << 31), "too many splats");
+  gsvc::binding::check_forward(means, chol, colors, height, width, c10::DeviceType::CPU);
   const int threads = at::get_num_threads();
   const int64_t n = means.size(0);
   const auto h = static_cast<int32_t>(height), w = static_cast<int32_t>(width);
@@ -58,8 +48,8 @@ std::vector<torch::Tensor> backward(const torch::Tensor& grad_image, const torch
                                     const torch::Tensor& boxes, const torch::Tensor& splat_offsets,
                                     const torch::Tensor& tile_offsets, const torch::Tensor& tile_splats,
                                     const torch::Tensor& tile_pairs, bool need_colors, bool need_geometry) {
-  TORCH_CHECK(grad_image.scalar_type() == torch::kFloat32 && grad_image.dim() == 3 && grad_image.size(0) == 3,
-              "grad_image must be float32 [3,H,W]");
+  gsvc::binding::check_backward(grad_image, chol, colors, conics, boxes, splat_offsets, tile_offsets, tile_splats,
+                                tile_pairs, c10::DeviceType::CPU);
   auto g = grad_image.contiguous();
   const int threads = at::get_num_threads();
   const int64_t n = chol.size(0);

@@ -1,27 +1,21 @@
-// Thin torch binding for the CUDA kernels (built only when torch has CUDA): checks, allocation,
-// stream; no maths here. Mirrors ext/cpu/binding.cpp, returning the same tensors.
+// Thin torch binding for the CUDA kernels (built only when torch has CUDA): checks (shared with the
+// CPU binding, gsvc_binding.h), device guard, allocation, stream; no maths here. Mirrors
+// ext/cpu/binding.cpp, returning the same tensors.
 #include <torch/extension.h>
 
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "gsvc_binding.h"
 #include "gsvc_splat.h"
 #include "render_cuda.h"
 
 namespace {
 
-void check_input(const torch::Tensor& t, const char* name, int64_t cols) {
-  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
-  TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
-  TORCH_CHECK(t.dim() == 2 && t.size(1) == cols, name, " must have shape [N,", cols, "]");
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
-
 std::vector<torch::Tensor> forward(const torch::Tensor& means, const torch::Tensor& chol,
                                    const torch::Tensor& colors, int64_t height, int64_t width) {
-  check_input(means, "means", 2);
-  check_input(chol, "chol", 3);
-  check_input(colors, "colors", 3);
-  TORCH_CHECK(means.size(0) == chol.size(0) && means.size(0) == colors.size(0), "splat counts differ");
+  gsvc::binding::check_forward(means, chol, colors, height, width, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard device_guard(means.device());  // kernels and allocations on the inputs' GPU
   const int64_t n = means.size(0);
   const auto h = static_cast<int32_t>(height), w = static_cast<int32_t>(width);
   auto stream = c10::cuda::getCurrentCUDAStream(means.device().index()).stream();
@@ -59,6 +53,9 @@ std::vector<torch::Tensor> backward(const torch::Tensor& grad_image, const torch
                                     const torch::Tensor& boxes, const torch::Tensor& splat_offsets,
                                     const torch::Tensor& tile_offsets, const torch::Tensor& tile_splats,
                                     const torch::Tensor& tile_pairs, bool need_colors, bool need_geometry) {
+  gsvc::binding::check_backward(grad_image, chol, colors, conics, boxes, splat_offsets, tile_offsets, tile_splats,
+                                tile_pairs, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard device_guard(chol.device());
   auto g = grad_image.contiguous();
   const int64_t n = chol.size(0);
   const auto h = static_cast<int32_t>(g.size(1)), w = static_cast<int32_t>(g.size(2));

@@ -116,7 +116,9 @@ def demo_command(
         count = len(source)
         with progress_renderer(quiet) as progress:
             report(progress, "encode", 0, count)  # starts the bar's clock before the first frame
-            summary = encode_video(source, info, encoded, settings, frame_count=count,
+            # a function of the frames, not the frames: --bpp is then the encoder's search over
+            # --quality (a few whole encodes of these small frames), as `gsvc encode --bpp` runs it
+            summary = encode_video(lambda: iter(source), info, encoded, settings, frame_count=count,
                                    overwrite=overwrite, progress=progress)
         if not quiet:
             stderr_console.print(summary_line(summary, info.fps), markup=False, soft_wrap=True)

@@ -235,7 +235,9 @@ def block_ssim(x: torch.Tensor, y: torch.Tensor, peak: float = 255.0) -> float:
     ss = window_sums(block_sums(torch.addcmul(x * x, y, y)))
     s12 = window_sums(block_sums(x * y))
     n = 64.0
-    c1 = (K1 * peak) ** 2 * n * n
+    # The constants scaled to window sums as ffmpeg's ssim filter (x264's) scales them: c1 by n,
+    # c2 by n (n - 1). c1 * n * n (as before) gave SSIM-Y 0.005-0.008 off ffmpeg's per frame.
+    c1 = (K1 * peak) ** 2 * n
     c2 = (K2 * peak) ** 2 * n * (n - 1.0)
     variances = ss * n - s1 * s1 - s2 * s2
     covariance = s12 * n - s1 * s2
