@@ -14,11 +14,18 @@ import torch
 
 from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.decoder import decode_frames
+from gsvc_cli.codec.encoder import gop
 from gsvc_cli.codec.encoder.colour_refit import splat_energy
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
 from gsvc_cli.codec.encoder.loss import loss_weights
 from gsvc_cli.codec.encoder.motion import block_motion
-from gsvc_cli.codec.encoder.rate_control import BPP_TOLERANCE, RateTarget, next_quality
+from gsvc_cli.codec.encoder.rate_control import (
+    BPP_TOLERANCE,
+    QualitySteer,
+    RateTarget,
+    next_quality,
+    rate_slope,
+)
 from gsvc_cli.codec.encoder.rd import (
     change_bits,
     gaussian_overlap,
@@ -129,6 +136,36 @@ def test_next_quality_searches_a_monotonic_curve() -> None:
             break
     assert q is None and any(abs(b / 0.7 - 1) <= BPP_TOLERANCE for b in tried.values())
     assert len(tried) <= 6
+
+
+def test_quality_steer_follows_the_scaled_reference() -> None:
+    steer = QualitySteer((1000.0, 500.0, 500.0), quality=30.0, scale=0.5, slope=4.0)
+    assert steer.quality_at(0, 0.0) == pytest.approx(26.0)  # half the rate: one doubling down
+    assert steer.quality_at(1, 500.0) == pytest.approx(26.0)  # on plan: no correction
+    assert steer.quality_at(1, 707.1) == pytest.approx(24.0, abs=1e-3)  # sqrt(2) over the plan: down
+    assert steer.quality_at(1, 1e9) == pytest.approx(24.0)  # never more than STEER_RANGE from 30
+    assert steer.quality_at(2, 1.0) == pytest.approx(36.0)
+
+
+def test_rate_slope_fits_noisy_passes() -> None:
+    assert rate_slope({30.0: 0.2, 34.0: 0.4}) == pytest.approx(4.0)
+    assert rate_slope({30.0: 0.2, 31.0: 0.31, 31.5: 0.27, 34.0: 0.4}) > 0  # non-monotonic inside
+    assert rate_slope({30.0: 0.3, 31.0: 0.2}) == pytest.approx(9.0)  # falling: the typical slope
+
+
+def test_steered_passes_land_when_no_quality_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two constant-quality passes that miss the target, the steered passes must land."""
+    monkeypatch.setattr(gop, "BPP_SEARCH_PASSES", 2)
+    monkeypatch.setattr(gop, "first_quality", lambda bpp: 30.0)
+    frames, info = crops([(k, 150, 60) for k in range(3)], width=128, height=96)
+    out = tmp_path / "steered.gsvc"
+    summary = encode_video(lambda: iter(frames), info, out, EncoderSettings(RateTarget(bpp=1.2), "fast"),
+                           frame_count=len(frames))
+    real = 8 * out.stat().st_size / (info.width * info.height * len(frames))
+    assert summary.passes >= 2
+    assert abs(real / 1.2 - 1) <= 0.03, real
+    with GsvcReader(out) as reader:
+        assert "steered" in reader.header.params["target"]
 
 
 def test_block_motion_finds_a_translation() -> None:

@@ -37,13 +37,16 @@ from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
 from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
+    BPP_STEER_PASSES,
     BPP_TOLERANCE,
     MIN_SPLATS,
     FramePlan,
+    QualitySteer,
     RateController,
     RateTarget,
     first_quality,
     next_quality,
+    rate_slope,
     revert_rows,
     revert_to_budget,
     search_step_scale,
@@ -72,9 +75,6 @@ DB_PER_DOUBLING = 2.5  # typical PSNR gain per doubling of the splat count (meas
 COUNT_EXPONENT = DB_PER_DOUBLING / (10 * math.log10(2))  # D ~ N^-beta for N splats
 STEP_SCALE_GRID = tuple(2.0 ** (k / 2) for k in range(-3, 4))  # around the last I-frame's scale
 PIXELS_PER_SPLAT_GUESS = 50  # first I-frame's count before the RD count model takes over
-P_PREFERENCE = 1.3  # a fitted P-frame stays P unless it costs 30% more than an I-frame: an I-frame's
-# cost leaves out what the P-frame's splats carry on into the next frames (on cuts_qcif the P/I cost
-# ratio of the motion frames without a cut reached 1.04, of the real cuts 5+)
 P_SSE_RATIO_FLOOR = 0.05  # no P-fit has removed more than 95% of its warm start's error (cut check)
 
 
@@ -187,6 +187,11 @@ class Encoder:
         self.active_fraction = 0.3
         self.add_count: int | None = None
 
+    def set_quality(self, quality: float) -> None:
+        """Move lambda for the frames that follow (a steered --bpp pass); constant-quality only."""
+        assert self.lam is not None
+        self.lam = lagrangian(quality)
+
     # ------------------------------------------------------------------------------------------
     def encode(self, index: int, frame: Frame) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
         """Code one frame; returns the payload, its report and the decoded YUV 4:4:4 image."""
@@ -201,7 +206,7 @@ class Encoder:
             cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
-                if by_cost and p_cost > P_PREFERENCE * self._intra_cost_estimate():
+                if by_cost and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate():
                     coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
@@ -357,9 +362,11 @@ class Encoder:
         # share that follows how many of the active survivors kept their change.
         n_active = int(result.active[:n_kept].sum())
         kept_share = kept_rows / n_active if n_active else 0.0
-        self.active_fraction = min(1.0, max(0.02, self.active_fraction * (0.5 + kept_share)))
+        tuning = self.settings.tuning
+        self.active_fraction = min(1.0, max(tuning.min_active, self.active_fraction * (0.5 + kept_share)))
         accepted = int(new_keep.sum())
-        self.add_count = int(min(max(1, n_prev // 5), max(1, n_prev // 200, 2 * accepted)))
+        floor = int(n_prev * tuning.min_new_share)
+        self.add_count = int(min(max(1, n_prev // 5), max(1, floor, 2 * accepted)))
         fit_psnr = weighted_psnr(rendered, image, CHANNEL_WEIGHTS)
         return coded, _Reference(q, decoded), fit_psnr, sse + self.lam * 8.0 * len(coded.payload)
 
@@ -545,7 +552,7 @@ def file_overhead(header: FileHeader, frame_count: int | None) -> int:
 
 def encode_frames(frames: Iterable[Frame], info: VideoInfo, settings: EncoderSettings, *,
                   frame_count: int | None, overhead_bytes: int, first_index: int = 0,
-                  progress: ProgressCallback | None = None
+                  progress: ProgressCallback | None = None, steer: QualitySteer | None = None
                   ) -> Iterator[tuple[int, CodedFrame, FrameReport, torch.Tensor]]:
     """Encode up to `frame_count` frames as one closed sequence that opens with an I-frame.
 
@@ -553,12 +560,17 @@ def encode_frames(frames: Iterable[Frame], info: VideoInfo, settings: EncoderSet
     `first_index`, which also seeds the fitter, so a chunk of a video codes exactly as it would
     wherever it runs. `overhead_bytes`: the file bytes outside frame records that this sequence's
     --bpp budget must pay for. Shared by `encode_video` and chunked encoding (gsvc_cli.chunked).
+    steer: the quality frame by frame of a constant-quality encode (a steered --bpp pass).
     """
     encoder = Encoder(info, settings, frame_count, overhead_bytes, progress)
+    spent = 0.0
     for k, frame in enumerate(frames):
         if frame_count is not None and k >= frame_count:
             break
+        if steer is not None:
+            encoder.set_quality(steer.quality_at(k, spent))
         coded, rep, decoded = encoder.encode(first_index + k, frame)
+        spent += rep.bits
         yield first_index + k, coded, rep, decoded
 
 
@@ -590,44 +602,65 @@ def encode_video(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], info: 
 def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, output: Path,
                    settings: EncoderSettings, *, frame_count: int | None, overwrite: bool,
                    progress: ProgressCallback | None) -> EncodeSummary:
-    """--bpp as a search over --quality: each pass a whole constant-quality encode into a temp folder
-    beside the output; the pass that lands within tolerance (else the closest one below the target,
-    else the closest) is moved onto the output."""
+    """--bpp as a search over --quality, each pass a whole encode into a temp folder beside the
+    output: constant-quality passes first (rate_control.next_quality); when none lands within
+    BPP_TOLERANCE (the rate jumps between neighbouring qualities), steered passes whose quality
+    moves frame by frame along the closest pass's bits (rate_control.QualitySteer). The pass that
+    lands (else the closest to the target) is moved onto the output."""
     assert settings.target.bpp is not None
     target = settings.target.bpp
     check_output_path(output, overwrite)
     start = time.perf_counter()
     parent = output.parent if str(output.parent) else Path(".")
+    total = BPP_SEARCH_PASSES + BPP_STEER_PASSES
+    passes: list[EncodeSummary] = []
+
+    def miss(summary: EncodeSummary) -> float:
+        return abs(math.log(summary.bpp / target))
+
+    def landed() -> EncodeSummary | None:
+        best = min(passes, key=miss)
+        return best if abs(best.bpp / target - 1) <= BPP_TOLERANCE else None
+
+    def run(quality: float, steer: QualitySteer | None) -> EncodeSummary:
+        report(progress, "pass", len(passes) + 1, total, quality=quality, steered=steer is not None)
+        how = f"quality={quality:.3f}" + (", steered" if steer is not None else "")
+        summary = _encode_pass(frames(), info, Path(work) / f"pass{len(passes)}.gsvc",
+                               replace(settings, target=RateTarget(quality=quality)), frame_count=frame_count,
+                               overwrite=True, progress=progress, on_frame=None,
+                               target_text=f"bpp={target:g} ({how})", steer=steer)
+        passes.append(summary)
+        return summary
+
     with tempfile.TemporaryDirectory(prefix=f".{output.stem}.passes.", dir=parent) as work:
         tried: dict[float, float] = {}
-        results: dict[float, EncodeSummary] = {}
         quality: float | None = first_quality(target)
-        for attempt in range(BPP_SEARCH_PASSES):
-            if quality is None or quality in tried:
-                break
-            report(progress, "pass", attempt + 1, BPP_SEARCH_PASSES, quality=quality)
-            pass_settings = replace(settings, target=RateTarget(quality=quality))
-            summary = _encode_pass(frames(), info, Path(work) / f"pass{attempt}.gsvc", pass_settings,
-                                   frame_count=frame_count, overwrite=True, progress=progress, on_frame=None,
-                                   target_text=f"bpp={target:g} (quality={quality:.3f})")
-            tried[quality] = summary.bpp
-            results[quality] = summary
+        while quality is not None and quality not in tried and len(passes) < BPP_SEARCH_PASSES:
+            tried[quality] = run(quality, None).bpp
             quality = next_quality(tried, target)
-        within = [q for q, b in tried.items() if abs(b / target - 1) <= BPP_TOLERANCE]
-        below = [q for q, b in tried.items() if b <= target]
-        pick = (within or below or list(tried))
-        best = min(pick, key=lambda q: abs(tried[q] - target))
-        chosen = results[best]
+        reference = min(passes, key=miss)
+        assert reference.quality is not None
+        frame_bits = [float(f.bits) for f in reference.frames]
+        overhead = 8.0 * reference.file_bytes - sum(frame_bits)  # header, index, trailer
+        target_bits = target * info.width * info.height * len(frame_bits)
+        scale = (target_bits - overhead) / sum(frame_bits)
+        slope = rate_slope(tried)
+        for _ in range(BPP_STEER_PASSES):
+            if landed() is not None:
+                break
+            steer = QualitySteer(tuple(frame_bits), reference.quality, scale, slope)
+            steered = run(reference.quality, steer)
+            scale *= (target_bits - overhead) / max(1.0, 8.0 * steered.file_bytes - overhead)
+        chosen = landed() or min(passes, key=miss)
         os.replace(chosen.path, output)
-    return replace(chosen, path=output, seconds=time.perf_counter() - start, passes=len(tried),
-                   quality=best)
+    return replace(chosen, path=output, seconds=time.perf_counter() - start, passes=len(passes))
 
 
 def _encode_pass(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
                  frame_count: int | None, overwrite: bool, progress: ProgressCallback | None,
                  on_frame: Callable[[int, torch.Tensor], None] | None,
-                 target_text: str | None = None) -> EncodeSummary:
-    """One encode of `frame_count` frames into `output` (atomically)."""
+                 target_text: str | None = None, steer: QualitySteer | None = None) -> EncodeSummary:
+    """One encode of `frame_count` frames into `output` (atomically); `steer`: see encode_frames."""
     start = time.perf_counter()
     header = file_header(info, settings, target_text)
     overhead = file_overhead(header, frame_count)
@@ -635,7 +668,8 @@ def _encode_pass(frames: Iterable[Frame], info: VideoInfo, output: Path, setting
     total_bits = 8 * overhead
     with GsvcWriter(output, header, overwrite=overwrite) as writer:
         for index, coded, rep, decoded in encode_frames(frames, info, settings, frame_count=frame_count,
-                                                        overhead_bytes=overhead, progress=progress):
+                                                        overhead_bytes=overhead, progress=progress,
+                                                        steer=steer):
             writer.write_frame(coded.frame_type, rep.n_splats, coded.payload)
             reports.append(rep)
             total_bits += rep.bits

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 MIN_SPLATS = 16
 BPP_TOLERANCE = 0.01  # --bpp lands within 1% of the target on the whole file
-BPP_SEARCH_PASSES = 6
+BPP_SEARCH_PASSES = 5  # constant-quality passes of a --bpp search
+BPP_STEER_PASSES = 2  # steered passes after them, when no constant-quality pass landed
+STEER_RANGE = 6.0  # a steered pass keeps every frame's quality within this of its reference's
 DB_PER_RATE_DOUBLING = 9.0  # quality steps per doubling of the rate (measured, first guess only)
 MAX_BPP = 24.0  # more than raw 8-bit 4:4:4: nobody asks for it on purpose
 STEP_SEARCH_ITERS = 9
@@ -249,6 +251,47 @@ def next_quality(tried: dict[float, float], target_bpp: float) -> float | None:
             slope = min(30.0, max(3.0, (q1 - q0) / math.log2(b1 / b0)))
     q, b = (below[-1] if below else above[0])
     return min(70.0, max(0.0, q + slope * math.log2(target_bpp / b)))
+
+
+@dataclass(frozen=True)
+class QualitySteer:
+    """A pass whose quality moves frame by frame so its bits follow a reference pass's, scaled.
+
+    The rate of the constant-quality encoder is not a smooth function of the quality: an I-frame
+    more or less, or new splats starting to pay a few frames earlier, moves a whole clip's bits by
+    10-30% between neighbouring qualities (cars, 30 frames: Q 31 gave 0.309 bpp, Q 31.5 0.269), so
+    no constant quality may land within BPP_TOLERANCE. As x264's second pass does with its first,
+    this follows the bits of the reference pass (the constant-quality pass closest to the target)
+    multiplied by `scale`: before each frame the quality is the reference's, moved along the
+    measured slope by the rate still wanted and by how far the bits spent so far are off the plan.
+    reference_bits: per-frame bits of the reference pass; slope: quality steps per rate doubling."""
+
+    reference_bits: tuple[float, ...]
+    quality: float
+    scale: float
+    slope: float
+
+    def quality_at(self, index: int, spent_bits: float) -> float:
+        """The quality for frame `index` (from 0) of the steered pass, after `spent_bits` in frames."""
+        planned = self.scale * sum(self.reference_bits[:index])
+        error = math.log2(max(spent_bits, 1.0) / planned) if index and planned > 0 else 0.0
+        q = self.quality + self.slope * (math.log2(self.scale) - error)
+        return min(70.0, max(0.0, self.quality - STEER_RANGE, min(self.quality + STEER_RANGE, q)))
+
+
+def rate_slope(tried: dict[float, float]) -> float:
+    """Quality steps per doubling of the rate: the least-squares slope of quality on log2(bpp) over
+    every tried pass (the rate is noisy in the quality, so not just two neighbours), clamped to
+    [1.5, 15]; DB_PER_RATE_DOUBLING when the passes say nothing usable."""
+    points = [(q, math.log2(b)) for q, b in tried.items() if b > 0]
+    if len(points) >= 2:
+        mean_q = sum(q for q, _ in points) / len(points)
+        mean_r = sum(r for _, r in points) / len(points)
+        var = sum((r - mean_r) ** 2 for _, r in points)
+        cov = sum((q - mean_q) * (r - mean_r) for q, r in points)
+        if var > 0 and cov > 0:
+            return min(15.0, max(1.5, cov / var))
+    return DB_PER_RATE_DOUBLING
 
 
 # ----------------------------------------------------------------------------------------------
