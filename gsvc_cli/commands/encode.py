@@ -54,7 +54,9 @@ Rate control takes one target. --quality Q (default {DEFAULT_QUALITY:g}; higher 
 how many splats to add, the quantiser steps) minimises distortion + lambda x bits with one
 lambda = 2 ln2 x 10^(-Q/10), so Q is roughly the PSNR (dB, YUV 6:1:1 in the fitting space) the
 encoder aims for. --bpp B (file bits per pixel, headers included) searches the quality that lands
-within 1% of B: several whole encodes (typically 3-5), so it takes that much longer. --psnr and
+within 1% of B: several whole encodes (typically 3-5), so it takes that much longer; when no
+constant quality lands (the rate can jump between neighbouring qualities), up to two more passes
+move the quality frame by frame to follow the closest pass's bits, scaled to B. --psnr and
 --splats are the older per-frame targets, kept for experiments. Each GOP starts with an I-frame
 fitted from scratch; P-frames start from the previous decoded frame, its splats moved by the motion
 found between the frames, and a frame becomes an I-frame where that costs less than the best
