@@ -40,7 +40,9 @@ BPP_TOLERANCE = 0.01  # --bpp lands within 1% of the target on the whole file
 BPP_SEARCH_PASSES = 5  # constant-quality passes of a --bpp search
 BPP_STEER_PASSES = 2  # steered passes after them, when no constant-quality pass landed
 STEER_RANGE = 6.0  # a steered pass keeps every frame's quality within this of its reference's
-DB_PER_RATE_DOUBLING = 9.0  # quality steps per doubling of the rate (measured, first guess only)
+DB_PER_RATE_DOUBLING = 4.0  # quality steps per doubling of the rate (first guess only): 3.3-6.1 on the
+# seven whole clips of BENCHMARKS.md between Q 27 and 36, median ~4
+BPP_AT_Q33 = 0.43  # the same clips at Q 33, preset fast: 0.18-1.29 bpp, geometric mean ~0.43
 MAX_BPP = 24.0  # more than raw 8-bit 4:4:4: nobody asks for it on purpose
 STEP_SEARCH_ITERS = 9
 STEP_SCALE_RANGE = (2.0 ** -3, 2.0 ** 4)
@@ -225,7 +227,7 @@ class RateController:
 
 def first_quality(bpp: float) -> float:
     """A first guess of the quality that gives `bpp` (CIF-sized clips at preset fast land near it)."""
-    return min(70.0, max(0.0, 33.0 + DB_PER_RATE_DOUBLING * math.log2(bpp / 0.6)))
+    return min(70.0, max(0.0, 33.0 + DB_PER_RATE_DOUBLING * math.log2(bpp / BPP_AT_Q33)))
 
 
 def next_quality(tried: dict[float, float], target_bpp: float) -> float | None:
