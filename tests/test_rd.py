@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.decoder import decode_frames
 from gsvc_cli.codec.encoder.colour_refit import splat_energy
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_frames, encode_video
 from gsvc_cli.codec.encoder.loss import loss_weights
-from gsvc_cli.codec.encoder.motion import block_motion
+from gsvc_cli.codec.encoder.motion import MotionField, block_motion, motion_at
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_TOLERANCE,
     DB_PER_RATE_DOUBLING,
@@ -173,10 +174,28 @@ def test_block_motion_finds_a_translation() -> None:
     luma = torch.from_numpy(frames[0].y.astype(np.float32) / 255)
     moved = torch.roll(luma, shifts=(-2, 3), dims=(0, 1))  # content moves 3 px right, 2 px up
     field = block_motion(luma, moved, block=16)
-    inner = field[1:-1, 1:-1].reshape(-1, 2)
+    assert field.spacing == 16
+    inner = field.vectors[1:-1, 1:-1].reshape(-1, 2)
     assert (inner.round() == torch.tensor([3.0, -2.0])).all(dim=1).float().mean() > 0.8
     still = block_motion(luma, luma, block=16)
-    assert bool((still == 0).all())  # static stays exactly still: a still splat costs nothing
+    assert bool((still.vectors == 0).all())  # static stays exactly still: a still splat costs nothing
+
+
+def test_motion_of_a_large_frame_lands_where_the_splats_are() -> None:
+    """A frame big enough to be searched downscaled (960x720, at 1/3) gets 15-pixel tiles, not 16:
+    the field must say so, and a splat must read the tile under it (it was read 16/15 too far out,
+    60 pixels at the right edge of a 1080p frame)."""
+    frames, _ = crops([(0, 0, 0)], width=320, height=240)
+    small = torch.from_numpy(frames[0].y.astype(np.float32) / 255)[None, None]
+    luma = F.interpolate(small, scale_factor=3, mode="bilinear", align_corners=False)[0, 0]
+    field = block_motion(luma, torch.roll(luma, shifts=6, dims=1), block=16)
+    assert field.spacing == 15 and field.vectors.shape[:2] == (math.ceil(720 / 15), math.ceil(960 / 15))
+    # A field whose x-motion is the tile's column index: read at x, it must give the column under x.
+    columns = torch.arange(64, dtype=torch.float32)
+    ramp = MotionField(torch.stack([columns.expand(48, 64), torch.zeros(48, 64)], dim=-1), 15)
+    xs = torch.tensor([100.0, 500.0, 900.0, 920.0])
+    read = motion_at(ramp, torch.stack([xs, torch.full_like(xs, 360.0)], dim=1))[:, 0]
+    assert torch.allclose(read, xs / 15 - 0.5, atol=0.05), read
 
 
 # ----------------------------------------------------------------------------------------------

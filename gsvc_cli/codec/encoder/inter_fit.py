@@ -138,8 +138,8 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
                                  "global")
     if local_motion and len(prev):
         field = block_motion(rendered[0], image[0], MOTION_BLOCK)
-        if bool(field.abs().max() > 0):
-            step = motion_at(field, prev.means, MOTION_BLOCK) / steps.mean
+        if bool(field.vectors.abs().max() > 0):
+            step = motion_at(field, prev.means) / steps.mean
             moved_q = QuantisedSplats(prev_q.means + torch.round(step).to(torch.int32).cpu(), prev_q.chol,
                                       prev_q.colors)
             moved = dequantise(moved_q, steps, image.device)
