@@ -335,7 +335,8 @@ class Encoder:
         if self.add_count is None:
             self.add_count = max(1, n_prev // 50)
         result = fit_inter(image, warm, self.steps, n_add=self.add_count, n_prune=hurting,
-                           active_fraction=self.active_fraction, iterations=self.preset.inter_steps,
+                           active_fraction=self.active_fraction,
+                           iterations=round(self.preset.inter_steps * self.settings.tuning.inter_steps_scale),
                            channel_weights=CHANNEL_WEIGHTS, seed=self.settings.seed + index)
         q, kept_rows, new_keep = self._rd_prune_changes(image, result, prev.q)
         kept = result.kept
