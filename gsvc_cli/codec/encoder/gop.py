@@ -334,9 +334,11 @@ class Encoder:
         hurting = int((cost < 0).sum())
         if self.add_count is None:
             self.add_count = max(1, n_prev // 50)
+        tuning = self.settings.tuning
         result = fit_inter(image, warm, self.steps, n_add=self.add_count, n_prune=hurting,
                            active_fraction=self.active_fraction,
-                           iterations=round(self.preset.inter_steps * self.settings.tuning.inter_steps_scale),
+                           iterations=round(self.preset.inter_steps * tuning.inter_steps_scale),
+                           extra_iterations=round(self.preset.inter_steps * tuning.inter_extra_scale),
                            channel_weights=CHANNEL_WEIGHTS, seed=self.settings.seed + index)
         q, kept_rows, new_keep = self._rd_prune_changes(image, result, prev.q)
         kept = result.kept
@@ -363,7 +365,6 @@ class Encoder:
         # share that follows how many of the active survivors kept their change.
         n_active = int(result.active[:n_kept].sum())
         kept_share = kept_rows / n_active if n_active else 0.0
-        tuning = self.settings.tuning
         self.active_fraction = min(1.0, max(tuning.min_active, self.active_fraction * (0.5 + kept_share)))
         accepted = int(new_keep.sum())
         floor = int(n_prev * tuning.min_new_share)

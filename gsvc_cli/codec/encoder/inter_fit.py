@@ -31,6 +31,8 @@ from gsvc_cli.render import render
 MIN_GLOBAL_SHIFT = 0.3  # pixels; below this, global motion is not worth coding
 SHIFT_GAIN_DB = 1.0  # a global shift must improve the warm start by this much
 MOTION_BLOCK = 16  # pixels; block size of the local motion search
+CONTINUE_WINDOW = 10  # P-fit steps between checks of whether more steps still pay
+CONTINUE_GAIN = 0.005  # ... they do while the loss falls by 0.5% per window
 
 
 @dataclass
@@ -152,13 +154,15 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
 
 
 def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add: int,
-              n_prune: int, active_fraction: float, iterations: int,
+              n_prune: int, active_fraction: float, iterations: int, extra_iterations: int = 0,
               channel_weights: tuple[float, float, float], seed: int = 0,
               lrs: tuple[float, float, float] = INTER_LRS) -> InterResult:
     """Fit a P-frame to `image` [3,H,W] from its warm start (see `warm_start`).
 
     n_add new splats at the residual, n_prune least useful previous splats removed, and at most
     active_fraction of the survivors allowed to change (new splats are always active).
+    extra_iterations: up to this many more, CONTINUE_WINDOW at a time, while the loss still falls by
+    CONTINUE_GAIN per window (a frame the warm start explains well stops at `iterations`).
     """
     device = image.device
     _, height, width = image.shape
@@ -200,13 +204,20 @@ def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add:
             base = render(frozen.means, frozen.chol, frozen.colors, height, width)
         optimizer = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, lrs, strict=True)],
                                      eps=1e-15)
-        for _ in range(iterations):
-            s = fake_quantise(Splats(*params), steps)
-            out = base + render(s.means, s.chol, s.colors, height, width)
-            loss = weighted_mse(out, image, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        losses: list[float] = []
+        step = 0
+        while step < iterations or (step < iterations + extra_iterations and step % CONTINUE_WINDOW == 0
+                                    and len(losses) > CONTINUE_WINDOW
+                                    and losses[-1] < (1 - CONTINUE_GAIN) * losses[-1 - CONTINUE_WINDOW]):
+            for _ in range(CONTINUE_WINDOW if step >= iterations else 1):
+                s = fake_quantise(Splats(*params), steps)
+                out = base + render(s.means, s.chol, s.colors, height, width)
+                loss = weighted_mse(out, image, weights)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                step += 1
         with torch.no_grad():  # closed-form colours of the active splats, geometry as quantised
             s = fake_quantise(Splats(*params), steps)
             params[2].copy_(refit_colours(s.means, s.chol, image - base, params[2].detach(), iters=10))

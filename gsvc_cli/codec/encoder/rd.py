@@ -51,6 +51,8 @@ class RDTuning:
     times this. An I-frame's J leaves out what the P-frame's splats carry on into the next frames (on
     cuts_qcif the P/I ratio of motion frames without a cut reached 1.04, of its real cuts 5+).
     inter_steps_scale: P-fit iterations as a multiple of the preset's (an experiment knob).
+    inter_extra_scale: up to this multiple of the preset's P-fit iterations more, while the fit's
+    loss still falls (inter_fit.CONTINUE_GAIN).
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -69,6 +71,7 @@ class RDTuning:
     min_new_share: float = 0.02
     min_active: float = 0.1
     inter_steps_scale: float = 1.0
+    inter_extra_scale: float = 0.0
 
 
 def lagrangian(quality: float) -> float:
