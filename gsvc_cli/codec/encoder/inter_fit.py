@@ -205,19 +205,24 @@ def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add:
         optimizer = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, lrs, strict=True)],
                                      eps=1e-15)
         losses: list[float] = []
-        step = 0
-        while step < iterations or (step < iterations + extra_iterations and step % CONTINUE_WINDOW == 0
-                                    and len(losses) > CONTINUE_WINDOW
-                                    and losses[-1] < (1 - CONTINUE_GAIN) * losses[-1 - CONTINUE_WINDOW]):
-            for _ in range(CONTINUE_WINDOW if step >= iterations else 1):
-                s = fake_quantise(Splats(*params), steps)
-                out = base + render(s.means, s.chol, s.colors, height, width)
-                loss = weighted_mse(out, image, weights)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                step += 1
+
+        def fit_step() -> None:
+            s = fake_quantise(Splats(*params), steps)
+            out = base + render(s.means, s.chol, s.colors, height, width)
+            loss = weighted_mse(out, image, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+
+        for _ in range(iterations):
+            fit_step()
+        extra = 0
+        while (extra < extra_iterations and len(losses) > CONTINUE_WINDOW
+               and losses[-1] < (1 - CONTINUE_GAIN) * losses[-1 - CONTINUE_WINDOW]):
+            for _ in range(CONTINUE_WINDOW):
+                fit_step()
+            extra += CONTINUE_WINDOW
         with torch.no_grad():  # closed-form colours of the active splats, geometry as quantised
             s = fake_quantise(Splats(*params), steps)
             params[2].copy_(refit_colours(s.means, s.chol, image - base, params[2].detach(), iters=10))

@@ -261,11 +261,12 @@ class QualitySteer:
 
     The rate of the constant-quality encoder is not a smooth function of the quality: an I-frame
     more or less, or new splats starting to pay a few frames earlier, moves a whole clip's bits by
-    10-30% between neighbouring qualities (cars, 30 frames: Q 31 gave 0.309 bpp, Q 31.5 0.269), so
-    no constant quality may land within BPP_TOLERANCE. As x264's second pass does with its first,
-    this follows the bits of the reference pass (the constant-quality pass closest to the target)
-    multiplied by `scale`: before each frame the quality is the reference's, moved along the
-    measured slope by the rate still wanted and by how far the bits spent so far are off the plan.
+    10-15% between neighbouring qualities (cars, 30 frames: Q 30.31 gave 0.264 bpp, Q 30.39 0.301;
+    foreman: Q 29.85 0.187, Q 29.89 0.206), so no constant quality may land within BPP_TOLERANCE.
+    As x264's second pass does with its first, this follows the bits of the reference pass (the
+    constant-quality pass closest to the target) multiplied by `scale`: before each frame the
+    quality is the reference's, moved along the measured slope by the rate still wanted and by how
+    far the bits spent so far are off the plan.
     reference_bits: per-frame bits of the reference pass; slope: quality steps per rate doubling."""
 
     reference_bits: tuple[float, ...]
