@@ -20,6 +20,7 @@ from gsvc_cli.codec.bitstream.container import (
     index_and_trailer_size,
 )
 from gsvc_cli.codec.bitstream.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps
 from gsvc_cli.errors import FormatError, UsageError
 
@@ -50,7 +51,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (2, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (3, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -138,8 +139,8 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 3) + good[10:])
-    with pytest.raises(FormatError, match="version 3.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 4) + good[10:])
+    with pytest.raises(FormatError, match="version 4.0 is not supported"):
         GsvcReader(other)
     # format 1 (before context modelling) codes payloads differently: refused, not misread
     other.write_bytes(good[:8] + struct.pack("<H", 1) + good[10:])
@@ -175,7 +176,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (2, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (3, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -212,7 +213,8 @@ class Lcg:
 
 
 def encode_golden(path: Path) -> list[QuantisedSplats]:
-    """Frames I, P, P, I: each P drops every 9th splat, nudges a third, adds 4 new ones."""
+    """Frames I, P, P, I: each P drops every 9th splat, nudges a third, adds 4 new ones; the
+    second P moves the rest by a motion field."""
     rand = Lcg(12345)
     steps = QuantSteps.from_quality(0.5)
     decoded: list[QuantisedSplats] = []
@@ -224,12 +226,17 @@ def encode_golden(path: Path) -> list[QuantisedSplats]:
             else:
                 prev = decoded[-1].as_array()
                 kept = [i for i in range(len(prev)) if i % 9 != 4]
+                field = None  # frame 2 carries a 3x2 motion field
+                if k == 2:
+                    field = MotionVectors(np.array([[[rand(9) - 4, rand(9) - 4] for _ in range(3)]
+                                                    for _ in range(2)], dtype=np.int64), 200)
+                    prev = field.predict(prev)
                 cur = [list(prev[i]) for i in kept]
                 for row in cur[::3]:
                     row[0] += rand(5) - 2
                     row[5] += rand(3) - 1
                 q = QuantisedSplats.from_array(np.array(cur + [rand.splat() for _ in range(4)]))
-                coded = encode_inter_frame(q, decoded[-1], torch.tensor(kept))
+                coded = encode_inter_frame(q, decoded[-1], torch.tensor(kept), field)
             out.write_frame(coded.frame_type, len(q), coded.payload)
             decoded.append(q.select(coded.order))
     return decoded
@@ -273,7 +280,7 @@ def test_golden_bitstream(tmp_path):
 
 
 def test_any_minor_of_the_major_is_read(tmp_path):
-    """Minor versions only add coding-parameter keys: a file that says 2.0 reads the same with any
+    """Minor versions only add coding-parameter keys: a file that says 3.0 reads the same with any
     minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
@@ -283,6 +290,6 @@ def test_any_minor_of_the_major_is_read(tmp_path):
     struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (2, 5) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (3, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 

@@ -42,8 +42,8 @@ MAGIC = b"GSVC\r\n\x1a\n"
 RECORD_MAGIC = b"GSFR"
 INDEX_MAGIC = b"GSIX"
 TRAILER_MAGIC = b"GSVE"
-FORMAT_MAJOR = 2
-FORMAT_MINOR = 0  # 2.0: context modelling; the 1.1 keys (sar, colour tags) are part of it
+FORMAT_MAJOR = 3
+FORMAT_MINOR = 0  # 3.0: P-frames carry a motion field; 2.0: context modelling; 1.1: sar, colour tags
 
 _HEADER_FIXED = struct.Struct("<8sHHIIIIIIBBBBH")  # magic .. kv count: 42 bytes
 _RECORD_HEAD = struct.Struct("<4scII")  # magic, type, splat count, payload length: 13 bytes

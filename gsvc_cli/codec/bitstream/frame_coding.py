@@ -5,15 +5,17 @@ For the encoder loop (docs/FORMAT.md, "Frame payloads", is the contract):
     coded = encode_intra_frame(q, steps)            # I-frame: starts a GOP, carries its steps
     q = q.select(coded.order)                        # the decoder's splat order (sorted by position)
     ...
-    coded = encode_inter_frame(cur, prev, kept)      # P-frame, closed loop on *decoded* integers
+    coded = encode_inter_frame(cur, prev, kept, mv)  # P-frame, closed loop on *decoded* integers
     cur = cur.select(coded.order)                    # survivors keep their order; new ones sorted
     frame = decode_frame(coded.payload, prev)        # DecodedFrame: .splats equal `cur` exactly
 
 P-frame semantics (splat identity): `prev` are the previous frame's decoded splats (N_prev, in the
 decoder's order); `kept` are the increasing indices of the survivors in `prev`; `cur` holds the
 survivors first, in that order (their parameters may have changed), then the new splats. The
-payload codes a deletion flag per previous splat, a change class per survivor (which of means,
-chol, colours differ), the integer differences of what changed, and the new splats intra-coded.
+payload codes an optional motion field (`MotionVectors`: survivors' centres are predicted at the
+previous centre moved by it), a deletion flag per previous splat, a change class per survivor
+(which of means, chol, colours differ from the prediction), the integer differences of what
+changed, and the new splats intra-coded.
 An unchanged frame codes only constant streams, so it costs a few bytes in total.
 
 `FrameStats` (on both coded and decoded frames) gives bits per parameter group and per splat, raw
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from gsvc_cli.codec.bitstream.entropy import ByteReader, EntropyReader, EntropyWriter, StreamStats, put_varint
+from gsvc_cli.codec.bitstream.motion_vectors import MAX_CELL, MAX_CELLS, MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps
 from gsvc_cli.errors import FormatError, GsvcError
 
@@ -301,8 +304,42 @@ def _delta_contexts(column: int, deltas: np.ndarray) -> np.ndarray | None:
 _DELTA_BUCKETS = {1: 3, 7: N_CONTEXTS}
 
 
+def _write_motion(head: bytearray, writer: EntropyWriter, motion: MotionVectors | None) -> None:
+    """Field size in the frame header (0 0: no field), its residuals as streams mv.x, mv.y."""
+    if motion is None:
+        put_varint(head, 0)
+        put_varint(head, 0)
+        return
+    gh, gw, _ = motion.vectors.shape
+    for value in (gw, gh, motion.cell):
+        put_varint(head, value)
+    rx, ry = motion.residuals()
+    writer.add("mv.x", rx)
+    writer.add("mv.y", ry)
+
+
+def motion_field_bits(motion: MotionVectors) -> int:
+    """What carrying `motion` adds to a P-frame, in bits (its streams and its size varints)."""
+    head, writer = bytearray(), EntropyWriter()
+    _write_motion(head, writer, motion)
+    return 8 * (len(head) + len(writer.finish()))
+
+
+def _read_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str) -> MotionVectors | None:
+    if gw == 0 and gh == 0:
+        return None
+    if not (gw >= 1 and gh >= 1 and gw * gh <= MAX_CELLS and 1 <= cell <= MAX_CELL):
+        raise FormatError(f"{what}: bad motion field size ({gw}x{gh} cells of {cell})")
+    rx = entropy.read(gw * gh, "mv.x")
+    ry = entropy.read(gw * gh, "mv.y")
+    try:
+        return MotionVectors.from_residuals(rx, ry, gw, gh, cell)
+    except ValueError as exc:
+        raise FormatError(f"{what}: bad motion field ({exc})") from exc
+
+
 def _stream_groups(prefixes: tuple[str, ...]) -> dict[str, str]:
-    groups = {"deleted": "structure", "change": "structure"}
+    groups = {"deleted": "structure", "change": "structure", "mv.x": "means", "mv.y": "means"}
     for prefix in prefixes:
         for name, group in _INTRA_STREAMS:
             groups[prefix + name] = group
@@ -352,11 +389,13 @@ def encode_intra_frame(q: QuantisedSplats, steps: QuantSteps) -> CodedFrame:
     return CodedFrame(payload, torch.from_numpy(order), stats)
 
 
-def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor) -> CodedFrame:
+def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor,
+                       motion: MotionVectors | None = None) -> CodedFrame:
     """P-frame, closed loop: `q` = survivors of `prev` (indices `kept`, increasing) then new splats.
 
     prev: the previous frame's *decoded* splats (N_prev). kept: [n_kept] integer indices into prev.
-    q: [N >= n_kept] splats in the same quantiser steps as prev (the GOP's).
+    q: [N >= n_kept] splats in the same quantiser steps as prev (the GOP's). motion: the field that
+    predicts the survivors' centres (None or all zero: no field, the previous centres).
     Returns the payload and `order` ([N]: the survivors in place, then the new splats sorted).
     """
     kept_np = np.asarray(torch.as_tensor(kept).cpu().numpy(), dtype=np.int64).reshape(-1)
@@ -366,7 +405,9 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     if n_kept and (kept_np[0] < 0 or kept_np[-1] >= n_prev or (np.diff(kept_np) <= 0).any()):
         raise GsvcError("P-frame `kept` must be increasing indices into the previous frame")
     cur_values = q.as_array()
-    prev_values = prev.as_array()
+    if motion is not None and motion.is_zero():
+        motion = None
+    prev_values = prev.as_array() if motion is None else motion.predict(prev.as_array())
     _check_range(cur_values, "P-frame")
     deleted = np.ones(n_prev, dtype=np.int64)
     deleted[kept_np] = 0
@@ -381,6 +422,7 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     put_varint(head, n_cur)
     put_varint(head, n_prev)
     writer = EntropyWriter()
+    _write_motion(head, writer, motion)
     writer.add("deleted", deleted)
     writer.add("change", change)
     for _, first, end, bit in _DELTA_GROUPS:
@@ -437,7 +479,10 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
     n_prev = reader.varint()
     if n_prev != len(prev):  # also bounds n_prev
         raise FormatError(f"{what}: P-frame predicts from {n_prev} splats, previous frame has {len(prev)}")
+    gw, gh = reader.varint(), reader.varint()
+    cell = reader.varint() if gw else 0
     entropy = EntropyReader(reader.remaining(), what)
+    motion = _read_motion(entropy, gw, gh, cell, what)
     deleted = entropy.read(n_prev, "deleted")
     if len(deleted) and (deleted.min() < 0 or deleted.max() > 1):
         raise FormatError(f"{what}: bad deletion flags")
@@ -449,7 +494,8 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
     if len(change) and (change.min() < 0 or change.max() > 7):
         raise FormatError(f"{what}: bad change classes")
     values = np.zeros((n_cur, 8), dtype=np.int64)
-    values[:n_kept] = prev.as_array()[kept]
+    prev_values = prev.as_array() if motion is None else motion.predict(prev.as_array())
+    values[:n_kept] = prev_values[kept]
     for _, first, end, bit in _DELTA_GROUPS:
         rows = np.flatnonzero((change & bit) != 0)
         group = np.zeros((len(rows), 8), dtype=np.int64)

@@ -201,7 +201,11 @@ class Encoder:
         coded = None
         if self.reference is not None and self.gop_length < self.settings.gop:
             warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS,
-                              local_motion=self.lam is not None and self.settings.tuning.local_motion)
+                              local_motion=self.lam is not None and self.settings.tuning.local_motion,
+                              min_gain_db=self.settings.tuning.motion_gain_db,
+                              lam=self.lam if self.settings.tuning.motion_by_cost else None)
+            if not self.settings.tuning.motion_field:
+                warm.vectors = None  # ablation: moved centres coded as differences, as before 3.0
             by_cost = self.lam is not None and self.settings.tuning.cost_ip
             cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
             if not cut and self.lam is not None:
@@ -344,13 +348,13 @@ class Encoder:
         kept = result.kept
         n_kept = len(kept)
         q = q.select(torch.cat([torch.arange(n_kept), n_kept + torch.nonzero(new_keep).flatten()]))
-        coded = encode_inter_frame(q, prev.q, kept)
+        coded = encode_inter_frame(q, prev.q, kept, warm.vectors)
         decoded = dequantise(q, self.steps, image.device)
         rendered = render_splats(decoded, self.height, self.width)
         sse = weighted_sse(rendered, image, weights)
         # The decisions above are per splat, from closed forms; the frame as a whole must still beat
         # coding nothing but the warm start (every splat as it was: a few bytes).
-        skip_coded = encode_inter_frame(warm.base, prev.q, torch.arange(n_prev))
+        skip_coded = encode_inter_frame(warm.base, prev.q, torch.arange(n_prev), warm.vectors)
         skip_render = render_splats(warm.splats, self.height, self.width)
         skip_sse = weighted_sse(skip_render, image, weights)
         if skip_sse + self.lam * 8.0 * len(skip_coded.payload) <= sse + self.lam * 8.0 * len(coded.payload):
@@ -379,7 +383,7 @@ class Encoder:
         assert self.lam is not None
         q, kept, base = result.q, result.kept, result.base
         n_kept = len(kept)
-        trial = encode_inter_frame(q, prev, kept)  # real statistics of this frame's streams
+        trial = encode_inter_frame(q, prev, kept, result.vectors)  # real statistics of this frame's streams
         decoded = dequantise(q, self.steps)
         residual = render_splats(decoded, self.height, self.width) - image
         wt_new = residual_products(decoded, residual)
@@ -499,11 +503,11 @@ class Encoder:
                            iterations=self.preset.inter_steps, channel_weights=CHANNEL_WEIGHTS,
                            seed=self.settings.seed + index)
         q = result.q
-        coded = encode_inter_frame(q, prev.q, result.kept)
+        coded = encode_inter_frame(q, prev.q, result.kept, result.vectors)
         if plan.bits is not None:
             coded, q = revert_to_budget(result, prev.q, coded, plan.bits - 8 * record_overhead())
         n_kept = len(result.kept)
-        changed = _changed_rows(q, prev.q, result.kept)
+        changed = _changed_rows(q, result.base, result.kept)
         self.rate.learn_inter(8 * len(coded.payload), n_prev, len(q) - n_kept, changed)
         q = q.select(coded.order)
         decoded = dequantise(q, self.steps, image.device)
@@ -520,7 +524,7 @@ def coarse_psnr(image: torch.Tensor, block: int = 40) -> float:
 
 
 def _changed_rows(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor) -> int:
-    """How many survivors differ from their previous integers."""
+    """How many survivors differ from their predicted (previous, motion-compensated) integers."""
     n = len(kept)
     if n == 0:
         return 0

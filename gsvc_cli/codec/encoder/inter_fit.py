@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 import torch
 
+from gsvc_cli.codec.bitstream.frame_coding import motion_field_bits
+from gsvc_cli.codec.bitstream.motion_vectors import MAX_CELL, MAX_VECTOR, MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
 from gsvc_cli.codec.encoder.colour_refit import refit_colours
 from gsvc_cli.codec.encoder.densify import colour_gradient, prune_and_place
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_mse, weighted_psnr
-from gsvc_cli.codec.encoder.motion import block_motion, motion_at
+from gsvc_cli.codec.encoder.motion import block_motion, smoothed
 from gsvc_cli.codec.encoder.presets import INTER_LRS
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.render import render
@@ -39,10 +41,11 @@ CONTINUE_GAIN = 0.005  # ... they do while the loss falls by 0.5% per window
 class WarmStart:
     """The previous frame's decoded splats laid on this frame, before any fitting.
 
-    base: the previous integers after global-motion compensation (what a frozen or reverted splat
-    carries); splats: their floats; rendered [3,H,W] and wt_residual [N,3] = W^T (render - image);
-    psnr: their PSNR on this frame (channel-weighted, after the shift); unshifted_psnr: the same
-    without the shift; shift: the global motion in pixels (x, y), (0, 0) when none was kept.
+    base: the previous integers moved by `vectors` (the motion field the P-frame carries, None for
+    none): what a frozen or reverted splat carries, at no cost for its centre; splats: their
+    floats; rendered [3,H,W] and wt_residual [N,3] = W^T (render - image); psnr: their PSNR on
+    this frame (channel-weighted, after the motion); unshifted_psnr: the same without it; shift:
+    the global motion in pixels (x, y), (0, 0) when none was kept.
     The encoder decides scene cuts from this alone, before paying for a fit."""
 
     base: QuantisedSplats
@@ -53,6 +56,7 @@ class WarmStart:
     unshifted_psnr: float
     shift: tuple[float, float] = (0.0, 0.0)
     motion: str = "none"  # "none", "global" (one shift) or "local" (block motion per splat)
+    vectors: MotionVectors | None = None
 
 
 @dataclass
@@ -60,7 +64,8 @@ class InterResult:
     """The fitted P-frame: integers in the order contract (survivors in previous order, then new),
     `kept` [K] increasing indices into the previous frame, the active mask over those rows, the
     per-row priority (higher = more worth keeping active) and the PSNR of the quantised render.
-    base: the warm start's integers, what a frozen or reverted splat carries."""
+    base: the warm start's integers, what a frozen or reverted splat carries; vectors: the motion
+    field that predicts them (the P-frame must carry it)."""
 
     q: QuantisedSplats
     kept: torch.Tensor
@@ -68,6 +73,7 @@ class InterResult:
     priority: torch.Tensor
     psnr: float
     base: QuantisedSplats
+    vectors: MotionVectors | None = None
 
 
 def estimate_shift(reference: torch.Tensor, image: torch.Tensor) -> tuple[float, float]:
@@ -98,10 +104,22 @@ def estimate_shift(reference: torch.Tensor, image: torch.Tensor) -> tuple[float,
     return dx, dy
 
 
-def _shifted(q: QuantisedSplats, shift: tuple[float, float], steps: QuantSteps) -> QuantisedSplats:
-    """q with every centre moved by `shift` pixels (rounded to the centre quantiser's grid)."""
-    delta = torch.tensor([round(shift[0] / steps.mean), round(shift[1] / steps.mean)], dtype=torch.int32)
-    return QuantisedSplats(q.means + delta, q.chol, q.colors)
+def _moved(q: QuantisedSplats, vectors: MotionVectors) -> QuantisedSplats:
+    """q with every centre moved by the field, exactly as the decoder predicts it."""
+    return QuantisedSplats.from_array(vectors.predict(q.as_array()))
+
+
+def _global_vectors(shift: tuple[float, float], steps: QuantSteps) -> MotionVectors:
+    limit = MAX_VECTOR
+    dx, dy = (max(-limit, min(limit, round(v / steps.mean))) for v in shift)
+    return MotionVectors.shift(dx, dy)
+
+
+def _local_vectors(vectors: torch.Tensor, spacing: int, steps: QuantSteps) -> MotionVectors:
+    """A block field [gh, gw, 2] in pixels, smoothed as `motion.smoothed` does, in centre units."""
+    units = torch.round(smoothed(vectors) / steps.mean).clamp(-MAX_VECTOR, MAX_VECTOR)
+    cell = max(1, min(MAX_CELL, round(spacing / steps.mean)))
+    return MotionVectors(units.to(torch.int64).cpu().numpy(), cell)
 
 
 def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, steps: QuantSteps
@@ -119,37 +137,45 @@ def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, ste
 
 
 def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
-               channel_weights: tuple[float, float, float], local_motion: bool = False) -> WarmStart:
-    """Lay the previous decoded integers `prev_q` on `image` [3,H,W], with one global shift when it
-    gains at least SHIFT_GAIN_DB (pans, camera shake); with local_motion, also every splat moved by
-    the block motion at its centre (motion.py), when that gains SHIFT_GAIN_DB over the best so far."""
+               channel_weights: tuple[float, float, float], local_motion: bool = False,
+               min_gain_db: float = SHIFT_GAIN_DB, lam: float | None = None) -> WarmStart:
+    """Lay the previous decoded integers `prev_q` on `image` [3,H,W], moved by one global shift
+    (pans, camera shake) and then, with local_motion, by the block motion at each centre
+    (motion.py), each kept when it beats the best so far: with `lam`, when the weighted squared
+    error it removes exceeds lam times the bits of its motion field (the P-frame carries the
+    field; centres that follow it cost nothing more); without, when it gains min_gain_db."""
     weights = loss_weights(channel_weights, image.device)
+    pixels = image.shape[1] * image.shape[2]
     prev = dequantise(prev_q, steps, image.device)
     rendered, wt_r = colour_gradient(prev, image)
     unshifted = weighted_psnr(rendered.clamp(0, 1), image, weights)
     warm = WarmStart(prev_q, prev, rendered, wt_r, unshifted, unshifted)
+    best_cost = 10.0 ** (-unshifted / 10.0) * pixels
+
+    def consider(vectors: MotionVectors, motion: str, shift: tuple[float, float]) -> None:
+        nonlocal warm, best_cost
+        moved_q = _moved(prev_q, vectors)
+        moved = dequantise(moved_q, steps, image.device)
+        moved_render, moved_wt_r = colour_gradient(moved, image)
+        moved_psnr = weighted_psnr(moved_render.clamp(0, 1), image, weights)
+        if lam is None:
+            better, cost = moved_psnr > warm.psnr + min_gain_db, 0.0
+        else:
+            cost = 10.0 ** (-moved_psnr / 10.0) * pixels + lam * motion_field_bits(vectors)
+            better = cost < best_cost
+        if better:
+            warm = WarmStart(moved_q, moved, moved_render, moved_wt_r, moved_psnr, unshifted, shift, motion,
+                             vectors)
+            best_cost = cost
+
     if len(prev):
         dx, dy = estimate_shift(rendered[0], image[0])
         if max(abs(dx), abs(dy)) >= MIN_GLOBAL_SHIFT:
-            moved_q = _shifted(prev_q, (dx, dy), steps)
-            moved = dequantise(moved_q, steps, image.device)
-            moved_render, moved_wt_r = colour_gradient(moved, image)
-            moved_psnr = weighted_psnr(moved_render.clamp(0, 1), image, weights)
-            if moved_psnr > unshifted + SHIFT_GAIN_DB:
-                warm = WarmStart(moved_q, moved, moved_render, moved_wt_r, moved_psnr, unshifted, (dx, dy),
-                                 "global")
+            consider(_global_vectors((dx, dy), steps), "global", (dx, dy))
     if local_motion and len(prev):
         field = block_motion(rendered[0], image[0], MOTION_BLOCK)
         if bool(field.vectors.abs().max() > 0):
-            step = motion_at(field, prev.means) / steps.mean
-            moved_q = QuantisedSplats(prev_q.means + torch.round(step).to(torch.int32).cpu(), prev_q.chol,
-                                      prev_q.colors)
-            moved = dequantise(moved_q, steps, image.device)
-            moved_render, moved_wt_r = colour_gradient(moved, image)
-            moved_psnr = weighted_psnr(moved_render.clamp(0, 1), image, weights)
-            if moved_psnr > warm.psnr + SHIFT_GAIN_DB:
-                warm = WarmStart(moved_q, moved, moved_render, moved_wt_r, moved_psnr, unshifted, (0.0, 0.0),
-                                 "local")
+            consider(_local_vectors(field.vectors, field.spacing, steps), "local", (0.0, 0.0))
     return warm
 
 
@@ -239,4 +265,4 @@ def fit_inter(image: torch.Tensor, warm: WarmStart, steps: QuantSteps, *, n_add:
         decoded = dequantise(q, steps, device)
         out = render(decoded.means, decoded.chol, decoded.colors, height, width).clamp(0, 1)
     return InterResult(q, kept.cpu(), active.cpu(), priority.cpu(), weighted_psnr(out, image, weights),
-                       base_q)
+                       base_q, warm.vectors)

@@ -86,8 +86,14 @@ def motion_at(field: MotionField, points: torch.Tensor) -> torch.Tensor:
     colours partly cancel, so neighbours moved by different vectors leave seams; a smooth field
     keeps them together (measured on cars: 30.3 dB warm start against 25.6 with the raw field)."""
     gh, gw, _ = field.vectors.shape
-    smooth = F.avg_pool2d(F.pad(field.vectors.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate"), 3, 1)
+    smooth = smoothed(field.vectors).permute(2, 0, 1)[None]
     x = points[:, 0] / (gw * field.spacing) * 2 - 1
     y = points[:, 1] / (gh * field.spacing) * 2 - 1
     grid = torch.stack([x, y], 1).reshape(1, 1, -1, 2).to(smooth.dtype)
     return F.grid_sample(smooth, grid, align_corners=False, padding_mode="border")[0, :, 0].t()
+
+
+def smoothed(vectors: torch.Tensor) -> torch.Tensor:
+    """The field [gh, gw, 2] averaged over 3x3 blocks (edges replicated)."""
+    padded = F.pad(vectors.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")
+    return F.avg_pool2d(padded, 3, 1)[0].permute(1, 2, 0)

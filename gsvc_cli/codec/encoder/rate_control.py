@@ -355,7 +355,7 @@ def revert_to_budget(result: InterResult, prev: QuantisedSplats, coded: CodedFra
 
     def reverted(m: int) -> tuple[CodedFrame, QuantisedSplats]:
         q = revert_rows(result.q, result.base, result.kept, candidates[:m])
-        return encode_inter_frame(q, prev, result.kept), q
+        return encode_inter_frame(q, prev, result.kept, result.vectors), q
 
     lo, hi = 0, len(candidates)  # invariant: lo does not fit; hi fits (or is everything)
     best = reverted(hi)

@@ -53,6 +53,11 @@ class RDTuning:
     inter_steps_scale: P-fit iterations as a multiple of the preset's (an experiment knob).
     inter_extra_scale: up to this multiple of the preset's P-fit iterations more, while the fit's
     loss still falls (inter_fit.CONTINUE_GAIN).
+    motion_field: P-frames carry the warm start's motion field, so centres that follow it cost
+    nothing (else every moved centre is coded as a difference from the previous one).
+    motion_by_cost: a motion field (a global shift, then block motion) is used when the squared
+    error it removes from the warm start exceeds lambda times its bits; else when it raises the
+    warm start's PSNR by motion_gain_db.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -61,6 +66,9 @@ class RDTuning:
     # Defaults chosen by the 12-frame ablation of BENCHMARKS.md (vt2people, cars, cuts_qcif, same run):
     # lambda_I = lambda saved 6-8% of bits on two clips over lambda / 2 (-1% on the third), and the
     # step search lost 5-14% on all three against the default steps, so it is off.
+    # inter_extra_scale 1.0 by the whole-clip ablation of 2026-12-03 (seven clips, same run): up to
+    # 40 more P-fit steps saved 1-31% on five clips (foreman 31%) and lost 3% (scenecut) and 16%
+    # (the Kodak pan).
     ip_lambda_ratio: float = 1.0
     cost_ip: bool = True
     rd_changes: bool = True
@@ -71,7 +79,10 @@ class RDTuning:
     min_new_share: float = 0.02
     min_active: float = 0.1
     inter_steps_scale: float = 1.0
-    inter_extra_scale: float = 0.0
+    inter_extra_scale: float = 1.0
+    motion_field: bool = True
+    motion_by_cost: bool = True
+    motion_gain_db: float = 1.0
 
 
 def lagrangian(quality: float) -> float:

@@ -1,0 +1,99 @@
+"""The motion field a P-frame carries, and the centre prediction both ends compute from it.
+
+A P-frame's survivors are coded as differences from a *prediction*: the previous centre moved by
+the motion at that centre. Splats that only follow the motion then cost nothing for their centres,
+as a block in a classic codec costs nothing beyond its motion vector. The field is a grid of
+integer vectors (in centre-quantiser units) at the centres of square cells of `cell` units; a
+splat's vector is the bilinear interpolation of the four nearest, in integer arithmetic (exact on
+every machine). A 1x1 grid is one global shift. FORMAT.md, "P-frame motion field", is the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_CELLS = 1 << 16
+"""Most vectors a field may hold (bounds a decoder's memory)."""
+MAX_CELL = 1 << 16
+"""Largest cell side in centre-quantiser units (keeps the interpolation inside int64)."""
+MAX_VECTOR = 1 << 16
+"""Largest |vector component| in centre-quantiser units."""
+
+
+@dataclass(frozen=True)
+class MotionVectors:
+    """vectors [gh, gw, 2] int64 (x, y) at the centres of cells of `cell` units, from the origin."""
+
+    vectors: np.ndarray
+    cell: int
+
+    def __post_init__(self) -> None:
+        v = self.vectors
+        if v.ndim != 3 or v.shape[2] != 2 or v.shape[0] < 1 or v.shape[1] < 1:
+            raise ValueError(f"motion vectors must be [gh, gw, 2], got {v.shape}")
+        if v.shape[0] * v.shape[1] > MAX_CELLS or not 1 <= self.cell <= MAX_CELL:
+            raise ValueError(f"motion field out of range: {v.shape[1]}x{v.shape[0]} cells of {self.cell}")
+        if int(np.abs(v).max()) > MAX_VECTOR:
+            raise ValueError("motion vector out of range")
+
+    @staticmethod
+    def shift(dx: int, dy: int) -> MotionVectors:
+        """One vector for every splat (a global shift)."""
+        return MotionVectors(np.array([[[dx, dy]]], dtype=np.int64), 1)
+
+    def is_zero(self) -> bool:
+        return not self.vectors.any()
+
+    def at(self, means: np.ndarray) -> np.ndarray:
+        """The vector [N, 2] int64 at integer centres `means` [N, 2] (x, y): bilinear between cell
+        centres, clamped at the borders, rounded half up: floor((sum w_ij v_ij + D^2/2) / D^2) with
+        D = 2 * cell and weights in units of 1/D along each axis."""
+        means = np.asarray(means, dtype=np.int64).reshape(-1, 2)
+        gh, gw, _ = self.vectors.shape
+        d = 2 * self.cell
+
+        def axis(coord: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            num = 2 * np.clip(coord, -(1 << 31), 1 << 31) - self.cell  # 2 * (coord - centre of cell 0)
+            low = np.floor_divide(num, d)
+            frac = num - low * d  # in [0, d)
+            return np.clip(low, 0, size - 1), np.clip(low + 1, 0, size - 1), d - frac, frac
+
+        x0, x1, wx0, wx1 = axis(means[:, 0], gw)
+        y0, y1, wy0, wy1 = axis(means[:, 1], gh)
+        v = self.vectors
+        acc = (wy0[:, None] * (wx0[:, None] * v[y0, x0] + wx1[:, None] * v[y0, x1])
+               + wy1[:, None] * (wx0[:, None] * v[y1, x0] + wx1[:, None] * v[y1, x1]))
+        return np.floor_divide(acc + d * d // 2, d * d)
+
+    def predict(self, values: np.ndarray) -> np.ndarray:
+        """[N, 8] splat integers with their centres (columns 0, 1) moved by the field."""
+        out = np.array(values, dtype=np.int64, copy=True)
+        if len(out):
+            out[:, 0:2] += self.at(out[:, 0:2])
+        return out
+
+    def residuals(self) -> tuple[np.ndarray, np.ndarray]:
+        """What is coded: each component minus its left neighbour (the one above in column 0;
+        zero for the first), in raster order."""
+        return tuple(_neighbour_residuals(self.vectors[:, :, c]) for c in (0, 1))  # type: ignore[return-value]
+
+    @staticmethod
+    def from_residuals(rx: np.ndarray, ry: np.ndarray, gw: int, gh: int, cell: int) -> MotionVectors:
+        """Inverse of `residuals`."""
+        planes = [_undo_residuals(r.reshape(gh, gw)) for r in (rx, ry)]
+        return MotionVectors(np.stack(planes, axis=-1), cell)
+
+
+def _neighbour_residuals(plane: np.ndarray) -> np.ndarray:
+    pred = np.zeros_like(plane)
+    pred[:, 1:] = plane[:, :-1]
+    pred[1:, 0] = plane[:-1, 0]
+    return (plane - pred).reshape(-1)
+
+
+def _undo_residuals(residuals: np.ndarray) -> np.ndarray:
+    out = residuals.astype(np.int64).copy()
+    out[:, 0] = np.cumsum(out[:, 0])
+    return np.cumsum(out, axis=1)
