@@ -27,3 +27,16 @@ def test_decoding_a_file_loads_no_encoder_module(tmp_path: Path) -> None:
     assert "gsvc_cli.codec.decoder" in loaded and "gsvc_cli.codec.bitstream.frame_coding" in loaded
     encoder = [m for m in loaded if m.startswith("gsvc_cli.codec.encoder")]
     assert encoder == [], f"decoding imported encoder code: {encoder}"
+
+
+def test_gsvc_decode_to_y4m_imports_no_torch(tmp_path: Path) -> None:
+    """Start-up is most of a short decode, and importing torch was most of start-up."""
+    out = tmp_path / "out.y4m"
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "gsvc_cli", "decode", str(GOLDEN),
+                             "-o", str(out), "-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.stat().st_size > 0
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "gsvc_cli.codec.decoder" in imported and "gsvc_cli.render.capi" in imported
+    assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
