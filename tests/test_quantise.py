@@ -113,7 +113,7 @@ def test_scales_are_float32_of_a_float64_exp_whatever_the_array():
     from gsvc_cli.codec.bitstream.dequant import scales_of
 
     q = np.arange(-60, 150)
-    expected = np.array([math.exp(int(v) * 0.0625) for v in q]).astype(np.float32)
+    expected = np.array([math.exp(float(np.float32(v) * np.float32(0.0625))) for v in q]).astype(np.float32)
     assert np.array_equal(scales_of(q, 0.0625), expected)
     assert np.array_equal(scales_of(np.append(q, 1 << 20), 0.0625)[:-1], expected)
     assert all(scales_of(q[i:i + 1], 0.0625)[0] == expected[i] for i in range(0, len(q), 17))
