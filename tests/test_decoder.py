@@ -40,3 +40,21 @@ def test_gsvc_decode_to_y4m_imports_no_torch(tmp_path: Path) -> None:
                 if line.startswith("import time:")]
     assert "gsvc_cli.codec.decoder" in imported and "gsvc_cli.render.capi" in imported
     assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
+
+
+def test_another_render_backend_decodes_through_torch(tmp_path: Path, monkeypatch) -> None:
+    """$GSVC_RENDER_BACKEND=reference still decodes (the torch renderer, within float rounding of
+    the kernels: codes at most 1 apart)."""
+    import numpy as np
+
+    from gsvc_cli.codec.decoder import decode_video
+    from gsvc_cli.video import open_video
+
+    native, reference = tmp_path / "native.y4m", tmp_path / "reference.y4m"
+    decode_video(GOLDEN, native)
+    monkeypatch.setenv("GSVC_RENDER_BACKEND", "reference")
+    decode_video(GOLDEN, reference)
+    with open_video(native) as a, open_video(reference) as b:
+        for fa, fb in zip(a, b, strict=True):
+            for pa, pb in zip(fa.planes, fb.planes, strict=True):
+                assert np.abs(pa.astype(int) - pb.astype(int)).max() <= 1

@@ -95,3 +95,31 @@ def test_a_failed_compile_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-gsvc")
     with pytest.raises(capi_build.KernelBuildError, match="not usable"):
         capi_build.build_library(ext)
+
+
+BUILD_AND_LOAD = """
+import sys
+from pathlib import Path
+from gsvc_cli.render import capi_build
+print(capi_build.build_library(Path(sys.argv[1])))
+"""
+
+
+def test_two_processes_building_at_once_share_one_library(tmp_path, monkeypatch):
+    """A fresh cache, two processes: one compiles while the other waits on the lock; both get the
+    same whole library, and no temporary file is left behind."""
+    import shutil
+    import subprocess
+    import sys
+
+    ext = tmp_path / "ext"
+    shutil.copytree(capi_build.kernel_source_dir(), ext)
+    (ext / "cpu" / "capi.cpp").write_text((ext / "cpu" / "capi.cpp").read_text() + "\n// a fresh key\n")
+    monkeypatch.setenv("GSVC_KERNEL_CACHE", str(tmp_path / "cache"))
+    runs = [subprocess.Popen([sys.executable, "-c", BUILD_AND_LOAD, str(ext)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    paths = {out.strip() for out, _ in outputs}
+    assert len(paths) == 1
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".lock", ".so"]
