@@ -1,4 +1,5 @@
-"""Decode speed at 1080p, stage by stage: read + entropy decode, dequantise, render, 4:2:0 codes.
+"""Decode speed at 1080p, stage by stage: read + entropy decode, dequantise, render, 4:2:0 codes,
+through the decoder's own torch-free path (numpy integers, the C library of the CPU kernels).
 
 Fitting a real 1080p clip takes minutes per frame on this machine, so the file is made from splat
 sets shaped like a fitted frame's (positions uniform, sigma 2..12 px, random shear, colours small)
@@ -6,6 +7,7 @@ and coded through the real quantiser, frame coder and container: an I-frame, the
 which 10% of the splats move. Everything the decoder does is real; only the splats are synthetic.
 
     python bench/decode.py [--splats 10000] [--frames 6] [--repeats 3] [--threads N]
+    python bench/decode.py --frames 60 --write syn60.gsvc   # only write the file (for `gsvc decode`)
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ import time  # noqa: E402
 from fractions import Fraction  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcReader, GsvcWriter  # noqa: E402
-from gsvc_cli.codec.bitstream.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame  # noqa: E402
-from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, quantise  # noqa: E402
-from gsvc_cli.codec.splats import Splats, render_splats  # noqa: E402
+from gsvc_cli.codec.bitstream.dequant import dequantise_values  # noqa: E402
+from gsvc_cli.codec.bitstream.frame_coding import decode_values, encode_inter_frame, encode_intra_frame  # noqa: E402
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, quantise  # noqa: E402
+from gsvc_cli.codec.decoder import render_image  # noqa: E402
+from gsvc_cli.codec.splats import Splats  # noqa: E402
+from gsvc_cli.render.capi import default_threads  # noqa: E402
 from gsvc_cli.video import Frame, VideoInfo  # noqa: E402
 
 WIDTH, HEIGHT = 1920, 1080
@@ -64,12 +70,12 @@ def measure(path: Path, repeats: int) -> dict[str, float]:
             prev, steps = None, None
             for k in range(len(reader)):
                 t0 = time.perf_counter()
-                frame = decode_frame(reader.read_frame(k).payload, prev)
-                prev, steps = frame.splats, frame.steps or steps
+                frame = decode_values(reader.read_frame(k).payload, prev)
+                prev, steps = frame.values, frame.steps or steps
                 t1 = time.perf_counter()
-                splats = dequantise(frame.splats, steps)
+                arrays = dequantise_values(frame.values, steps)
                 t2 = time.perf_counter()
-                image = render_splats(splats, HEIGHT, WIDTH)
+                image = render_image(*arrays, HEIGHT, WIDTH)
                 t3 = time.perf_counter()
                 Frame.from_yuv444_float(image, info)
                 t4 = time.perf_counter()
@@ -84,20 +90,26 @@ def main() -> None:
     parser.add_argument("--splats", type=int, default=10_000)
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="kernel threads (default: $OMP_NUM_THREADS, else the CPUs this process may use)")
+    parser.add_argument("--write", type=Path, default=None, help="only write the synthetic file here")
     args = parser.parse_args()
+    if args.write is not None:
+        make_file(args.write, args.splats, args.frames)
+        return
     if args.threads:
-        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by gsvc_cli.render.capi at each call
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.gsvc"
         make_file(path, args.splats, args.frames)
-        render_splats(Splats.empty(), 16, 16)  # build/load the kernels outside the timing
+        empty = np.zeros((0, 2), np.float32), np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+        render_image(*empty, 16, 16)  # build/load the kernels outside the timing
         cpu0 = time.process_time()
         stages = measure(path, args.repeats)
         cpu = time.process_time() - cpu0
     frames = args.frames * args.repeats
     print(f"1920x1080, {args.splats} splats, {frames} frames decoded, "
-          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
+          f"kernel threads {default_threads()}, load average {os.getloadavg()[0]:.2f}")
     for key, ms in stages.items():
         print(f"  {key:22s} {ms:7.1f} ms/frame (wall)")
     total = sum(stages.values())

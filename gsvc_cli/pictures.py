@@ -36,8 +36,10 @@ def rgb_array(frame: Frame) -> np.ndarray:
     return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
-def decoded_rgb(image: torch.Tensor, info: VideoInfo) -> np.ndarray:
+def decoded_rgb(image: torch.Tensor | np.ndarray, info: VideoInfo) -> np.ndarray:
     """[H, W, 3] uint8 RGB of a decoded YUV 4:4:4 image (code value / peak, as rendered)."""
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(image)
     rgb = yuv_to_rgb(image.detach().float(), info.color_matrix, info.color_range, info.fmt.bits)
     return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 

@@ -27,3 +27,34 @@ def test_decoding_a_file_loads_no_encoder_module(tmp_path: Path) -> None:
     assert "gsvc_cli.codec.decoder" in loaded and "gsvc_cli.codec.bitstream.frame_coding" in loaded
     encoder = [m for m in loaded if m.startswith("gsvc_cli.codec.encoder")]
     assert encoder == [], f"decoding imported encoder code: {encoder}"
+
+
+def test_gsvc_decode_to_y4m_imports_no_torch(tmp_path: Path) -> None:
+    """Start-up is most of a short decode, and importing torch was most of start-up."""
+    out = tmp_path / "out.y4m"
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "gsvc_cli", "decode", str(GOLDEN),
+                             "-o", str(out), "-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.stat().st_size > 0
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "gsvc_cli.codec.decoder" in imported and "gsvc_cli.render.capi" in imported
+    assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
+
+
+def test_another_render_backend_decodes_through_torch(tmp_path: Path, monkeypatch) -> None:
+    """$GSVC_RENDER_BACKEND=reference still decodes (the torch renderer, within float rounding of
+    the kernels: codes at most 1 apart)."""
+    import numpy as np
+
+    from gsvc_cli.codec.decoder import decode_video
+    from gsvc_cli.video import open_video
+
+    native, reference = tmp_path / "native.y4m", tmp_path / "reference.y4m"
+    decode_video(GOLDEN, native)
+    monkeypatch.setenv("GSVC_RENDER_BACKEND", "reference")
+    decode_video(GOLDEN, reference)
+    with open_video(native) as a, open_video(reference) as b:
+        for fa, fb in zip(a, b, strict=True):
+            for pa, pb in zip(fa.planes, fb.planes, strict=True):
+                assert np.abs(pa.astype(int) - pb.astype(int)).max() <= 1

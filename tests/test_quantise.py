@@ -101,3 +101,19 @@ def test_non_finite_splats_refused():
 def test_quantised_splats_array_round_trip():
     q = quantise(realistic_splats(100, 64, 48, 5, wide_colours=True), QuantSteps.default())
     assert QuantisedSplats.from_array(q.as_array()).equal(q)
+
+
+def test_scales_are_float32_of_a_float64_exp_whatever_the_array():
+    """Encoder and decoder make l1, l3 with `scales_of`: the same bits for an integer whether it
+    comes alone, in a small range (a table) or among far-apart values (one per distinct value)."""
+    import math
+
+    import numpy as np
+
+    from gsvc_cli.codec.bitstream.dequant import scales_of
+
+    q = np.arange(-60, 150)
+    expected = np.array([math.exp(float(np.float32(v) * np.float32(0.0625))) for v in q]).astype(np.float32)
+    assert np.array_equal(scales_of(q, 0.0625), expected)
+    assert np.array_equal(scales_of(np.append(q, 1 << 20), 0.0625)[:-1], expected)
+    assert all(scales_of(q[i:i + 1], 0.0625)[0] == expected[i] for i in range(0, len(q), 17))

@@ -4,27 +4,39 @@ Decoding is exact and deterministic: integers come out of the entropy decoder, P
 deltas to the previous frame's integers, and only then are floats made (`dequantise`) and rendered.
 So the decoder reproduces the encoder's own reconstruction bit for bit. Seeking starts at the
 nearest I-frame at or before the first requested frame.
+
+Decoding does not import torch (it would double the start-up of a short decode): integers stay in
+numpy, `dequantise_values` makes the floats the encoder makes, and the C library of the CPU kernels
+(gsvc_cli.render.capi) renders them, compiled from the same sources as the torch extension the
+encoder renders with. With $GSVC_RENDER_BACKEND set to another backend, or when that library
+cannot be built (logged once), frames are rendered through gsvc_cli.render (torch) instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcReader
-from gsvc_cli.codec.bitstream.frame_coding import DecodedFrame, decode_frame
-from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise
-from gsvc_cli.codec.splats import Splats, render_splats
+from gsvc_cli.codec.bitstream.dequant import QuantSteps, dequantise_values
+from gsvc_cli.codec.bitstream.frame_coding import DecodedValues, decode_values
 from gsvc_cli.errors import FormatError, UsageError
 from gsvc_cli.progress import ProgressCallback, report
 from gsvc_cli.video import Frame, VideoInfo, open_writer
+
+if TYPE_CHECKING:
+    from gsvc_cli.codec.splats import Splats
+
+log = logging.getLogger("gsvc_cli.render")
 
 
 def video_info(header: FileHeader, path: Path | None = None, frames: int | None = None) -> VideoInfo:
@@ -40,14 +52,54 @@ def video_info(header: FileHeader, path: Path | None = None, frames: int | None 
 
 @dataclass
 class DecodedImage:
-    """One decoded frame: its number, type and YUV 4:4:4 image [3,H,W] float32 in [0,1], and the
-    splats it was rendered from (for pictures of them, `gsvc decode --show-splats`)."""
+    """One decoded frame: its number, type and YUV 4:4:4 image [3,H,W] float32 numpy in [0,1], and
+    the splats it was rendered from as float32 numpy (means [N,2], chol [N,3], colors [N,3]; for
+    pictures of them, `gsvc decode --show-splats`)."""
 
     index: int
     frame_type: str
-    image: torch.Tensor
+    image: np.ndarray
     n_splats: int
-    splats: Splats | None = None
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def splats(self) -> Splats | None:
+        """The splats as torch `Splats` (imports torch)."""
+        if self.arrays is None:
+            return None
+        import torch
+
+        from gsvc_cli.codec.splats import Splats
+
+        return Splats(*(torch.from_numpy(a) for a in self.arrays))
+
+
+_fallback: list[str] = []
+
+
+def render_image(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, height: int,
+                 width: int) -> np.ndarray:
+    """The decoded picture of float32 splats: [3, height, width] float32 clamped to [0, 1], as the
+    encoder's `render_splats` makes it (bit for bit: the same kernels)."""
+    from gsvc_cli.render import ENV_BACKEND
+    from gsvc_cli.render.capi import render_image as render_native
+    from gsvc_cli.render.capi_build import KernelBuildError
+
+    backend = os.environ.get(ENV_BACKEND, "").strip() or "auto"
+    if backend in ("auto", "cpu") and not _fallback:
+        try:
+            return render_native(means, chol, colors, height, width, clamp=True)
+        except KernelBuildError as error:
+            if backend == "cpu":
+                raise
+            _fallback.append(str(error))
+            log.warning("%s; rendering through torch instead", error)
+    import torch
+
+    from gsvc_cli.codec.splats import Splats, render_splats
+
+    splats = Splats(*(torch.from_numpy(a) for a in (means, chol, colors)))
+    return render_splats(splats, height, width).numpy()
 
 
 def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
@@ -60,14 +112,14 @@ def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
     end = total if count is None else min(total, start + count)
     header = reader.header
     first = reader.gop_start(start)
-    prev: QuantisedSplats | None = None
+    prev: np.ndarray | None = None
     steps: QuantSteps | None = None
     broken = False
     for k in range(first, end):
         try:
             record = reader.read_frame(k)
-            frame = decode_frame(record.payload, prev if record.frame_type == "P" else None,
-                                 f"{reader.path}: frame {k}")
+            frame = decode_values(record.payload, prev if record.frame_type == "P" else None,
+                                  f"{reader.path}: frame {k}")
             if frame.frame_type != record.frame_type:
                 raise FormatError(f"{reader.path}: frame {k}: index says {record.frame_type}, "
                                   f"payload says {frame.frame_type}")
@@ -84,15 +136,15 @@ def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
             continue
         broken = False
         steps = _steps_of(frame, steps, reader.path, k)
-        prev = frame.splats
+        prev = frame.values
         if k < start:
             continue
-        splats = dequantise(frame.splats, steps)
-        image = render_splats(splats, header.height, header.width)
-        yield DecodedImage(k, frame.frame_type, image, len(frame.splats), splats)
+        arrays = dequantise_values(frame.values, steps)
+        image = render_image(*arrays, header.height, header.width)
+        yield DecodedImage(k, frame.frame_type, image, len(frame.values), arrays)
 
 
-def _steps_of(frame: DecodedFrame, steps: QuantSteps | None, path: Path, k: int) -> QuantSteps:
+def _steps_of(frame: DecodedValues, steps: QuantSteps | None, path: Path, k: int) -> QuantSteps:
     if frame.steps is not None:
         return frame.steps
     if steps is None:

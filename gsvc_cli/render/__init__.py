@@ -5,17 +5,21 @@ ext/cuda, for CUDA tensors) and "reference" (plain torch, any device and dtype: 
 tests compare against). "auto" picks cuda for CUDA tensors, cpu for float32 CPU tensors when the
 kernels build, and the reference otherwise (logging a warning if a native build failed). The
 GSVC_RENDER_BACKEND environment variable replaces "auto" with a fixed choice.
+
+Importing this package does not import torch (the torch-free decoder uses `gsvc_cli.render.capi`);
+the functions here import it when called.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from gsvc_cli.errors import GsvcError
-from gsvc_cli.render.reference import render_reference
+
+if TYPE_CHECKING:
+    import torch
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
 ENV_BACKEND = "GSVC_RENDER_BACKEND"
@@ -30,6 +34,8 @@ class RenderError(GsvcError, ValueError):
 
 def _check_inputs(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, height: int,
                   width: int) -> None:
+    import torch
+
     if not (isinstance(height, int) and isinstance(width, int)) or height < 1 or width < 1:
         raise RenderError(f"render: image size must be positive integers, got {height}x{width}")
     n = means.shape[0] if means.dim() == 2 else -1
@@ -56,6 +62,8 @@ def _warn_once(message: str) -> None:
 
 def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
     """The concrete backend ("cpu", "cuda" or "reference") for a request and the inputs' device/dtype."""
+    import torch
+
     choice = backend
     if choice == "auto":
         choice = os.environ.get(ENV_BACKEND, "").strip() or "auto"
@@ -116,4 +124,6 @@ def render(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, height
         from gsvc_cli.render.cuda import render_cuda
 
         return render_cuda(means, chol.to(means.dtype), colors.to(means.dtype), height, width)
+    from gsvc_cli.render.reference import render_reference
+
     return render_reference(means, chol.to(means.dtype), colors.to(means.dtype), height, width)

@@ -13,7 +13,6 @@ import importlib.machinery
 import importlib.util
 import logging
 import os
-import platform
 import sys
 import threading
 from dataclasses import dataclass
@@ -21,6 +20,9 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from gsvc_cli.render.kernel_cache import cache_dir, kernel_source_dir
+from gsvc_cli.render.kernel_cache import cpu_fingerprint as _cpu_fingerprint
 
 log = logging.getLogger("gsvc_cli.render")
 
@@ -43,33 +45,6 @@ CUDA_SPEC = KernelSpec("cuda", ("cuda/render_cuda.cu", "cuda/binding_cuda.cpp"),
                        cuda_cflags=("-O3", "-std=c++17"))
 _lock = threading.Lock()
 _loaded: dict[str, ModuleType | Exception] = {}
-
-
-def kernel_source_dir() -> Path:
-    """The ext/ tree: bundled in the package (gsvc_cli/render/ext) or beside it in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "ext", here.parents[1] / "ext"):
-        if (candidate / "include" / "gsvc_splat.h").is_file():
-            return candidate
-    raise FileNotFoundError(f"kernel sources not found under {here / 'ext'} or {here.parents[1] / 'ext'}")
-
-
-def cache_dir() -> Path:
-    """Where built kernels live: $GSVC_KERNEL_CACHE, else $XDG_CACHE_HOME/gsvc/kernels."""
-    if os.environ.get("GSVC_KERNEL_CACHE"):
-        return Path(os.environ["GSVC_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gsvc" / "kernels"
-
-
-def _cpu_fingerprint() -> str:
-    """-march=native output depends on the CPU, so the CPU's feature flags are part of the key."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    return f"{platform.machine()} {platform.processor()} {flags}"
 
 
 def build_key(spec: KernelSpec, source_dir: Path | None = None) -> str:

@@ -1,20 +1,25 @@
-"""Frame: one decoded picture as numpy planes, plus float tensor views for fitting and metrics."""
+"""Frame: one decoded picture as numpy planes, plus float tensor views for fitting and metrics.
+
+Importing this module does not import torch: the decoder writes frames without it. The float views
+and conversions import torch (and gsvc_cli.video.colour) when called, except the common
+`from_yuv444_float` into 8/10-bit YUV, which runs on the C kernels (gsvc_cli.render.capi).
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from gsvc_cli.video.colour import (
-    downsample_chroma_pair,
-    rgb_to_yuv,
-    upsample_chroma,
-    yuv_to_rgb,
-)
 from gsvc_cli.video.info import VideoInfo
 from gsvc_cli.video.pixfmt import PixFmt, get_pix_fmt
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("gsvc_cli.video")
 
 
 @dataclass
@@ -66,6 +71,8 @@ class Frame:
 
     def plane_tensors(self) -> list[torch.Tensor]:
         """Each plane as float32 code values (0..peak), native resolution; rgb24 gives [3, H, W]."""
+        import torch
+
         if self.fmt.rgb:
             return [torch.from_numpy(np.ascontiguousarray(self.planes[0])).permute(2, 0, 1).float()]
         return [torch.from_numpy(p.astype(np.float32, copy=False)) for p in self.planes]
@@ -76,6 +83,10 @@ class Frame:
         Range is not expanded: a tv-range Y of 16 stays 16/255. rgb24 frames are converted with
         the frame's matrix and range. Gray frames get neutral chroma.
         """
+        import torch
+
+        from gsvc_cli.video.colour import rgb_to_yuv, upsample_chroma
+
         fmt = self.fmt
         peak = float(fmt.peak)
         if fmt.rgb:
@@ -92,39 +103,40 @@ class Frame:
 
     def to_rgb_float(self, chroma: str = "bilinear") -> torch.Tensor:
         """[3, H, W] float32 RGB in [0, 1] using the frame's colour matrix and range."""
+        from gsvc_cli.video.colour import yuv_to_rgb
+
         fmt = self.fmt
         if fmt.rgb:
             return self.plane_tensors()[0] / 255.0
         return yuv_to_rgb(self.to_yuv444_float(chroma), self.color_matrix, self.color_range, fmt.bits)
 
     @classmethod
-    def from_yuv444_float(cls, yuv: torch.Tensor, info: VideoInfo, index: int = 0) -> Frame:
+    def from_yuv444_float(cls, yuv: torch.Tensor | np.ndarray, info: VideoInfo, index: int = 0) -> Frame:
         """Inverse of to_yuv444_float: [3, H, W] normalised YUV -> a frame in info.pix_fmt.
 
-        Chroma is box-downsampled for 4:2:0/4:2:2; values are clamped and rounded to codes.
+        Chroma is box-downsampled for 4:2:0/4:2:2; values are clamped and rounded to codes (half to
+        even). YUV formats go through the C kernels (one pass, no torch) whether `yuv` is a numpy
+        array or a tensor, so the encoder's reconstruction and the decoder's output are made by the
+        same code; the torch path below is the fallback (and rgb24/gray) and gives the same codes.
         """
         fmt = info.fmt
         if fmt.rgb:
-            rgb = yuv_to_rgb(yuv.detach().float(), info.color_matrix, info.color_range, 8)
+            from gsvc_cli.video.colour import yuv_to_rgb
+
+            rgb = yuv_to_rgb(_as_tensor(yuv).detach().float(), info.color_matrix, info.color_range, 8)
             return cls.from_rgb_float(rgb, info, index)
-        # In place, in as few passes as possible: this runs once per decoded frame.
-        yuv = yuv.detach().to(torch.float32).clamp(0.0, 1.0).mul_(float(fmt.peak))
-        planes = [yuv[0]]
-        if fmt.planes == 3:
-            if fmt.shift_x or fmt.shift_y:  # both chroma planes in one pooling call
-                planes.extend(downsample_chroma_pair(yuv[1:3], fmt.shift_x, fmt.shift_y).unbind(0))
-            else:
-                planes.extend((yuv[1], yuv[2]))
-        # Values are already in [0, peak], so rounding keeps them there; torch converts to integers
-        # faster than numpy's astype.
-        codes = torch.uint8 if fmt.bits <= 8 else torch.int32
-        dtype = np.uint8 if fmt.bits <= 8 else np.uint16
-        arrays = tuple(p.round().to(codes).numpy().astype(dtype, copy=False) for p in planes)
-        return cls(arrays, info.pix_fmt, info.color_matrix, info.color_range, index)
+        planes = _codes_native(yuv, fmt) if fmt.planes == 3 else None
+        if planes is None:
+            planes = _codes_torch(_as_tensor(yuv), fmt)
+        return cls(planes, info.pix_fmt, info.color_matrix, info.color_range, index)
 
     @classmethod
     def from_rgb_float(cls, rgb: torch.Tensor, info: VideoInfo, index: int = 0) -> Frame:
         """[3, H, W] RGB in [0, 1] -> a frame in info.pix_fmt (matrix/range from info)."""
+        import torch
+
+        from gsvc_cli.video.colour import rgb_to_yuv
+
         fmt = info.fmt
         rgb = rgb.detach().to(torch.float32).clamp(0.0, 1.0)
         if fmt.rgb:
@@ -147,3 +159,50 @@ class Frame:
                 yuv = yuv * (float(src.peak) * 2.0 ** (dst.bits - src.bits) / float(dst.peak))
             return Frame.from_yuv444_float(yuv, info, self.index)
         return Frame.from_rgb_float(self.to_rgb_float(), info, self.index)
+
+
+_native_failed: list[str] = []
+
+
+def _codes_native(yuv: torch.Tensor | np.ndarray, fmt: PixFmt) -> tuple[np.ndarray, ...] | None:
+    """The code planes of `yuv` from the C kernels, or None when they cannot be built (logged once)."""
+    from gsvc_cli.render.capi import yuv444_to_codes
+    from gsvc_cli.render.capi_build import KernelBuildError
+
+    if _native_failed:
+        return None
+    if not isinstance(yuv, np.ndarray):
+        yuv = yuv.detach().to("cpu").float().numpy()
+    try:
+        return yuv444_to_codes(yuv, fmt.peak, fmt.shift_x, fmt.shift_y)
+    except KernelBuildError as error:
+        _native_failed.append(str(error))
+        log.warning("%s; converting frames with torch instead", error)
+        return None
+
+
+def _codes_torch(yuv: torch.Tensor, fmt: PixFmt) -> tuple[np.ndarray, ...]:
+    """The code planes of `yuv` [3, H, W] with torch: the fallback of `_codes_native`, same codes."""
+    import torch
+
+    from gsvc_cli.video.colour import downsample_chroma_pair
+
+    # In place, in as few passes as possible: this runs once per decoded frame.
+    yuv = yuv.detach().to(torch.float32).clamp(0.0, 1.0).mul_(float(fmt.peak))
+    planes = [yuv[0]]
+    if fmt.planes == 3:
+        if fmt.shift_x or fmt.shift_y:  # both chroma planes in one pooling call
+            planes.extend(downsample_chroma_pair(yuv[1:3], fmt.shift_x, fmt.shift_y).unbind(0))
+        else:
+            planes.extend((yuv[1], yuv[2]))
+    # Values are already in [0, peak], so rounding keeps them there; torch converts to integers
+    # faster than numpy's astype.
+    codes = torch.uint8 if fmt.bits <= 8 else torch.int32
+    dtype = np.uint8 if fmt.bits <= 8 else np.uint16
+    return tuple(p.round().to(codes).numpy().astype(dtype, copy=False) for p in planes)
+
+
+def _as_tensor(yuv: torch.Tensor | np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(yuv) if isinstance(yuv, np.ndarray) else yuv

@@ -13,7 +13,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import av
 import numpy as np
 
 from gsvc_cli.atomic import atomic_output, check_output_path
@@ -129,6 +128,8 @@ class PyAVWriter(_AtomicWriter):
         if (fmt.shift_x and info.width % 2) or (fmt.shift_y and info.height % 2):
             raise UsageError(f"{path}: H.264 needs an even frame size for {info.pix_fmt}, "
                              f"got {info.width}x{info.height} (write .y4m instead)")
+        import av  # here, not at the top: Y4M and .yuv output (the decoder's usual case) starts faster
+
         super().__init__(path, info, overwrite)
         try:
             # faststart: the index goes first, so a browser can play the .mp4 while it downloads
@@ -162,6 +163,8 @@ class PyAVWriter(_AtomicWriter):
             raise UsageError(f"{path}: cannot write H.264 with {info.pix_fmt}: {exc}") from None
 
     def write(self, frame: Frame) -> None:
+        import av
+
         frame = frame.convert(self.info)
         av_frame = av.VideoFrame(self.info.width, self.info.height, self.info.pix_fmt)
         for plane, array in zip(av_frame.planes, frame.planes, strict=True):
@@ -242,6 +245,8 @@ class PngWriter(VideoWriter):
 
 def _encode_png(array: np.ndarray, pix_fmt: str) -> bytes:
     """One PNG file's bytes from an [H, W] gray or [H, W, 3] rgb24 uint8 array."""
+    import av
+
     ctx: Any = av.CodecContext.create("png", "w")
     ctx.width, ctx.height, ctx.pix_fmt = array.shape[1], array.shape[0], pix_fmt
     packets = ctx.encode(av.VideoFrame.from_ndarray(array, format=pix_fmt))

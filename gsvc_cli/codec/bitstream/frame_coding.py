@@ -20,20 +20,29 @@ An unchanged frame codes only constant streams, so it costs a few bytes in total
 
 `FrameStats` (on both coded and decoded frames) gives bits per parameter group and per splat, raw
 (8 float32 = 256 bits per splat) and coded, for `gsvc info` and the rate controller.
+
+The coding itself is numpy on [N, 8] integers; the encoder's API takes and returns torch
+(QuantisedSplats, index tensors). `decode_values` is the decoder's torch-free entry point, and
+importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from gsvc_cli.codec.bitstream.dequant import QuantSteps
 from gsvc_cli.codec.bitstream.entropy import ByteReader, EntropyReader, EntropyWriter, StreamStats, put_varint
 from gsvc_cli.codec.bitstream.motion_vectors import MAX_CELL, MAX_CELLS, MotionVectors
-from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps
 from gsvc_cli.errors import FormatError, GsvcError
+
+if TYPE_CHECKING:
+    import torch
+
+    from gsvc_cli.codec.bitstream.quantise import QuantisedSplats
 
 FRAME_I = 0
 FRAME_P = 1
@@ -123,6 +132,21 @@ class DecodedFrame:
     splats: QuantisedSplats
     steps: QuantSteps | None
     kept: torch.Tensor
+    stats: FrameStats
+
+
+@dataclass
+class DecodedValues:
+    """A decoded frame as numpy integers, for the torch-free decoder (`decode_values`).
+
+    values: [N, 8] int64 in the coding order (x, y, l1, shear, l3, c0, c1, c2), the decoder's
+    splat order. steps: the GOP's steps (I-frames only). kept: [n_kept] int64 survivors' indices.
+    """
+
+    frame_type: str
+    values: np.ndarray
+    steps: QuantSteps | None
+    kept: np.ndarray
     stats: FrameStats
 
 
@@ -351,11 +375,11 @@ def _stream_groups(prefixes: tuple[str, ...]) -> dict[str, str]:
     return groups
 
 
-def _as_quantised(values: np.ndarray, what: str) -> QuantisedSplats:
-    """Decoded [N, 8] integers -> QuantisedSplats, refusing values no encoder could have written."""
+def _check_decoded(values: np.ndarray, what: str) -> np.ndarray:
+    """Refuse decoded [N, 8] integers no encoder could have written."""
     if len(values) and int(np.abs(values).max()) >= (1 << 30):
         raise FormatError(f"{what}: decoded splat parameters out of range (corrupt payload)")
-    return QuantisedSplats.from_array(values)
+    return values
 
 
 def _check_range(values: np.ndarray, what: str) -> None:
@@ -386,7 +410,13 @@ def encode_intra_frame(q: QuantisedSplats, steps: QuantSteps) -> CodedFrame:
     payload = bytes(head) + writer.finish()
     stats = FrameStats("I", len(values), 0, len(values), 0, 8 * len(payload), writer.stats,
                        _stream_groups(("",)))
-    return CodedFrame(payload, torch.from_numpy(order), stats)
+    return CodedFrame(payload, _tensor(order), stats)
+
+
+def _tensor(values: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(values)
 
 
 def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Tensor,
@@ -398,6 +428,8 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     predicts the survivors' centres (None or all zero: no field, the previous centres).
     Returns the payload and `order` ([N]: the survivors in place, then the new splats sorted).
     """
+    import torch
+
     kept_np = np.asarray(torch.as_tensor(kept).cpu().numpy(), dtype=np.int64).reshape(-1)
     n_prev, n_cur, n_kept = len(prev), len(q), len(kept_np)
     if n_kept > n_cur:
@@ -440,12 +472,23 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     order = np.concatenate([np.arange(n_kept, dtype=np.int64), n_kept + new_order])
     stats = FrameStats("P", n_cur, n_kept, n_cur - n_kept, n_prev - n_kept, 8 * len(payload),
                        writer.stats, _stream_groups(("new.",)))
-    return CodedFrame(payload, torch.from_numpy(order), stats)
+    return CodedFrame(payload, _tensor(order), stats)
 
 
 def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "frame",
                  expected_type: str | None = None) -> DecodedFrame:
     """Payload -> quantised splats. P-frames need `prev`, the previous decoded frame's splats.
+    `decode_values` on QuantisedSplats (torch), for the encoder and the tests."""
+    from gsvc_cli.codec.bitstream.quantise import QuantisedSplats
+
+    decoded = decode_values(payload, prev.as_array() if prev is not None else None, what, expected_type)
+    return DecodedFrame(decoded.frame_type, QuantisedSplats.from_array(decoded.values), decoded.steps,
+                        _tensor(decoded.kept), decoded.stats)
+
+
+def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
+                  expected_type: str | None = None) -> DecodedValues:
+    """Payload -> [N, 8] integers. P-frames need `prev`, the previous decoded frame's [N_prev, 8].
 
     `what` names the frame in errors (e.g. "clip.gsvc: frame 7"); `expected_type` ("I"/"P"), when
     given, is the container record's type, which the payload must agree with. Raises FormatError
@@ -470,8 +513,7 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
         entropy.check_consumed()
         stats = FrameStats("I", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
                            _stream_groups(("",)))
-        return DecodedFrame("I", _as_quantised(values, what), steps,
-                            torch.zeros(0, dtype=torch.int64), stats)
+        return DecodedValues("I", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats)
     if frame_type != FRAME_P:
         raise FormatError(f"{what}: unknown frame type {frame_type}")
     if prev is None:
@@ -494,8 +536,7 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
     if len(change) and (change.min() < 0 or change.max() > 7):
         raise FormatError(f"{what}: bad change classes")
     values = np.zeros((n_cur, 8), dtype=np.int64)
-    prev_values = prev.as_array() if motion is None else motion.predict(prev.as_array())
-    values[:n_kept] = prev_values[kept]
+    values[:n_kept] = (prev if motion is None else motion.predict(prev))[kept]
     for _, first, end, bit in _DELTA_GROUPS:
         rows = np.flatnonzero((change & bit) != 0)
         group = np.zeros((len(rows), 8), dtype=np.int64)
@@ -513,4 +554,4 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
     entropy.check_consumed()
     stats = FrameStats("P", n_cur, n_kept, n_cur - n_kept, n_prev - n_kept, 8 * len(payload),
                        entropy.stats, _stream_groups(("new.",)))
-    return DecodedFrame("P", _as_quantised(values, what), None, torch.from_numpy(kept), stats)
+    return DecodedValues("P", _check_decoded(values, what), None, kept, stats)

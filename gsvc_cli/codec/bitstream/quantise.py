@@ -27,87 +27,21 @@ exactly `dequantise(quantise(s))`, the gradient passes through the rounding as i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from gsvc_cli.codec.bitstream.dequant import (  # noqa: F401 - re-exported: the encoder's names
+    MAX_ABS_Q,
+    MAX_SCALE,
+    MIN_SCALE,
+    QuantSteps,
+    dequantise_values,
+    scales_of,
+)
 from gsvc_cli.codec.splats import SplatArrays, Splats, check_splat_shapes
 from gsvc_cli.errors import GsvcError
-
-MIN_SCALE = 1.0 / 16.0
-"""Smallest l1 or l3 (pixels) a quantised splat can have."""
-MAX_SCALE = 4096.0
-"""Largest l1 or l3 (pixels) a quantised splat can have."""
-MAX_ABS_Q = (1 << 22) - 1
-"""Every quantised integer lies in [-MAX_ABS_Q, MAX_ABS_Q]."""
-
-
-def _f32(value: float) -> float:
-    """The float32 nearest to `value`, as a Python float (what the file stores)."""
-    return float(np.float32(value))
-
-
-@dataclass(frozen=True)
-class QuantSteps:
-    """Step sizes of the uniform quantisers of one GOP (all values float32-exact, > 0).
-
-    mean:      pixels, for x and y.
-    log_scale: natural-log units, for ln(l1) and ln(l3) (0.0625 means about 6 % relative steps).
-    shear:     dimensionless, for l2 / l3.
-    color:     one step per colour channel, in the encoder's colour units (e.g. [0, 1] YUV or RGB).
-    """
-
-    mean: float
-    log_scale: float
-    shear: float
-    color: tuple[float, float, float]
-
-    def __post_init__(self) -> None:
-        values = (self.mean, self.log_scale, self.shear, *self.color)
-        if len(self.color) != 3:
-            raise GsvcError(f"quantiser steps need 3 colour steps, got {len(self.color)}")
-        if not all(math.isfinite(v) and v > 0 for v in values):
-            raise GsvcError(f"quantiser steps must be finite and positive, got {values}")
-        object.__setattr__(self, "mean", _f32(self.mean))
-        object.__setattr__(self, "log_scale", _f32(self.log_scale))
-        object.__setattr__(self, "shear", _f32(self.shear))
-        object.__setattr__(self, "color", tuple(_f32(c) for c in self.color))
-        if not all(v > 0 for v in self.as_tuple()):
-            raise GsvcError(f"quantiser steps underflow float32: {values}")
-
-    @staticmethod
-    def default() -> QuantSteps:
-        """Medium quality: 1/8 px centres, ~6 % scales, 1/16 shear, 1/128 colour steps."""
-        return QuantSteps(mean=1 / 8, log_scale=1 / 16, shear=1 / 16, color=(1 / 128, 1 / 128, 1 / 128))
-
-    @staticmethod
-    def from_quality(quality: float) -> QuantSteps:
-        """Default steps times 2**-quality: +1 quality halves every step (about +1 bit per parameter)."""
-        return QuantSteps.default().scaled(2.0 ** (-quality))
-
-    def scaled(self, factor: float) -> QuantSteps:
-        """Every step multiplied by `factor` (> 1 is coarser and cheaper)."""
-        if not (math.isfinite(factor) and factor > 0):
-            raise GsvcError(f"quantiser step factor must be finite and positive, got {factor}")
-        return QuantSteps(
-            mean=self.mean * factor,
-            log_scale=self.log_scale * factor,
-            shear=self.shear * factor,
-            color=tuple(c * factor for c in self.color),  # type: ignore[arg-type]
-        )
-
-    def as_tuple(self) -> tuple[float, ...]:
-        """(mean, log_scale, shear, color0, color1, color2): the order the I-frame record stores."""
-        return (self.mean, self.log_scale, self.shear, *self.color)
-
-    @staticmethod
-    def from_tuple(values: tuple[float, ...] | list[float]) -> QuantSteps:
-        """Inverse of `as_tuple`."""
-        if len(values) != 6:
-            raise GsvcError(f"quantiser steps need 6 values, got {len(values)}")
-        return QuantSteps(values[0], values[1], values[2], (values[3], values[4], values[5]))
 
 
 @dataclass
@@ -169,12 +103,24 @@ def _coding_domain(splats: Splats, steps: QuantSteps) -> tuple[torch.Tensor, tor
 
 def _from_coding_domain(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor,
                         steps: QuantSteps) -> Splats:
-    """Inverse of `_coding_domain` on (possibly rounded) float values."""
-    l1 = torch.exp(chol[:, 0] * steps.log_scale)
-    l3 = torch.exp(chol[:, 2] * steps.log_scale)
+    """Inverse of `_coding_domain` on rounded float values (integers, as `fake_quantise` makes
+    them); the same floats as `dequantise_values`, differentiable."""
+    l1 = _scale(chol[:, 0], steps.log_scale)
+    l3 = _scale(chol[:, 2], steps.log_scale)
     l2 = chol[:, 1] * steps.shear * l3
     color_steps = torch.tensor(steps.color, dtype=colors.dtype, device=colors.device)
     return Splats(means * steps.mean, torch.stack([l1, l2, l3], dim=1), colors * color_steps)
+
+
+def _scale(q: torch.Tensor, log_scale: float) -> torch.Tensor:
+    """exp(q * log_scale) of integer-valued q: the value of `scales_of` (what the decoder computes),
+    the gradient of torch.exp (straight through: value + (e - e) adds exactly zero)."""
+    integers = np.rint(q.detach().to("cpu", torch.float64).numpy()).astype(np.int64)
+    exact = torch.from_numpy(scales_of(integers, log_scale)).to(q.device, q.dtype)
+    if not q.requires_grad:
+        return exact
+    e = torch.exp(q * log_scale)
+    return exact + (e - e.detach())
 
 
 def _round_clamped(values: torch.Tensor) -> torch.Tensor:
@@ -200,13 +146,11 @@ def quantise(splats: Splats, steps: QuantSteps) -> QuantisedSplats:
 
 
 def dequantise(q: QuantisedSplats, steps: QuantSteps, device: torch.device | str = "cpu") -> Splats:
-    """Integers -> float32 splats (pixels); always l1, l3 in [MIN_SCALE, MAX_SCALE] (about)."""
-    return _from_coding_domain(
-        q.means.to(device, torch.float32),
-        q.chol.to(device, torch.float32),
-        q.colors.to(device, torch.float32),
-        steps,
-    )
+    """Integers -> float32 splats (pixels); always l1, l3 in [MIN_SCALE, MAX_SCALE] (about).
+    The very floats the torch-free decoder makes (`dequantise_values`)."""
+    means, chol, colors = dequantise_values(q.as_array(), steps)
+    return Splats(torch.from_numpy(means).to(device), torch.from_numpy(chol).to(device),
+                  torch.from_numpy(colors).to(device))
 
 
 def fake_quantise(splats: Splats, steps: QuantSteps) -> Splats:

@@ -1,0 +1,142 @@
+// A plain C ABI over the CPU kernels, for callers without torch (the decoder loads it with ctypes).
+//
+// Two entry points, both on caller-owned float32 / integer arrays (row-major, contiguous):
+//   gsvc_render_forward: splats -> image [3,H,W] (prepare_splats + bin_tiles + forward, the same
+//     calls as the torch binding, so the image is the same bit for bit);
+//   gsvc_yuv444_to_codes: YUV 4:4:4 floats [3,H,W] (code value / peak) -> integer code planes,
+//     clamped to [0,1], times peak, chroma box-averaged over 2^sy x 2^sx blocks (edges replicated),
+//     rounded half to even: the same arithmetic as Frame.from_yuv444_float's torch path.
+// Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
+// the ABI.
+#include <stdint.h>
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+#include <vector>
+
+#include "render_cpu.h"
+
+namespace {
+
+// The code of one value already clamped and scaled to [0, peak]: round half to even (the default
+// rounding mode, as torch.round), then the integer type.
+template <typename Code>
+inline Code to_code(float v) {
+  return static_cast<Code>(std::nearbyint(v));
+}
+
+inline float scaled(float x, float peak) { return std::min(std::max(x, 0.0f), 1.0f) * peak; }
+
+template <typename Code>
+void luma_plane(const float* src, int64_t count, float peak, Code* out, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < count; ++i) out[i] = to_code<Code>(scaled(src[i], peak));
+}
+
+// One chroma plane: each output code averages a (1 << sy) x (1 << sx) block, summed row by row from
+// zero (as torch's avg_pool2d: ((a + b) + c) + d for 2x2), rows and columns past the edge repeating
+// the last one.
+template <typename Code>
+void chroma_plane(const float* src, int32_t height, int32_t width, int sx, int sy, float peak, Code* out,
+                  int threads) {
+  const int32_t fx = 1 << sx, fy = 1 << sy;
+  const int32_t out_w = (width + fx - 1) >> sx, out_h = (height + fy - 1) >> sy;
+  const int32_t inner_w = width >> sx;  // outputs whose block lies wholly inside a row
+  const float divisor = static_cast<float>(fx * fy);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int32_t oy = 0; oy < out_h; ++oy) {
+    const float* r0 = src + static_cast<int64_t>(oy * fy) * width;
+    const float* r1 = src + static_cast<int64_t>(std::min(oy * fy + fy - 1, height - 1)) * width;
+    Code* line = out + static_cast<int64_t>(oy) * out_w;
+    if (fx == 2 && fy == 2) {
+      for (int32_t ox = 0; ox < inner_w; ++ox) {
+        const float sum = ((scaled(r0[2 * ox], peak) + scaled(r0[2 * ox + 1], peak)) + scaled(r1[2 * ox], peak)) +
+                          scaled(r1[2 * ox + 1], peak);
+        line[ox] = to_code<Code>(sum / divisor);
+      }
+    } else if (fx == 2) {
+      for (int32_t ox = 0; ox < inner_w; ++ox) {
+        const float sum = scaled(r0[2 * ox], peak) + scaled(r0[2 * ox + 1], peak);
+        line[ox] = to_code<Code>(sum / divisor);
+      }
+    }
+    for (int32_t ox = fx == 2 ? inner_w : 0; ox < out_w; ++ox) {  // the odd last column (or 4:4:0)
+      float sum = 0.0f;
+      for (int32_t r = 0; r < fy; ++r) {
+        const float* row = r == 0 ? r0 : r1;
+        for (int32_t c = 0; c < fx; ++c) sum += scaled(row[std::min(ox * fx + c, width - 1)], peak);
+      }
+      line[ox] = to_code<Code>(sum / divisor);
+    }
+  }
+}
+
+template <typename Code>
+int to_codes(const float* yuv, int32_t height, int32_t width, float peak, int sx, int sy, Code* y, Code* u,
+             Code* v, int threads) {
+  if (height < 1 || width < 1 || sx < 0 || sx > 1 || sy < 0 || sy > 1 || threads < 1) return 1;
+  const int64_t plane = static_cast<int64_t>(height) * width;
+  luma_plane(yuv, plane, peak, y, threads);
+  if (sx == 0 && sy == 0) {
+    luma_plane(yuv + plane, plane, peak, u, threads);
+    luma_plane(yuv + 2 * plane, plane, peak, v, threads);
+  } else {
+    chroma_plane(yuv + plane, height, width, sx, sy, peak, u, threads);
+    chroma_plane(yuv + 2 * plane, height, width, sx, sy, peak, v, threads);
+  }
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+// Bumped when a signature below changes (the Python side refuses a library of another version).
+int gsvc_capi_version(void) { return 1; }
+
+const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
+
+// image [3,height,width] = the splats' sum (not clamped), exactly as the torch binding's forward.
+int gsvc_render_forward(const float* means, const float* chol, const float* colors, int64_t n, int32_t height,
+                        int32_t width, float* image, int threads) {
+  if (n < 0 || height < 1 || width < 1 || threads < 1) return 1;
+  try {
+    std::vector<float> conics(static_cast<size_t>(5 * n));
+    std::vector<int32_t> boxes(static_cast<size_t>(4 * n));
+    std::vector<int64_t> splat_offsets(static_cast<size_t>(n + 1));
+    gsvc::cpu::prepare_splats(means, chol, n, height, width, conics.data(), boxes.data(), splat_offsets.data(),
+                              threads);
+    const int64_t pairs = splat_offsets[static_cast<size_t>(n)];
+    std::vector<int64_t> tile_offsets(static_cast<size_t>(gsvc::cpu::tile_count(height, width) + 1));
+    std::vector<int32_t> tile_splats(static_cast<size_t>(pairs));
+    std::vector<int64_t> tile_pairs(static_cast<size_t>(pairs));
+    gsvc::cpu::bin_tiles(boxes.data(), splat_offsets.data(), n, height, width, tile_offsets.data(),
+                         tile_splats.data(), tile_pairs.data(), threads);
+    gsvc::cpu::forward(conics.data(), boxes.data(), colors, tile_offsets.data(), tile_splats.data(), height,
+                       width, image, threads);
+  } catch (const std::bad_alloc&) {
+    return 2;
+  }
+  return 0;
+}
+
+// Clamp every value of image [count] to [0, 1] in place (what the decoder hands on as its picture).
+void gsvc_clamp01(float* image, int64_t count, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < count; ++i) image[i] = std::min(std::max(image[i], 0.0f), 1.0f);
+}
+
+// 8-bit codes: y [H,W], u and v [ceil(H/2^sy), ceil(W/2^sx)]; sx, sy in {0, 1}.
+int gsvc_yuv444_to_codes8(const float* yuv, int32_t height, int32_t width, float peak, int sx, int sy, uint8_t* y,
+                          uint8_t* u, uint8_t* v, int threads) {
+  return to_codes<uint8_t>(yuv, height, width, peak, sx, sy, y, u, v, threads);
+}
+
+// 9..16-bit codes, as gsvc_yuv444_to_codes8.
+int gsvc_yuv444_to_codes16(const float* yuv, int32_t height, int32_t width, float peak, int sx, int sy,
+                           uint16_t* y, uint16_t* u, uint16_t* v, int threads) {
+  return to_codes<uint16_t>(yuv, height, width, peak, sx, sy, y, u, v, threads);
+}
+
+}  // extern "C"

@@ -1,0 +1,118 @@
+"""The CPU kernels through their C ABI (ext/cpu/capi.cpp), on numpy arrays: rendering and the
+YUV 4:4:4 float -> integer codes conversion, for callers that must not import torch (the decoder).
+
+The render is the torch extension's forward, compiled from the same sources with the same flags, so
+images are equal bit for bit (tests/test_render_capi.py checks it). Thread counts default to
+$OMP_NUM_THREADS, else the CPUs this process may run on; results never depend on them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import threading
+
+import numpy as np
+
+from gsvc_cli.render.capi_build import KernelBuildError, build_library
+
+CAPI_VERSION = 1
+_lock = threading.Lock()
+
+_f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
+_u8p = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_u16p = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
+_i32, _i64, _int = ctypes.c_int32, ctypes.c_int64, ctypes.c_int
+
+
+def default_threads() -> int:
+    """$OMP_NUM_THREADS when set, else the number of CPUs this process may run on."""
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+@functools.cache
+def _library_cached() -> ctypes.CDLL:
+    path = build_library()
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as error:
+        raise KernelBuildError(f"cannot load the render kernels {path}: {error}") from error
+    lib.gsvc_capi_version.restype = _int
+    if lib.gsvc_capi_version() != CAPI_VERSION:
+        raise KernelBuildError(f"{path}: C ABI version {lib.gsvc_capi_version()}, expected {CAPI_VERSION}")
+    lib.gsvc_capi_simd.restype = ctypes.c_char_p
+    lib.gsvc_render_forward.restype = _int
+    lib.gsvc_render_forward.argtypes = [_f32p, _f32p, _f32p, _i64, _i32, _i32, _f32p, _int]
+    lib.gsvc_clamp01.restype = None
+    lib.gsvc_clamp01.argtypes = [_f32p, _i64, _int]
+    for name, codes in (("gsvc_yuv444_to_codes8", _u8p), ("gsvc_yuv444_to_codes16", _u16p)):
+        getattr(lib, name).restype = _int
+        getattr(lib, name).argtypes = [_f32p, _i32, _i32, ctypes.c_float, _int, _int, codes, codes, codes,
+                                       _int]
+    return lib
+
+
+def library() -> ctypes.CDLL:
+    """The loaded C library, compiled on first use. Raises KernelBuildError when that fails."""
+    with _lock:
+        return _library_cached()
+
+
+def simd_name() -> str:
+    """The SIMD path compiled in ("avx512", "avx2" or "scalar")."""
+    return library().gsvc_capi_simd().decode()
+
+
+def _check(status: int, what: str) -> None:
+    if status == 2:
+        raise MemoryError(f"{what}: out of memory")
+    if status != 0:
+        raise ValueError(f"{what}: arguments refused by the kernel")
+
+
+def render_image(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, height: int, width: int, *,
+                 clamp: bool = False, threads: int | None = None) -> np.ndarray:
+    """N splats -> image [3, height, width] float32 (as `gsvc_cli.render.render` with the cpu backend).
+
+    means [N,2] pixels, chol [N,3] (l1, l2, l3), colors [N,3], all finite float32 (converted and made
+    contiguous if needed). clamp: clamp the image to [0, 1] in place (the decoded picture).
+    """
+    means, chol, colors = (np.ascontiguousarray(a, dtype=np.float32) for a in (means, chol, colors))
+    n = means.shape[0]
+    if means.shape != (n, 2) or chol.shape != (n, 3) or colors.shape != (n, 3):
+        raise ValueError(f"render: inconsistent shapes {means.shape}, {chol.shape}, {colors.shape}")
+    if height < 1 or width < 1:
+        raise ValueError(f"render: image size must be positive, got {height}x{width}")
+    threads = threads or default_threads()
+    lib = library()
+    image = np.empty((3, height, width), dtype=np.float32)
+    _check(lib.gsvc_render_forward(means, chol, colors, n, height, width, image, threads), "render")
+    if clamp:
+        lib.gsvc_clamp01(image, image.size, threads)
+    return image
+
+
+def yuv444_to_codes(yuv: np.ndarray, peak: int, shift_x: int, shift_y: int,
+                    threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[3, H, W] float32 YUV (code value / peak) -> Y [H, W], U and V [ceil(H/2^sy), ceil(W/2^sx)]
+    integer codes (uint8 for peak < 256, else uint16): clamped to [0, 1], times peak, chroma
+    box-averaged (edges replicated), rounded half to even. shift_x, shift_y in {0, 1}."""
+    yuv = np.ascontiguousarray(yuv, dtype=np.float32)
+    if yuv.ndim != 3 or yuv.shape[0] != 3:
+        raise ValueError(f"yuv444_to_codes: expected [3, H, W], got {list(yuv.shape)}")
+    if shift_x not in (0, 1) or shift_y not in (0, 1) or not 0 < peak < 65536:
+        raise ValueError(f"yuv444_to_codes: unsupported shifts {shift_x}, {shift_y} or peak {peak}")
+    _, h, w = yuv.shape
+    dtype = np.uint8 if peak < 256 else np.uint16
+    y = np.empty((h, w), dtype=dtype)
+    ch, cw = -(-h // (1 << shift_y)), -(-w // (1 << shift_x))
+    u, v = np.empty((ch, cw), dtype=dtype), np.empty((ch, cw), dtype=dtype)
+    lib = library()
+    convert = lib.gsvc_yuv444_to_codes8 if dtype == np.uint8 else lib.gsvc_yuv444_to_codes16
+    _check(convert(yuv, h, w, float(peak), shift_x, shift_y, y, u, v, threads or default_threads()),
+           "yuv444_to_codes")
+    return y, u, v

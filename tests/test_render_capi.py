@@ -1,0 +1,125 @@
+"""The torch-free C library of the CPU kernels (gsvc_cli/render/capi.py): the same image as the
+torch extension bit for bit, the same integer codes as Frame.from_yuv444_float's torch path, and a
+cached, atomically written build."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from helpers import HEADS, kodak_crop, random_splats
+
+from gsvc_cli.render import capi, capi_build, render
+from gsvc_cli.video import Frame, VideoInfo, open_video
+from gsvc_cli.video.frame import _codes_torch
+from gsvc_cli.video.pixfmt import PIX_FMTS
+
+
+@pytest.mark.parametrize(("height", "width", "n", "seed"),
+                         [(16, 16, 40, 0), (37, 53, 300, 1), (64, 96, 2000, 2), (1, 1, 5, 3),
+                          (130, 47, 800, 4)])
+def test_render_equals_the_torch_extension_bit_for_bit(height, width, n, seed):
+    means, chol, colors = random_splats(n, height, width, seed)
+    expected = render(means, chol, colors, height, width, backend="cpu")
+    for threads in (1, 2):
+        image = capi.render_image(means.numpy(), chol.numpy(), colors.numpy(), height, width, threads=threads)
+        assert np.array_equal(image, expected.numpy())
+    clamped = capi.render_image(means.numpy(), chol.numpy(), colors.numpy(), height, width, clamp=True)
+    assert np.array_equal(clamped, expected.clamp(0, 1).numpy())
+
+
+def test_zero_splats_render_black():
+    empty = np.zeros((0, 2), np.float32), np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+    assert not capi.render_image(*empty, 5, 7).any()
+
+
+def tie_heavy_image(height: int, width: int) -> torch.Tensor:
+    """Values at exact halves of a code (and quarter steps, which average to halves), outside [0, 1]
+    too: every rounding tie the conversion can meet."""
+    g = torch.Generator().manual_seed(7)
+    codes = torch.randint(-40, 4 * 255 + 40, (3, height, width), generator=g).float() / 4.0
+    return codes / 255.0
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le"])
+@pytest.mark.parametrize(("height", "width"), [(48, 64), (37, 53), (1, 1)])
+def test_codes_equal_the_torch_conversion(pix_fmt, height, width):
+    """Against the torch path Frame.from_yuv444_float used before (and falls back to), including
+    rounding ties, values outside [0, 1] and odd sizes (replicated edges)."""
+    fmt = PIX_FMTS[pix_fmt]
+    image = kodak_crop(200, 100, width, height)  # real content, as RGB: any [3,H,W] floats will do
+    for yuv in (image, tie_heavy_image(height, width), image * 1.7 - 0.3):
+        codes = capi.yuv444_to_codes(yuv.numpy(), fmt.peak, fmt.shift_x, fmt.shift_y)
+        for got, want in zip(codes, _codes_torch(yuv.clone(), fmt), strict=True):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_real_decoded_frames_give_the_same_codes_both_ways():
+    """Real pictures (a real clip's frames in 4:4:4 floats) through from_yuv444_float: C and torch
+    agree (rendered pictures are checked end to end in test_codec.py)."""
+    with open_video(HEADS, frames=3) as reader:
+        images = [frame.to_yuv444_float() for frame in reader]
+    info = VideoInfo(images[0].shape[2], images[0].shape[1], Fraction(12), "yuv420p")
+    for image in images:
+        from_numpy = Frame.from_yuv444_float(image.numpy(), info)
+        want = _codes_torch(image.clone(), info.fmt)
+        assert all(np.array_equal(a, b) for a, b in zip(from_numpy.planes, want, strict=True))
+
+
+def test_the_library_is_cached_by_a_key_and_rebuilt_when_a_source_changes(tmp_path, monkeypatch):
+    source = capi_build.kernel_source_dir()
+    import shutil
+
+    ext = tmp_path / "ext"
+    shutil.copytree(source, ext)
+    key = capi_build.library_key(ext)
+    assert capi_build.library_key(ext) == key
+    (ext / "cpu" / "capi.cpp").write_text((ext / "cpu" / "capi.cpp").read_text() + "\n// edited\n")
+    assert capi_build.library_key(ext) != key
+    monkeypatch.setenv("CXX", "g++ -DGSVC_UNUSED=1")
+    assert capi_build.library_key(ext) != key
+
+
+def test_a_failed_compile_is_one_clear_error(tmp_path, monkeypatch):
+    import shutil
+
+    ext = tmp_path / "ext"
+    shutil.copytree(capi_build.kernel_source_dir(), ext)
+    (ext / "cpu" / "capi.cpp").write_text("this is not C++\n")
+    monkeypatch.setenv("GSVC_KERNEL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(capi_build.KernelBuildError, match="cannot compile the render kernels"):
+        capi_build.build_library(ext)
+    assert not list((tmp_path / "cache").glob("*.so")) and not list((tmp_path / "cache").glob("*.tmp"))
+    monkeypatch.setenv("CXX", "no-such-compiler-gsvc")
+    with pytest.raises(capi_build.KernelBuildError, match="not usable"):
+        capi_build.build_library(ext)
+
+
+BUILD_AND_LOAD = """
+import sys
+from pathlib import Path
+from gsvc_cli.render import capi_build
+print(capi_build.build_library(Path(sys.argv[1])))
+"""
+
+
+def test_two_processes_building_at_once_share_one_library(tmp_path, monkeypatch):
+    """A fresh cache, two processes: one compiles while the other waits on the lock; both get the
+    same whole library, and no temporary file is left behind."""
+    import shutil
+    import subprocess
+    import sys
+
+    ext = tmp_path / "ext"
+    shutil.copytree(capi_build.kernel_source_dir(), ext)
+    (ext / "cpu" / "capi.cpp").write_text((ext / "cpu" / "capi.cpp").read_text() + "\n// a fresh key\n")
+    monkeypatch.setenv("GSVC_KERNEL_CACHE", str(tmp_path / "cache"))
+    runs = [subprocess.Popen([sys.executable, "-c", BUILD_AND_LOAD, str(ext)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    paths = {out.strip() for out, _ in outputs}
+    assert len(paths) == 1
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".lock", ".so"]
