@@ -66,6 +66,9 @@ class RDTuning:
     # Defaults chosen by the 12-frame ablation of BENCHMARKS.md (vt2people, cars, cuts_qcif, same run):
     # lambda_I = lambda saved 6-8% of bits on two clips over lambda / 2 (-1% on the third), and the
     # step search lost 5-14% on all three against the default steps, so it is off.
+    # motion_by_cost off by the whole-clip ablation of 2026-12-03 (seven clips, same run): the
+    # motion field itself saves up to 7% (cars, mobile) and never loses, but choosing it by J
+    # instead of a 1 dB warm-start gain used it on frames where it did not pay (foreman +11%).
     # inter_extra_scale 1.0 by the whole-clip ablation of 2026-12-03 (seven clips, same run): up to
     # 40 more P-fit steps saved 1-31% on five clips (foreman 31%) and lost 3% (scenecut) and 16%
     # (the Kodak pan).
@@ -81,7 +84,7 @@ class RDTuning:
     inter_steps_scale: float = 1.0
     inter_extra_scale: float = 1.0
     motion_field: bool = True
-    motion_by_cost: bool = True
+    motion_by_cost: bool = False
     motion_gain_db: float = 1.0
 
 
