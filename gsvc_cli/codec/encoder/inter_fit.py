@@ -110,13 +110,13 @@ def _moved(q: QuantisedSplats, vectors: MotionVectors) -> QuantisedSplats:
 
 
 def _global_vectors(shift: tuple[float, float], steps: QuantSteps) -> MotionVectors:
-    limit = MAX_VECTOR
-    dx, dy = (max(-limit, min(limit, round(v / steps.mean))) for v in shift)
+    dx, dy = (max(-MAX_VECTOR, min(MAX_VECTOR, round(v / steps.mean))) for v in shift)
     return MotionVectors.shift(dx, dy)
 
 
-def _local_vectors(vectors: torch.Tensor, spacing: int, steps: QuantSteps) -> MotionVectors:
-    """A block field [gh, gw, 2] in pixels, smoothed as `motion.smoothed` does, in centre units."""
+def field_vectors(vectors: torch.Tensor, spacing: int, steps: QuantSteps) -> MotionVectors:
+    """The field a P-frame carries for block motion [gh, gw, 2] (pixels, tiles of `spacing`
+    pixels): smoothed (`motion.smoothed`), in centre-quantiser units."""
     units = torch.round(smoothed(vectors) / steps.mean).clamp(-MAX_VECTOR, MAX_VECTOR)
     cell = max(1, min(MAX_CELL, round(spacing / steps.mean)))
     return MotionVectors(units.to(torch.int64).cpu().numpy(), cell)
@@ -175,7 +175,7 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
     if local_motion and len(prev):
         field = block_motion(rendered[0], image[0], MOTION_BLOCK)
         if bool(field.vectors.abs().max() > 0):
-            consider(_local_vectors(field.vectors, field.spacing, steps), "local", (0.0, 0.0))
+            consider(field_vectors(field.vectors, field.spacing, steps), "local", (0.0, 0.0))
     return warm
 
 

@@ -66,9 +66,9 @@ class RDTuning:
     # Defaults chosen by the 12-frame ablation of BENCHMARKS.md (vt2people, cars, cuts_qcif, same run):
     # lambda_I = lambda saved 6-8% of bits on two clips over lambda / 2 (-1% on the third), and the
     # step search lost 5-14% on all three against the default steps, so it is off.
-    # motion_by_cost off by the whole-clip ablation of 2026-12-03 (seven clips, same run): the
-    # motion field itself saves up to 7% (cars, mobile) and never loses, but choosing it by J
-    # instead of a 1 dB warm-start gain used it on frames where it did not pay (foreman +11%).
+    # motion_by_cost off by the whole-clip ablation of 2026-12-03 (seven clips, same run): carrying
+    # the field saved 0.2-33% on six clips (+1.1% on the pan, within noise), but choosing it by J
+    # instead of a 1 dB warm-start gain lost on five clips (foreman +11%, scenecut +21%).
     # inter_extra_scale 1.0 by the whole-clip ablation of 2026-12-03 (seven clips, same run): up to
     # 40 more P-fit steps saved 1-31% on five clips (foreman 31%) and lost 3% (scenecut) and 16%
     # (the Kodak pan).
