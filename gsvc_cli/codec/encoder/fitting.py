@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -127,10 +127,18 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
 
     # --- starting splats, and the warm start's swap -----------------------------------------------
     origin: torch.Tensor  # index into init for each current splat, -1 for a new one
-    added = pruned = 0
+    added = pruned = coarse_steps = 0
+    coarse = (_coarse_fit(image, count, config, seed, progress, channel_weights)
+              if init is None and param_transform is None else None)
+    if coarse is not None:
+        start, coarse_steps = coarse
+        fine = max(1, round(config.fine_steps * config.max_steps))
+        config = replace(config, max_steps=fine, min_steps=min(config.min_steps, fine))
     if init is None:
-        start = content_aware_splats(image, count, generator, weights, uniform_mix=config.init_uniform_mix,
-                                     size_scale=config.init_size_scale, min_sigma=config.min_sigma)
+        if coarse is None:
+            start = content_aware_splats(image, count, generator, weights,
+                                         uniform_mix=config.init_uniform_mix,
+                                         size_scale=config.init_size_scale, min_sigma=config.min_sigma)
         origin = torch.full((count,), -1, dtype=torch.long, device=device)
         added = count
     else:
@@ -218,9 +226,26 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
     report(progress, "fit", step, step, psnr=current_psnr, splats=len(final))
     history.append((step, time.perf_counter() - start_time, float("nan"), current_psnr))
     kept = origin[origin >= 0].cpu() if init is not None else torch.zeros(0, dtype=torch.long)
-    stats = FitStats(steps=step, seconds=time.perf_counter() - start_time, psnr=current_psnr,
+    stats = FitStats(steps=coarse_steps + step, seconds=time.perf_counter() - start_time, psnr=current_psnr,
                      history=history, kept=kept, added=added, pruned=pruned, count=len(final))
     return Splats(final.means.contiguous(), final.chol.contiguous(), final.colors.contiguous()), stats
+
+
+def _coarse_fit(image: torch.Tensor, count: int, config: FitConfig, seed: int,
+                progress: ProgressCallback | None, channel_weights: Sequence[float] | torch.Tensor | None
+                ) -> tuple[Splats, int] | None:
+    """The coarse half of a coarse-to-fine fit: `count` splats fitted to the frame averaged over 2x2
+    blocks, returned in full-size pixels (centres sit at integer + 0.5, so coordinates double),
+    with the steps it took. None when the config or the frame size asks for no coarse stage."""
+    _, height, width = image.shape
+    steps = round(config.coarse_steps * config.max_steps)
+    if steps < 1 or height * width < config.coarse_min_pixels:
+        return None
+    small = torch.nn.functional.avg_pool2d(image[None, :, :height - height % 2, :width - width % 2], 2)[0]
+    coarse_config = replace(config, max_steps=steps, min_steps=min(config.min_steps, steps), coarse_steps=0.0)
+    splats, stats = fit_frame(small, count, config=coarse_config, seed=seed, progress=progress,
+                              channel_weights=channel_weights)
+    return Splats(splats.means * 2, splats.chol * 2, splats.colors), stats.steps
 
 
 def _plateau(psnrs: list[float], config: FitConfig) -> bool:

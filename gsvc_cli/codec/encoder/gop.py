@@ -165,7 +165,10 @@ class Encoder:
         self.settings = settings
         self.progress = progress  # receives the fitter's "fit" events (steps within a frame)
         self.height, self.width = info.height, info.width
-        self.preset = get_preset(settings.preset)
+        preset = get_preset(settings.preset)
+        tuning = settings.tuning
+        self.preset = replace(preset, intra=replace(preset.intra, coarse_steps=tuning.coarse_steps,
+                                                    fine_steps=tuning.fine_steps))
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
                                    overhead_bytes,
                                    entry_bytes=index_and_trailer_size(1) - index_and_trailer_size(0))

@@ -58,6 +58,9 @@ class RDTuning:
     motion_by_cost: a motion field (a global shift, then block motion) is used when the squared
     error it removes from the warm start exceeds lambda times its bits; else when it raises the
     warm start's PSNR by motion_gain_db.
+    coarse_steps, fine_steps: I-frames of at least FitConfig.coarse_min_pixels are fitted coarse to
+    fine: coarse_steps x the preset's steps on the frame downscaled 2x, then fine_steps x them at
+    full size (coarse_steps 0: every step at full size).
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -86,6 +89,8 @@ class RDTuning:
     motion_field: bool = True
     motion_by_cost: bool = False
     motion_gain_db: float = 1.0
+    coarse_steps: float = 1.6
+    fine_steps: float = 0.4
 
 
 def lagrangian(quality: float) -> float:
