@@ -42,6 +42,18 @@ def test_gsvc_decode_to_y4m_imports_no_torch(tmp_path: Path) -> None:
     assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
 
 
+def test_gsvc_info_imports_no_torch() -> None:
+    """`gsvc info` decodes every payload for its bit accounting; that needs no torch either."""
+    command = [sys.executable, "-X", "importtime", "-m", "gsvc_cli", "info", str(GOLDEN), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(json.loads(result.stdout)["frames"]) == 4  # the golden file: I P P I
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "gsvc_cli.codec.bitstream.frame_coding" in imported
+    assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
+
+
 def test_another_render_backend_decodes_through_torch(tmp_path: Path, monkeypatch) -> None:
     """$GSVC_RENDER_BACKEND=reference still decodes (the torch renderer, within float rounding of
     the kernels: codes at most 1 apart)."""

@@ -61,7 +61,7 @@ def _fps_text(fps: Fraction) -> str:
 def describe(path: Path) -> dict[str, Any]:
     """Everything `gsvc info` reports, as JSON-ready data (the keys are a stable interface)."""
     from gsvc_cli.codec.bitstream.container import GsvcReader, record_overhead
-    from gsvc_cli.codec.bitstream.frame_coding import GROUPS, decode_frame
+    from gsvc_cli.codec.bitstream.frame_coding import GROUPS, decode_values
 
     with GsvcReader(path) as reader:
         header, index, file_bytes = reader.header, reader.index, reader.file_size
@@ -69,9 +69,9 @@ def describe(path: Path) -> dict[str, Any]:
         prev = None
         for k in range(len(index)):
             record = reader.read_frame(k)
-            decoded = decode_frame(record.payload, prev if record.frame_type == "P" else None,
-                                   f"{path}: frame {k}", record.frame_type)
-            prev = decoded.splats
+            decoded = decode_values(record.payload, prev if record.frame_type == "P" else None,
+                                    f"{path}: frame {k}", record.frame_type)
+            prev = decoded.values
             stats = decoded.stats
             rows.append({
                 "frame": k, "type": record.frame_type, "splats": stats.n_splats, "new": stats.n_new,
