@@ -2,10 +2,10 @@
 through the decoder's own torch-free path (numpy integers, the C library of the CPU kernels).
 
 Fitting a real 1080p clip takes minutes per frame on this machine, so by default the file is made
-(torch only there) from splat sets shaped like a fitted frame's (positions uniform, sigma 2..12 px, random shear, colours small)
-and coded through the real quantiser, frame coder and container: an I-frame, then P-frames in
-which 10% of the splats move. Everything the decoder does is real; only the splats are synthetic.
-`--file` times an existing encode instead (a real one: fitted splats, I-frames of 15k splats).
+(torch only there) from splat sets shaped like a fitted frame's (positions uniform, sigma 2..12 px,
+random shear, colours small) and coded through the real quantiser, frame coder and container: an
+I-frame, then P-frames in which 10% of the splats move. Everything the decoder does is real; only
+the splats are synthetic. `--file` times an existing encode instead (fitted splats).
 
     python bench/decode.py [--splats 10000] [--frames 6] [--repeats 3] [--threads N]
     python bench/decode.py --frames 60 --write syn60.gsvc   # only write the file (for `gsvc decode`)
