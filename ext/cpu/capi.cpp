@@ -1,11 +1,13 @@
 // A plain C ABI over the CPU kernels, for callers without torch (the decoder loads it with ctypes).
 //
-// Two entry points, both on caller-owned float32 / integer arrays (row-major, contiguous):
+// Three entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
 //   gsvc_render_forward: splats -> image [3,H,W] (prepare_splats + bin_tiles + forward, the same
 //     calls as the torch binding, so the image is the same bit for bit);
 //   gsvc_yuv444_to_codes: YUV 4:4:4 floats [3,H,W] (code value / peak) -> integer code planes,
 //     clamped to [0,1], times peak, chroma box-averaged over 2^sy x 2^sx blocks (edges replicated),
-//     rounded half to even: the same arithmetic as Frame.from_yuv444_float's torch path.
+//     rounded half to even: the same arithmetic as Frame.from_yuv444_float's torch path;
+//   gsvc_decay_sequence: the integer decay sequence of the entropy coder's LAPLACE and SKEW tables
+//     (docs/FORMAT.md), a serial recurrence that costs ~0.5 us a term in Python.
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
 // the ABI.
 #include <stdint.h>
@@ -92,8 +94,9 @@ int to_codes(const float* yuv, int32_t height, int32_t width, float peak, int sx
 
 extern "C" {
 
-// Bumped when a signature below changes (the Python side refuses a library of another version).
-int gsvc_capi_version(void) { return 1; }
+// Bumped when a signature below changes or one is added (the Python side refuses a library of
+// another version).
+int gsvc_capi_version(void) { return 2; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -137,6 +140,22 @@ int gsvc_yuv444_to_codes8(const float* yuv, int32_t height, int32_t width, float
 int gsvc_yuv444_to_codes16(const float* yuv, int32_t height, int32_t width, float peak, int sx, int sy,
                            uint16_t* y, uint16_t* u, uint16_t* v, int threads) {
   return to_codes<uint16_t>(yuv, height, width, peak, sx, sy, y, u, v, threads);
+}
+
+// out[0..length) = g with g[0] = 2^32, g[d+1] = floor(g[d] * r / 2^16), r in [0, 2^16]: exact, as
+// g <= 2^32 and r <= 2^16 keep every product below 2^49. Returns the number of terms before the
+// first zero (length if none), or -1 for bad arguments.
+int64_t gsvc_decay_sequence(int64_t r, int64_t length, int64_t* out) {
+  if (r < 0 || r > (int64_t{1} << 16) || length < 0) return -1;
+  uint64_t g = uint64_t{1} << 32;
+  int64_t d = 0;
+  for (; d < length && g != 0; ++d) {
+    out[d] = static_cast<int64_t>(g);
+    g = (g * static_cast<uint64_t>(r)) >> 16;
+  }
+  const int64_t nonzero = d;
+  for (; d < length; ++d) out[d] = 0;
+  return nonzero;
 }
 
 }  // extern "C"

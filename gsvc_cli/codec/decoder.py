@@ -31,12 +31,16 @@ from gsvc_cli.codec.bitstream.dequant import QuantSteps, dequantise_values
 from gsvc_cli.codec.bitstream.frame_coding import DecodedValues, decode_values
 from gsvc_cli.errors import FormatError, UsageError
 from gsvc_cli.progress import ProgressCallback, report
+from gsvc_cli.readahead import read_ahead
 from gsvc_cli.video import Frame, VideoInfo, open_writer
 
 if TYPE_CHECKING:
     from gsvc_cli.codec.splats import Splats
 
 log = logging.getLogger("gsvc_cli.render")
+
+SplatArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""float32 means [N, 2], chol [N, 3], colors [N, 3]."""
 
 
 def video_info(header: FileHeader, path: Path | None = None, frames: int | None = None) -> VideoInfo:
@@ -105,12 +109,25 @@ def render_image(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, height
 def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
                   ignore_errors: bool = False) -> Iterator[DecodedImage]:
     """Yield decoded frames [start, start + count). With ignore_errors, a bad frame (and the rest of
-    its GOP, which depends on it) is skipped instead of stopping the decode."""
+    its GOP, which depends on it) is skipped instead of stopping the decode.
+
+    The next frame's splats are entropy-decoded in a thread while this one renders (`read_ahead`):
+    the render runs in C without the GIL, so on two cores the Python stage mostly overlaps it.
+    """
+    height, width = reader.header.height, reader.header.width
+    for k, frame_type, arrays in read_ahead(_splat_frames(reader, start, count, ignore_errors)):
+        image = render_image(*arrays, height, width)
+        yield DecodedImage(k, frame_type, image, len(arrays[0]), arrays)
+
+
+def _splat_frames(reader: GsvcReader, start: int, count: int | None,
+                  ignore_errors: bool) -> Iterator[tuple[int, str, SplatArrays]]:
+    """(index, type, float32 splat arrays) of frames [start, start + count): `decode_frames` less
+    the render."""
     total = len(reader)
     if start < 0 or start >= total:
         raise UsageError(f"{reader.path}: --start {start} is outside the file's {total} frames")
     end = total if count is None else min(total, start + count)
-    header = reader.header
     first = reader.gop_start(start)
     prev: np.ndarray | None = None
     steps: QuantSteps | None = None
@@ -139,9 +156,7 @@ def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
         prev = frame.values
         if k < start:
             continue
-        arrays = dequantise_values(frame.values, steps)
-        image = render_image(*arrays, header.height, header.width)
-        yield DecodedImage(k, frame.frame_type, image, len(frame.values), arrays)
+        yield k, frame.frame_type, dequantise_values(frame.values, steps)
 
 
 def _steps_of(frame: DecodedValues, steps: QuantSteps | None, path: Path, k: int) -> QuantSteps:

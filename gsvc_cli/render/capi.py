@@ -1,5 +1,6 @@
-"""The CPU kernels through their C ABI (ext/cpu/capi.cpp), on numpy arrays: rendering and the
-YUV 4:4:4 float -> integer codes conversion, for callers that must not import torch (the decoder).
+"""The CPU kernels through their C ABI (ext/cpu/capi.cpp), on numpy arrays: rendering, the
+YUV 4:4:4 float -> integer codes conversion and the entropy tables' decay sequence, for callers that
+must not import torch (the decoder).
 
 The render is the torch extension's forward, compiled from the same sources with the same flags, so
 images are equal bit for bit (tests/test_render_capi.py checks it). Thread counts default to
@@ -17,12 +18,13 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 1
+CAPI_VERSION = 2
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _u8p = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _u16p = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
+_i64p = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _i32, _i64, _int = ctypes.c_int32, ctypes.c_int64, ctypes.c_int
 
 
@@ -53,6 +55,8 @@ def _library_cached() -> ctypes.CDLL:
         getattr(lib, name).restype = _int
         getattr(lib, name).argtypes = [_f32p, _i32, _i32, ctypes.c_float, _int, _int, codes, codes, codes,
                                        _int]
+    lib.gsvc_decay_sequence.restype = _i64
+    lib.gsvc_decay_sequence.argtypes = [_i64, _i64, _i64p]
     return lib
 
 
@@ -116,3 +120,15 @@ def yuv444_to_codes(yuv: np.ndarray, peak: int, shift_x: int, shift_y: int,
     _check(convert(yuv, h, w, float(peak), shift_x, shift_y, y, u, v, threads or default_threads()),
            "yuv444_to_codes")
     return y, u, v
+
+
+def decay_sequence(r: int, length: int) -> np.ndarray:
+    """g[0..length) int64 with g[0] = 2**32, g[d+1] = (g[d] * r) >> 16 (r in [0, 65536]): the
+    LAPLACE/SKEW weights of the entropy coder (gsvc_cli.codec.bitstream.decay), exact integers,
+    without a Python loop over the terms."""
+    if not 0 <= r <= 1 << 16 or length < 0:
+        raise ValueError(f"decay_sequence: r {r} outside [0, 65536] or negative length {length}")
+    out = np.empty(length, dtype=np.int64)
+    if library().gsvc_decay_sequence(r, length, out) < 0:
+        raise ValueError("decay_sequence: arguments refused by the kernel")
+    return out

@@ -67,7 +67,12 @@ class Frame:
 
     def tobytes(self) -> bytes:
         """Planar raw bytes, as in a .yuv file or a Y4M frame payload (little-endian for 10-bit)."""
-        return b"".join(np.ascontiguousarray(p, dtype=self.fmt.dtype).tobytes() for p in self.planes)
+        return b"".join(p.tobytes() for p in self.raw_planes())
+
+    def raw_planes(self) -> list[np.ndarray]:
+        """The planes as contiguous arrays of the file's sample type: `tobytes()` without joining
+        them, for writers that hand each to the file as it is (one copy less per frame)."""
+        return [np.ascontiguousarray(p, dtype=self.fmt.dtype) for p in self.planes]
 
     def plane_tensors(self) -> list[torch.Tensor]:
         """Each plane as float32 code values (0..peak), native resolution; rgb24 gives [3, H, W]."""

@@ -69,7 +69,8 @@ class RawWriter(_AtomicWriter):
         frame = frame.convert(self.info)
         if self._y4m:
             self._file.write(b"FRAME\n")
-        self._file.write(frame.tobytes())
+        for plane in frame.raw_planes():
+            self._file.write(plane)  # the array's buffer as it is: no bytes object, no join
         self.frames_written += 1
 
     def _close_output(self) -> None:

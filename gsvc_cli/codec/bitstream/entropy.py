@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
+from gsvc_cli.codec.bitstream.decay import decay_terms
 from gsvc_cli.errors import FormatError, GsvcError
 
 PRECISION = 24
@@ -143,37 +144,20 @@ def frequency_table(weights: np.ndarray) -> np.ndarray:
     return freqs
 
 
-@functools.lru_cache(maxsize=256)
-def _geometric_weights(r: int, length: int) -> np.ndarray:
-    """g[d] for d in [0, length): g[0] = 2**32, g[d+1] = (g[d] * r) >> 16 (stops at zero)."""
-    out = np.zeros(length, dtype=np.int64)
-    if r >= LAPLACE_ONE:
-        out[:] = 1 << 32
-        return out
-    values = []
-    g = 1 << 32
-    while g and len(values) < length:  # a plain list: this loop is the encoder's hot spot
-        values.append(g)
-        g = (g * r) >> 16
-    out[:len(values)] = values
-    out.flags.writeable = False
-    return out
-
-
 def laplace_freqs(size: int, centre: int, r: int) -> np.ndarray:
     """Two-sided geometric table over [0, size) peaked at `centre` with decay r / 65536."""
-    g = _geometric_weights(r, max(centre + 1, size - centre))
-    k = np.arange(size)
-    return frequency_table(g[np.abs(k - centre)])
+    return skew_freqs(size, centre, r, r)
 
 
 def skew_freqs(size: int, centre: int, r_left: int, r_right: int) -> np.ndarray:
-    """Table over [0, size) peaked at `centre`: decay r_left / 65536 below it, r_right above."""
-    k = np.arange(size)
-    left = _geometric_weights(r_left, centre + 1)
-    right = _geometric_weights(r_right, size - centre)
-    w = np.where(k < centre, left[np.maximum(centre - k, 0)], right[np.maximum(k - centre, 0)])
-    return frequency_table(w)
+    """Table over [0, size) peaked at `centre`: decay r_left / 65536 below it, r_right above.
+
+    Weights g_left[centre - k] for k < centre, then g_right[k - centre]: slices of the cached decay
+    sequences (decay.py), reversed on the left.
+    """
+    left = decay_terms(r_left, centre + 1)[:0:-1]
+    right = decay_terms(r_right, size - centre)
+    return frequency_table(np.concatenate((left, right)))
 
 
 def _categorical(freqs: np.ndarray) -> constriction.stream.model.Categorical:

@@ -233,8 +233,10 @@ def _read_predicted(reader: EntropyReader, name: str, count: int, sources: np.nd
 
 
 def _median(values: np.ndarray) -> int:
-    """Upper median, sorted(values)[n // 2] (integers: exact on every machine)."""
-    return int(np.sort(values)[len(values) // 2]) if len(values) else 0
+    """Upper median, sorted(values)[n // 2] (integers: exact on every machine; a partition puts that
+    element where a sort would, without sorting the rest)."""
+    middle = len(values) // 2
+    return int(np.partition(values, middle)[middle]) if len(values) else 0
 
 
 def rank_contexts(keys: np.ndarray, n_buckets: int) -> np.ndarray:
@@ -247,8 +249,8 @@ def rank_contexts(keys: np.ndarray, n_buckets: int) -> np.ndarray:
     keys = np.asarray(keys, dtype=np.int64)
     if len(keys) == 0:
         return np.zeros(0, dtype=np.int64)
-    ordered = np.sort(keys)
-    thresholds = ordered[(np.arange(1, n_buckets) * len(keys)) // n_buckets]
+    ranks = (np.arange(1, n_buckets) * len(keys)) // n_buckets
+    thresholds = np.partition(keys, ranks)[ranks]  # each kth element where a sort would put it
     return np.searchsorted(thresholds, keys, side="right").astype(np.int64)
 
 
