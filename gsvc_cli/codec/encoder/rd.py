@@ -75,6 +75,10 @@ class RDTuning:
     # inter_extra_scale 1.0 by the whole-clip ablation of 2026-12-03 (seven clips, same run): up to
     # 40 more P-fit steps saved 1-31% on five clips (foreman 31%) and lost 3% (scenecut) and 16%
     # (the Kodak pan).
+    # coarse_steps 1.6 / fine_steps 0.4 by one-frame fits on three large clips (street 1080p,
+    # cockatoo and flower 720p; 1.2/0.4 and 1.2/0.25 gave less) and a 4-frame RD run on the same
+    # clips (2026-12-03): coarse-to-fine saved 9.3%, 19.0% and 15.9% of the bits (PSNR-YUV). On CIF
+    # it won on foreman (+0.2 dB) and lost on mobile (-0.4 dB), so it stays off below 1280x720.
     ip_lambda_ratio: float = 1.0
     cost_ip: bool = True
     rd_changes: bool = True
