@@ -305,7 +305,9 @@ class Encoder:
         seed = self.settings.seed + index
         lam = self.lam * self.settings.tuning.ip_lambda_ratio
         pixels = self.height * self.width
-        count = self.intra_count or max(MIN_SPLATS, pixels // PIXELS_PER_SPLAT_GUESS)
+        guess = (self.settings.tuning.large_pixels_per_splat if pixels >= self.preset.intra.coarse_min_pixels
+                 else PIXELS_PER_SPLAT_GUESS)
+        count = self.intra_count or max(MIN_SPLATS, int(pixels // guess))
         for attempt in range(2):
             splats, fit_psnr = self._fit(image, count, None, self.preset.intra, seed, None)
             scale, sse, bits = self._best_step_scale(splats, image)

@@ -61,6 +61,10 @@ class RDTuning:
     coarse_steps, fine_steps: I-frames of at least FitConfig.coarse_min_pixels are fitted coarse to
     fine: coarse_steps x the preset's steps on the frame downscaled 2x, then fine_steps x them at
     full size (coarse_steps 0: every step at full size).
+    large_pixels_per_splat: the first I-frame's splat count, before the count model takes over, is
+    one per this many pixels on frames of at least FitConfig.coarse_min_pixels (smaller frames: one
+    per gop.PIXELS_PER_SPLAT_GUESS). Large frames need far fewer splats per pixel, and a probe fit at
+    a count near the answer is both cheaper and a shorter extrapolation for the count model.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -79,6 +83,8 @@ class RDTuning:
     # cockatoo and flower 720p; 1.2/0.4 and 1.2/0.25 gave less) and a 4-frame RD run on the same
     # clips (2026-12-03): coarse-to-fine saved 9.3%, 19.0% and 15.9% of the bits (PSNR-YUV). On CIF
     # it won on foreman (+0.2 dB) and lost on mobile (-0.4 dB), so it stays off below 1280x720.
+    # large_pixels_per_splat 200: the count model's frame-0 answers on those three clips at Q 27-36
+    # were one splat per 74-712 pixels (geometric mean 185), where the old guess was one per 50.
     ip_lambda_ratio: float = 1.0
     cost_ip: bool = True
     rd_changes: bool = True
@@ -95,6 +101,7 @@ class RDTuning:
     motion_gain_db: float = 1.0
     coarse_steps: float = 1.6
     fine_steps: float = 0.4
+    large_pixels_per_splat: float = 200.0
 
 
 def lagrangian(quality: float) -> float:
