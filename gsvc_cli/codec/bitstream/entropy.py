@@ -34,14 +34,14 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from gsvc_cli.codec.bitstream.decay import decay_terms
+from gsvc_cli.codec.bitstream.decay import ONE, decay_terms
 from gsvc_cli.errors import FormatError, GsvcError
 
 PRECISION = 24
 TOTAL = 1 << PRECISION
 MAX_ALPHABET = 1 << 16
 """Largest table the models use; wider ranges send their low bits through a uniform table."""
-LAPLACE_ONE = 1 << 16
+LAPLACE_ONE = ONE
 """Decay r is coded as an integer in [0, LAPLACE_ONE]; theta = r / LAPLACE_ONE."""
 MAX_HISTOGRAM_ALPHABET = 4096
 

@@ -41,10 +41,10 @@ class FitConfig:
     init_uniform_mix: float = 0.3
     init_size_scale: float = 0.6
     min_sigma: float = 0.35  # pixels; Cholesky diagonal floor so no splat collapses
-    # Coarse-to-fine (fits from scratch of frames of at least coarse_min_pixels): coarse_steps x
-    # max_steps steps fit the frame downscaled 2x (a quarter of the pixels, each splat a quarter of
-    # the tiles: a step costs about a third), then the splats are scaled up and fine_steps x max_steps
-    # steps refine them at full size. 0: off.
+    # Coarse-to-fine (fits from scratch, without a parameter transform, of frames of at least
+    # coarse_min_pixels): coarse_steps x max_steps steps fit the frame downscaled 2x (a quarter of
+    # the pixels, each splat a quarter of the tiles: a step costs about a third), then the splats are
+    # scaled up and fine_steps x max_steps steps refine them at full size. 0: off.
     coarse_steps: float = 0.0
     fine_steps: float = 0.4
     coarse_min_pixels: int = 1280 * 720
