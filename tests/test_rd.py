@@ -18,7 +18,7 @@ from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.bitstream.quantise import QuantSteps
 from gsvc_cli.codec.decoder import decode_frames
 from gsvc_cli.codec.encoder.colour_refit import splat_energy
-from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_frames, encode_video
+from gsvc_cli.codec.encoder.gop import Encoder, EncoderSettings, encode_frames, encode_video
 from gsvc_cli.codec.encoder.inter_fit import field_vectors
 from gsvc_cli.codec.encoder.loss import loss_weights
 from gsvc_cli.codec.encoder.motion import MotionField, block_motion
@@ -31,6 +31,7 @@ from gsvc_cli.codec.encoder.rate_control import (
     rate_slope,
 )
 from gsvc_cli.codec.encoder.rd import (
+    RDTuning,
     change_bits,
     gaussian_overlap,
     lagrangian,
@@ -258,3 +259,48 @@ def test_bpp_search_lands_within_one_percent(tmp_path: Path) -> None:
     assert abs(real / 1.2 - 1) <= BPP_TOLERANCE
     assert summary.quality is not None and summary.passes >= 1
     assert not [p for p in tmp_path.iterdir() if p.name != "bpp.gsvc"]  # no pass left behind
+
+
+def _encoder(tuning: RDTuning = RDTuning()) -> Encoder:
+    frames, info = crops([(0, 200, 40)])
+    return Encoder(info, EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning), 8, 64)
+
+
+def test_clear_p_losses_after_i_frames_skip_the_next_p_fits() -> None:
+    """Two P-fits in a row, each right after an I-frame, losing by more than p_clear_loss: the next
+    p_skip_frames frames skip the P-fit. A narrow loss, a loss deeper in a GOP or the switch off
+    count nothing."""
+    tuning = RDTuning()
+    enc = _encoder(tuning)
+    enc.gop_length = 1
+    enc._note_p_attempt(tuning.p_clear_loss + 0.1)
+    assert enc.p_skips_left == 0
+    enc._note_p_attempt(tuning.p_clear_loss + 0.1)
+    assert enc.p_skips_left == tuning.p_skip_frames
+    narrow = _encoder(tuning)
+    narrow.gop_length = 1
+    for ratio in (tuning.p_clear_loss + 0.1, tuning.p_clear_loss - 0.1, tuning.p_clear_loss + 0.1):
+        narrow._note_p_attempt(ratio)
+    assert narrow.p_skips_left == 0
+    deep = _encoder(tuning)
+    deep.gop_length = 2
+    for _ in range(3):
+        deep._note_p_attempt(10.0)
+    assert deep.p_skips_left == 0
+    off = _encoder(dataclasses.replace(tuning, p_skip_losses=0))
+    off.gop_length = 1
+    for _ in range(3):
+        off._note_p_attempt(10.0)
+    assert off.p_skips_left == 0
+
+
+def test_skipped_p_fits_code_i_frames_the_decoder_reproduces(tmp_path: Path, monkeypatch) -> None:
+    """Frames whose P-fit is skipped become I-frames (no warm start, no fit), and the file decodes
+    to the encoder's reconstruction."""
+    monkeypatch.setattr(Encoder, "_note_p_attempt", lambda self, ratio: setattr(self, "p_skips_left", 2))
+    frames, info = crops([(k, 200, 40) for k in range(5)])
+    summary, recon = encode(frames, info, tmp_path / "skip.gsvc", quality=30)
+    assert [f.frame_type for f in summary.frames] == ["I", "P", "I", "I", "P"]
+    with GsvcReader(tmp_path / "skip.gsvc") as reader:
+        for decoded in decode_frames(reader):
+            assert np.array_equal(decoded.image, recon[decoded.index].numpy())

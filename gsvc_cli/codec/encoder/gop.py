@@ -189,6 +189,9 @@ class Encoder:
         self.p_bits = 0.0  # bits of a recent P-frame, learned
         self.active_fraction = 0.3
         self.add_count: int | None = None
+        self.prev_luma: torch.Tensor | None = None  # the last source frame's luma (motion search)
+        self.p_losses = 0  # P attempts in a row, each from a fresh I-frame, that lost clearly
+        self.p_skips_left = 0  # frames still to code as I without trying P
 
     def set_quality(self, quality: float) -> None:
         """Move lambda for the frames that follow (a steered --bpp pass); constant-quality only."""
@@ -202,11 +205,16 @@ class Encoder:
         image = frame.to_yuv444_float()
         cut = False
         coded = None
-        if self.reference is not None and self.gop_length < self.settings.gop:
+        if self.reference is not None and self.gop_length < self.settings.gop and self.p_skips_left > 0:
+            self.p_skips_left -= 1
+            cut = True  # recent P-fits from fresh I-frames all lost clearly: no P attempt here
+        elif self.reference is not None and self.gop_length < self.settings.gop:
+            from_source = self.lam is not None and self.settings.tuning.motion_from_source
             warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS,
                               local_motion=self.lam is not None and self.settings.tuning.local_motion,
                               min_gain_db=self.settings.tuning.motion_gain_db,
-                              lam=self.lam if self.settings.tuning.motion_by_cost else None)
+                              lam=self.lam if self.settings.tuning.motion_by_cost else None,
+                              motion_reference=self.prev_luma if from_source else None)
             if not self.settings.tuning.motion_field:
                 warm.vectors = None  # ablation: moved centres coded as differences, as before 3.0
             by_cost = self.lam is not None and self.settings.tuning.cost_ip
@@ -215,6 +223,8 @@ class Encoder:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
                 if by_cost and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate():
                     coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
+                if by_cost:
+                    self._note_p_attempt(p_cost / max(self._intra_cost_estimate(), 1e-12))
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
         if coded is None:
@@ -222,6 +232,7 @@ class Encoder:
                                        else self._intra(index, image, self.rate.plan_intra()))
             self.gop_length = 0
         self.reference = result
+        self.prev_luma = image[0]
         self.gop_length += 1
         decoded = render_splats(result.splats, self.height, self.width)
         self.prev_psnr = weighted_psnr(decoded, image, CHANNEL_WEIGHTS)
@@ -239,6 +250,15 @@ class Encoder:
                               stats.bits_per_splat(),
                               fit_psnr - self.prev_psnr if coded.frame_type == "I" else None)
         return coded, report_, decoded
+
+    def _note_p_attempt(self, p_over_i: float) -> None:
+        """Count clear losses of P-fits made right after an I-frame; enough in a row and the next
+        few frames skip the P-fit (RDTuning.p_skip_losses). A P-frame that wins resets the count."""
+        tuning = self.settings.tuning
+        clear = self.gop_length == 1 and p_over_i > tuning.p_clear_loss
+        self.p_losses = self.p_losses + 1 if clear else 0
+        if tuning.p_skip_losses > 0 and self.p_losses >= tuning.p_skip_losses:
+            self.p_skips_left = tuning.p_skip_frames
 
     def _plan_inter(self, warm: WarmStart) -> FramePlan:
         """The rate controller's plan; without a bit target, scaled by how much quality the previous

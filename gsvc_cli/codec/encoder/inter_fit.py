@@ -138,12 +138,16 @@ def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, ste
 
 def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
                channel_weights: tuple[float, float, float], local_motion: bool = False,
-               min_gain_db: float = SHIFT_GAIN_DB, lam: float | None = None) -> WarmStart:
+               min_gain_db: float = SHIFT_GAIN_DB, lam: float | None = None,
+               motion_reference: torch.Tensor | None = None) -> WarmStart:
     """Lay the previous decoded integers `prev_q` on `image` [3,H,W], moved by one global shift
     (pans, camera shake) and then, with local_motion, by the block motion at each centre
     (motion.py), each kept when it beats the best so far: with `lam`, when the weighted squared
     error it removes exceeds lam times the bits of its motion field (the P-frame carries the
-    field; centres that follow it cost nothing more); without, when it gains min_gain_db."""
+    field; centres that follow it cost nothing more); without, when it gains min_gain_db.
+    motion_reference: the luma [H,W] motion is measured from (the previous source frame: its
+    motion is the scene's, where the smooth render of the splats matches the sharp frame poorly;
+    bench/warm_start.py); None: the render of the previous splats."""
     weights = loss_weights(channel_weights, image.device)
     pixels = image.shape[1] * image.shape[2]
     prev = dequantise(prev_q, steps, image.device)
@@ -168,12 +172,13 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
                              vectors)
             best_cost = cost
 
+    source = rendered[0] if motion_reference is None else motion_reference
     if len(prev):
-        dx, dy = estimate_shift(rendered[0], image[0])
+        dx, dy = estimate_shift(source, image[0])
         if max(abs(dx), abs(dy)) >= MIN_GLOBAL_SHIFT:
             consider(_global_vectors((dx, dy), steps), "global", (dx, dy))
     if local_motion and len(prev):
-        field = block_motion(rendered[0], image[0], MOTION_BLOCK)
+        field = block_motion(source, image[0], MOTION_BLOCK)
         if bool(field.vectors.abs().max() > 0):
             consider(field_vectors(field.vectors, field.spacing, steps), "local", (0.0, 0.0))
     return warm

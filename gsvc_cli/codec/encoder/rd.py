@@ -58,6 +58,8 @@ class RDTuning:
     motion_by_cost: a motion field (a global shift, then block motion) is used when the squared
     error it removes from the warm start exceeds lambda times its bits; else when it raises the
     warm start's PSNR by motion_gain_db.
+    motion_from_source: motion (the global shift and the block field) is measured from the previous
+    source frame to this one, not from the render of the previous splats (constant-quality mode).
     coarse_steps, fine_steps: I-frames of at least FitConfig.coarse_min_pixels are fitted coarse to
     fine: coarse_steps x the preset's steps on the frame downscaled 2x, then fine_steps x them at
     full size (coarse_steps 0: every step at full size).
@@ -65,6 +67,10 @@ class RDTuning:
     one per this many pixels on frames of at least FitConfig.coarse_min_pixels (smaller frames: one
     per gop.PIXELS_PER_SPLAT_GUESS). Large frames need far fewer splats per pixel, and a probe fit at
     a count near the answer is both cheaper and a shorter extrapolation for the count model.
+    p_skip_losses, p_skip_frames, p_clear_loss: after p_skip_losses P attempts in a row, each right
+    after an I-frame, lost by p_clear_loss x the I-frame's J or more (content no P-frame can follow:
+    street's parallax), the next p_skip_frames frames go straight to I without the P-fit, and then P
+    is tried again (x264's lookahead makes the same call from cheaper estimates). 0 losses: always try.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -99,9 +105,13 @@ class RDTuning:
     motion_field: bool = True
     motion_by_cost: bool = False
     motion_gain_db: float = 1.0
+    motion_from_source: bool = True
     coarse_steps: float = 1.6
     fine_steps: float = 0.4
     large_pixels_per_splat: float = 200.0
+    p_skip_losses: int = 2
+    p_skip_frames: int = 3
+    p_clear_loss: float = 1.5
 
 
 def lagrangian(quality: float) -> float:
