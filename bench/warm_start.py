@@ -73,8 +73,8 @@ def main() -> None:
     weights = loss_weights(gop.CHANNEL_WEIGHTS, "cpu")
     splats = dequantise(reference.q, steps, "cpu")
     rendered = render_splats(splats, info.height, info.width)
-    print(f"{args.clip.name}: frame {args.start} as an I-frame at Q {args.quality:g}: {len(reference.q)} splats, "
-          f"{weighted_psnr(rendered.clamp(0, 1), first, weights):.2f} dB weighted")
+    print(f"{args.clip.name}: frame {args.start} as an I-frame at Q {args.quality:g}: "
+          f"{len(reference.q)} splats, {weighted_psnr(rendered.clamp(0, 1), first, weights):.2f} dB weighted")
 
     def moved_psnr(vectors: MotionVectors, image: torch.Tensor) -> float:
         moved = dequantise(_moved(reference.q, vectors), steps, "cpu")
@@ -86,7 +86,8 @@ def main() -> None:
         field = field_vectors(estimate.vectors, estimate.spacing, steps)
         source = block_motion(first[0], image[0], MOTION_BLOCK)
         src_field = field_vectors(source.vectors, source.spacing, steps)
-        src_raw = MotionVectors(np.round(source.vectors.numpy() / steps.mean).astype(np.int64), src_field.cell)
+        raw_units = np.round(source.vectors.numpy() / steps.mean).astype(np.int64)
+        src_raw = MotionVectors(raw_units, src_field.cell)
         zero = weighted_psnr(rendered.clamp(0, 1), image, weights)
         print(f"  frame {args.start + k}: splats zero {zero:.2f}, field {moved_psnr(field, image):.2f}, "
               f"negated {moved_psnr(MotionVectors(-field.vectors, field.cell), image):.2f}, "
