@@ -46,6 +46,7 @@ from gsvc_cli.codec.encoder.rate_control import (
     RateTarget,
     first_quality,
     next_quality,
+    next_scale,
     rate_slope,
     revert_rows,
     revert_to_budget,
@@ -196,13 +197,19 @@ class Encoder:
         self.lam = lagrangian(quality)
 
     # ------------------------------------------------------------------------------------------
-    def encode(self, index: int, frame: Frame) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
-        """Code one frame; returns the payload, its report and the decoded YUV 4:4:4 image."""
+    def encode(self, index: int, frame: Frame, frame_type: str | None = None
+               ) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
+        """Code one frame; returns the payload, its report and the decoded YUV 4:4:4 image.
+        frame_type "I" or "P" overrides the choice between them (a steered --bpp pass keeps its
+        reference pass's pattern, so that its rate moves with lambda alone); a P-frame is still an
+        I-frame when nothing can be predicted (the first frame, a full GOP)."""
         start = time.perf_counter()
         image = frame.to_yuv444_float()
         cut = False
         coded = None
-        if self.reference is not None and self.gop_length < self.settings.gop:
+        if frame_type == "I" and self.reference is not None and self.gop_length < self.settings.gop:
+            cut = True
+        elif self.reference is not None and self.gop_length < self.settings.gop:
             warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS,
                               local_motion=self.lam is not None and self.settings.tuning.local_motion,
                               min_gain_db=self.settings.tuning.motion_gain_db,
@@ -210,10 +217,12 @@ class Encoder:
             if not self.settings.tuning.motion_field:
                 warm.vectors = None  # ablation: moved centres coded as differences, as before 3.0
             by_cost = self.lam is not None and self.settings.tuning.cost_ip
-            cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
+            if frame_type is None:
+                cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
-                if by_cost and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate():
+                if (frame_type is None and by_cost
+                        and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate()):
                     coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
@@ -578,9 +587,11 @@ def encode_frames(frames: Iterable[Frame], info: VideoInfo, settings: EncoderSet
     for k, frame in enumerate(frames):
         if frame_count is not None and k >= frame_count:
             break
+        frame_type = None
         if steer is not None:
             encoder.set_quality(steer.quality_at(k, spent))
-        coded, rep, decoded = encoder.encode(first_index + k, frame)
+            frame_type = steer.frame_type_at(k)
+        coded, rep, decoded = encoder.encode(first_index + k, frame, frame_type)
         spent += rep.bits
         yield first_index + k, coded, rep, decoded
 
@@ -634,7 +645,8 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
         return best if abs(best.bpp / target - 1) <= BPP_TOLERANCE else None
 
     def run(quality: float, steer: QualitySteer | None) -> EncodeSummary:
-        report(progress, "pass", len(passes) + 1, total, quality=quality, steered=steer is not None)
+        report(progress, "pass", len(passes) + 1, total, quality=quality, steered=steer is not None,
+               scale=steer.scale if steer is not None else None)
         how = f"quality={quality:.3f}" + (", steered" if steer is not None else "")
         summary = _encode_pass(frames(), info, Path(work) / f"pass{len(passes)}.gsvc",
                                replace(settings, target=RateTarget(quality=quality)), frame_count=frame_count,
@@ -652,16 +664,18 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
         reference = min(passes, key=miss)
         assert reference.quality is not None
         frame_bits = [float(f.bits) for f in reference.frames]
+        frame_types = "".join(f.frame_type for f in reference.frames)
         overhead = 8.0 * reference.file_bytes - sum(frame_bits)  # header, index, trailer
-        target_bits = target * info.width * info.height * len(frame_bits)
-        scale = (target_bits - overhead) / sum(frame_bits)
+        want = target * info.width * info.height * len(frame_bits) - overhead  # bits for the frames
+        points = [(1.0, sum(frame_bits))]  # (scale, frame bits); the reference is the pass at scale 1
         slope = rate_slope(tried)
         for _ in range(BPP_STEER_PASSES):
             if landed() is not None:
                 break
-            steer = QualitySteer(tuple(frame_bits), reference.quality, scale, slope)
+            scale = next_scale(points, want)
+            steer = QualitySteer(tuple(frame_bits), reference.quality, scale, slope, frame_types)
             steered = run(reference.quality, steer)
-            scale *= (target_bits - overhead) / max(1.0, 8.0 * steered.file_bytes - overhead)
+            points.append((scale, float(sum(f.bits for f in steered.frames))))
         chosen = landed() or min(passes, key=miss)
         os.replace(chosen.path, output)
     return replace(chosen, path=output, seconds=time.perf_counter() - start, passes=len(passes))
