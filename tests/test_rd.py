@@ -147,9 +147,11 @@ def test_quality_steer_follows_the_scaled_reference() -> None:
     steer = QualitySteer((1000.0, 500.0, 500.0), quality=30.0, scale=0.5, slope=4.0)
     assert steer.quality_at(0, 0.0) == pytest.approx(26.0)  # half the rate: one doubling down
     assert steer.quality_at(1, 500.0) == pytest.approx(26.0)  # on plan: no correction
-    assert steer.quality_at(1, 707.1) == pytest.approx(24.0, abs=1e-3)  # sqrt(2) over the plan: down
+    # 146 bits over the plan: the two frames left get (1000 - 646) / 1000 of their reference bits
+    assert steer.quality_at(1, 646.4) == pytest.approx(24.0, abs=1e-3)
+    assert steer.quality_at(2, 750.0) == pytest.approx(26.0)  # the last frame: what is left of 1000
     assert steer.quality_at(1, 1e9) == pytest.approx(24.0)  # never more than STEER_RANGE from 30
-    assert steer.quality_at(2, 1.0) == pytest.approx(36.0)
+    assert steer.quality_at(2, 1.0) == pytest.approx(34.0, abs=1e-2)  # 999 left for 500: a doubling up
 
 
 def test_rate_slope_fits_noisy_passes() -> None:

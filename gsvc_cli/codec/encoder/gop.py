@@ -39,6 +39,7 @@ from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
     BPP_STEER_PASSES,
     BPP_TOLERANCE,
+    DB_PER_RATE_DOUBLING,
     MIN_SPLATS,
     FramePlan,
     QualitySteer,
@@ -668,7 +669,9 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
         overhead = 8.0 * reference.file_bytes - sum(frame_bits)  # header, index, trailer
         want = target * info.width * info.height * len(frame_bits) - overhead  # bits for the frames
         points = [(1.0, sum(frame_bits))]  # (scale, frame bits); the reference is the pass at scale 1
-        slope = rate_slope(tried)
+        # A frame's rate answers lambda less than a whole clip's (the P-frames' counts adapt over
+        # several frames), so the steer moves at least at the typical whole-clip slope.
+        slope = max(rate_slope(tried), DB_PER_RATE_DOUBLING)
         for _ in range(BPP_STEER_PASSES):
             if landed() is not None:
                 break

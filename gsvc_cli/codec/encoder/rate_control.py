@@ -283,10 +283,15 @@ class QualitySteer:
         return self.frame_types[index] if index < len(self.frame_types) else None
 
     def quality_at(self, index: int, spent_bits: float) -> float:
-        """The quality for frame `index` (from 0) of the steered pass, after `spent_bits` in frames."""
-        planned = self.scale * sum(self.reference_bits[:index])
-        error = math.log2(max(spent_bits, 1.0) / planned) if index and planned > 0 else 0.0
-        q = self.quality + self.slope * (math.log2(self.scale) - error)
+        """The quality for frame `index` (from 0) of the steered pass, after `spent_bits` in frames:
+        the rate of the frames left is the budget left (scale x the reference's total, less what
+        was spent) over their reference bits, so every miss so far is made up by the end of the
+        clip rather than only partly (the rate is too noisy in lambda for a miss not to recur)."""
+        rest = sum(self.reference_bits[index:])
+        left = self.scale * sum(self.reference_bits) - spent_bits
+        if rest <= 0:
+            return self.quality
+        q = self.quality + self.slope * math.log2(max(left, 1.0) / rest)
         return min(70.0, max(0.0, self.quality - STEER_RANGE, min(self.quality + STEER_RANGE, q)))
 
 
@@ -296,7 +301,7 @@ def next_scale(points: list[tuple[float, float]], want_bits: float) -> float:
     through the two passes closest to the target, preferring a pair on either side of it. The
     steer does not spend exactly scale x the reference (its correction lags, and P-frames answer
     lambda less than I-frames), so a proportional update can step short or past the target again
-    and again; the measured gain, clamped to [0.25, 4], does not. One pass, or a gain that says
+    and again; the measured gain, clamped to [0.5, 2] (it is noisy), does not. One pass, or a gain that says
     nothing (the rate fell as the scale rose): proportional from the newest pass."""
     closest = sorted(points, key=lambda p: abs(math.log(p[1] / want_bits)))
     s0, b0 = closest[0]
@@ -306,7 +311,7 @@ def next_scale(points: list[tuple[float, float]], want_bits: float) -> float:
         s1, b1 = other
         gain = math.log(b1 / b0) / math.log(s1 / s0)
         if gain > 0:
-            return s0 * (want_bits / b0) ** (1.0 / min(4.0, max(0.25, gain)))
+            return s0 * (want_bits / b0) ** (1.0 / min(2.0, max(0.5, gain)))
     s0, b0 = points[-1]
     return s0 * want_bits / b0
 
