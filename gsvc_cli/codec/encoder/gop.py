@@ -628,7 +628,8 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
     """--bpp as a search over --quality, each pass a whole encode into a temp folder beside the
     output: constant-quality passes first (rate_control.next_quality); when none lands within
     BPP_TOLERANCE (the rate jumps between neighbouring qualities), steered passes whose quality
-    moves frame by frame along the closest pass's bits (rate_control.QualitySteer). The pass that
+    moves frame by frame along the closest pass's bits, with its I/P pattern (rate_control.QualitySteer),
+    each at the scale of a secant over the steered passes so far (rate_control.next_scale). The pass that
     lands (else the closest to the target) is moved onto the output."""
     assert settings.target.bpp is not None
     target = settings.target.bpp
