@@ -1,9 +1,11 @@
 """How a --bpp encode lands: every pass of the search (quality, steered or not, bpp, I/P pattern).
 
-    python bench/bpp_search.py CLIP BPP [--preset fast] [--out /tmp/bpp.gsvc]
+    python bench/bpp_search.py CLIP BPP [--preset fast] [--out /tmp/bpp.gsvc] [--search-passes N]
 
 Prints one line per pass and the result against the target; the file is what `gsvc encode CLIP
---bpp BPP` would write. Runs the real encoder (several whole encodes).
+--bpp BPP` would write. Runs the real encoder (several whole encodes). --search-passes caps the
+constant-quality passes below BPP_SEARCH_PASSES, to try the steered passes from a reference that
+is a few percent off (where a constant-quality pass happens to land, they never run).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ def main() -> None:
     parser.add_argument("bpp", type=float)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bpp_search.gsvc"))
+    parser.add_argument("--search-passes", type=int, default=gop.BPP_SEARCH_PASSES)
     args = parser.parse_args()
+    gop.BPP_SEARCH_PASSES = args.search_passes
     with open_video(args.clip) as reader:
         info = reader.info
 
@@ -47,7 +51,7 @@ def main() -> None:
 
     def on_event(event: ProgressEvent) -> None:
         if event.stage == "pass":
-            steered = " steered" if event.info.get("steered") else ""
+            steered = f" steered, scale {event.info['scale']:.4f}" if event.info.get("steered") else ""
             print(f"pass {event.done}: quality {event.info['quality']:.3f}{steered}", flush=True)
 
     gop._encode_pass = logged_pass

@@ -39,6 +39,7 @@ from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
     BPP_STEER_PASSES,
     BPP_TOLERANCE,
+    DB_PER_RATE_DOUBLING,
     MIN_SPLATS,
     FramePlan,
     QualitySteer,
@@ -46,6 +47,7 @@ from gsvc_cli.codec.encoder.rate_control import (
     RateTarget,
     first_quality,
     next_quality,
+    next_scale,
     rate_slope,
     revert_rows,
     revert_to_budget,
@@ -199,16 +201,23 @@ class Encoder:
         self.lam = lagrangian(quality)
 
     # ------------------------------------------------------------------------------------------
-    def encode(self, index: int, frame: Frame) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
-        """Code one frame; returns the payload, its report and the decoded YUV 4:4:4 image."""
+    def encode(self, index: int, frame: Frame, frame_type: str | None = None
+               ) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
+        """Code one frame; returns the payload, its report and the decoded YUV 4:4:4 image.
+        frame_type "I" or "P" overrides the choice between them (a steered --bpp pass keeps its
+        reference pass's pattern, so that its rate moves with lambda alone); a P-frame is still an
+        I-frame when nothing can be predicted (the first frame, a full GOP)."""
         start = time.perf_counter()
         image = frame.to_yuv444_float()
         cut = False
         coded = None
-        if self.reference is not None and self.gop_length < self.settings.gop and self.p_skips_left > 0:
+        predictable = self.reference is not None and self.gop_length < self.settings.gop
+        if predictable and frame_type == "I":
+            cut = True
+        elif predictable and frame_type is None and self.p_skips_left > 0:
             self.p_skips_left -= 1
             cut = True  # recent P-fits from fresh I-frames all lost clearly: no P attempt here
-        elif self.reference is not None and self.gop_length < self.settings.gop:
+        elif predictable:
             from_source = self.lam is not None and self.settings.tuning.motion_from_source
             warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS,
                               local_motion=self.lam is not None and self.settings.tuning.local_motion,
@@ -218,10 +227,12 @@ class Encoder:
             if not self.settings.tuning.motion_field:
                 warm.vectors = None  # ablation: moved centres coded as differences, as before 3.0
             by_cost = self.lam is not None and self.settings.tuning.cost_ip
-            cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
+            if frame_type is None:
+                cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
-                if by_cost and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate():
+                if (frame_type is None and by_cost
+                        and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate()):
                     coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
                 if by_cost:
                     self._note_p_attempt(p_cost / max(self._intra_cost_estimate(), 1e-12))
@@ -598,9 +609,11 @@ def encode_frames(frames: Iterable[Frame], info: VideoInfo, settings: EncoderSet
     for k, frame in enumerate(frames):
         if frame_count is not None and k >= frame_count:
             break
+        frame_type = None
         if steer is not None:
             encoder.set_quality(steer.quality_at(k, spent))
-        coded, rep, decoded = encoder.encode(first_index + k, frame)
+            frame_type = steer.frame_type_at(k)
+        coded, rep, decoded = encoder.encode(first_index + k, frame, frame_type)
         spent += rep.bits
         yield first_index + k, coded, rep, decoded
 
@@ -636,7 +649,8 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
     """--bpp as a search over --quality, each pass a whole encode into a temp folder beside the
     output: constant-quality passes first (rate_control.next_quality); when none lands within
     BPP_TOLERANCE (the rate jumps between neighbouring qualities), steered passes whose quality
-    moves frame by frame along the closest pass's bits (rate_control.QualitySteer). The pass that
+    moves frame by frame along the closest pass's bits, with its I/P pattern (rate_control.QualitySteer),
+    each at the scale of a secant over the steered passes so far (rate_control.next_scale). The pass that
     lands (else the closest to the target) is moved onto the output."""
     assert settings.target.bpp is not None
     target = settings.target.bpp
@@ -654,7 +668,8 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
         return best if abs(best.bpp / target - 1) <= BPP_TOLERANCE else None
 
     def run(quality: float, steer: QualitySteer | None) -> EncodeSummary:
-        report(progress, "pass", len(passes) + 1, total, quality=quality, steered=steer is not None)
+        report(progress, "pass", len(passes) + 1, total, quality=quality, steered=steer is not None,
+               scale=steer.scale if steer is not None else None)
         how = f"quality={quality:.3f}" + (", steered" if steer is not None else "")
         summary = _encode_pass(frames(), info, Path(work) / f"pass{len(passes)}.gsvc",
                                replace(settings, target=RateTarget(quality=quality)), frame_count=frame_count,
@@ -672,16 +687,20 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
         reference = min(passes, key=miss)
         assert reference.quality is not None
         frame_bits = [float(f.bits) for f in reference.frames]
+        frame_types = "".join(f.frame_type for f in reference.frames)
         overhead = 8.0 * reference.file_bytes - sum(frame_bits)  # header, index, trailer
-        target_bits = target * info.width * info.height * len(frame_bits)
-        scale = (target_bits - overhead) / sum(frame_bits)
-        slope = rate_slope(tried)
+        want = target * info.width * info.height * len(frame_bits) - overhead  # bits for the frames
+        points = [(1.0, sum(frame_bits))]  # (scale, frame bits); the reference is the pass at scale 1
+        # A frame's rate answers lambda less than a whole clip's (the P-frames' counts adapt over
+        # several frames), so the steer moves at least at the typical whole-clip slope.
+        slope = max(rate_slope(tried), DB_PER_RATE_DOUBLING)
         for _ in range(BPP_STEER_PASSES):
             if landed() is not None:
                 break
-            steer = QualitySteer(tuple(frame_bits), reference.quality, scale, slope)
+            scale = next_scale(points, want)
+            steer = QualitySteer(tuple(frame_bits), reference.quality, scale, slope, frame_types)
             steered = run(reference.quality, steer)
-            scale *= (target_bits - overhead) / max(1.0, 8.0 * steered.file_bytes - overhead)
+            points.append((scale, float(sum(f.bits for f in steered.frames))))
         chosen = landed() or min(passes, key=miss)
         os.replace(chosen.path, output)
     return replace(chosen, path=output, seconds=time.perf_counter() - start, passes=len(passes))
