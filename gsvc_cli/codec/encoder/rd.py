@@ -91,6 +91,10 @@ class RDTuning:
     # it won on foreman (+0.2 dB) and lost on mobile (-0.4 dB), so it stays off below 1280x720.
     # large_pixels_per_splat 200: the count model's frame-0 answers on those three clips at Q 27-36
     # were one splat per 74-712 pixels (geometric mean 185), where the old guess was one per 50.
+    # motion_from_source on by the whole-clip ablation of 2026-12-03 (seven clips, same run): -1.9% to
+    # -15.4% on six clips, +0.4% on the pan. With it, motion_gain_db 0.3 was mixed (pan -11%, foreman
+    # +5%) and motion_by_cost lost on four clips, so both stay as they were.
+    # p_skip_*: street 1080p, 10 frames: 0.83x CPU, identical file; no CIF clip's file changes.
     ip_lambda_ratio: float = 1.0
     cost_ip: bool = True
     rd_changes: bool = True
