@@ -223,7 +223,8 @@ class Encoder:
                               local_motion=self.lam is not None and self.settings.tuning.local_motion,
                               min_gain_db=self.settings.tuning.motion_gain_db,
                               lam=self.lam if self.settings.tuning.motion_by_cost else None,
-                              motion_reference=self.prev_luma if from_source else None)
+                              motion_reference=self.prev_luma if from_source else None,
+                              smoothing=self.settings.tuning.motion_smoothing)
             if not self.settings.tuning.motion_field:
                 warm.vectors = None  # ablation: moved centres coded as differences, as before 3.0
             by_cost = self.lam is not None and self.settings.tuning.cost_ip

@@ -114,10 +114,13 @@ def _global_vectors(shift: tuple[float, float], steps: QuantSteps) -> MotionVect
     return MotionVectors.shift(dx, dy)
 
 
-def field_vectors(vectors: torch.Tensor, spacing: int, steps: QuantSteps) -> MotionVectors:
+def field_vectors(vectors: torch.Tensor, spacing: int, steps: QuantSteps,
+                  smoothing: int = 1) -> MotionVectors:
     """The field a P-frame carries for block motion [gh, gw, 2] (pixels, tiles of `spacing`
-    pixels): smoothed (`motion.smoothed`), in centre-quantiser units."""
-    units = torch.round(smoothed(vectors) / steps.mean).clamp(-MAX_VECTOR, MAX_VECTOR)
+    pixels): smoothed (`motion.smoothed`, `smoothing` times), in centre-quantiser units."""
+    for _ in range(smoothing):
+        vectors = smoothed(vectors)
+    units = torch.round(vectors / steps.mean).clamp(-MAX_VECTOR, MAX_VECTOR)
     cell = max(1, min(MAX_CELL, round(spacing / steps.mean)))
     return MotionVectors(units.to(torch.int64).cpu().numpy(), cell)
 
@@ -139,7 +142,7 @@ def _sensitivity(splats: Splats, image: torch.Tensor, weights: torch.Tensor, ste
 def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
                channel_weights: tuple[float, float, float], local_motion: bool = False,
                min_gain_db: float = SHIFT_GAIN_DB, lam: float | None = None,
-               motion_reference: torch.Tensor | None = None) -> WarmStart:
+               motion_reference: torch.Tensor | None = None, smoothing: int = 1) -> WarmStart:
     """Lay the previous decoded integers `prev_q` on `image` [3,H,W], moved by one global shift
     (pans, camera shake) and then, with local_motion, by the block motion at each centre
     (motion.py), each kept when it beats the best so far: with `lam`, when the weighted squared
@@ -147,7 +150,8 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
     field; centres that follow it cost nothing more); without, when it gains min_gain_db.
     motion_reference: the luma [H,W] motion is measured from (the previous source frame: its
     motion is the scene's, where the smooth render of the splats matches the sharp frame poorly;
-    bench/warm_start.py); None: the render of the previous splats."""
+    bench/warm_start.py); None: the render of the previous splats. smoothing: passes of
+    `motion.smoothed` over the block field."""
     weights = loss_weights(channel_weights, image.device)
     pixels = image.shape[1] * image.shape[2]
     prev = dequantise(prev_q, steps, image.device)
@@ -180,7 +184,7 @@ def warm_start(image: torch.Tensor, prev_q: QuantisedSplats, steps: QuantSteps,
     if local_motion and len(prev):
         field = block_motion(source, image[0], MOTION_BLOCK)
         if bool(field.vectors.abs().max() > 0):
-            consider(field_vectors(field.vectors, field.spacing, steps), "local", (0.0, 0.0))
+            consider(field_vectors(field.vectors, field.spacing, steps, smoothing), "local", (0.0, 0.0))
     return warm
 
 

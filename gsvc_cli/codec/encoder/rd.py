@@ -60,6 +60,8 @@ class RDTuning:
     warm start's PSNR by motion_gain_db.
     motion_from_source: motion (the global shift and the block field) is measured from the previous
     source frame to this one, not from the render of the previous splats (constant-quality mode).
+    motion_smoothing: passes of the 3x3 average over the block field before splats follow it (more
+    passes: a more rigid field, closer to one shift).
     coarse_steps, fine_steps: I-frames of at least FitConfig.coarse_min_pixels are fitted coarse to
     fine: coarse_steps x the preset's steps on the frame downscaled 2x, then fine_steps x them at
     full size (coarse_steps 0: every step at full size).
@@ -110,6 +112,7 @@ class RDTuning:
     motion_by_cost: bool = False
     motion_gain_db: float = 1.0
     motion_from_source: bool = True
+    motion_smoothing: int = 1
     coarse_steps: float = 1.6
     fine_steps: float = 0.4
     large_pixels_per_splat: float = 200.0
