@@ -152,10 +152,16 @@ def parse_variant(spec: str) -> dict[str, Any]:
     mode, values, *opts = rest.split(":")
     if mode not in ("quality", "bpp"):
         raise ValueError(f"--gsvc {spec}: mode must be quality or bpp")
+    from gsvc_cli.codec.encoder.rd import RDTuning
+
+    defaults = RDTuning()
     tuning: dict[str, Any] = {}
     for opt in opts:
         key, value = opt.split("=", 1)
-        tuning[key] = float(value) if "." in value else bool(int(value))
+        if not hasattr(defaults, key):
+            raise ValueError(f"--gsvc {spec}: RDTuning has no field {key}")
+        kind = type(getattr(defaults, key))  # bool before int: bool is an int subclass
+        tuning[key] = bool(int(value)) if kind is bool else kind(float(value)) if kind is int else kind(value)
     return {"name": name, "mode": mode, "values": [float(v) for v in values.split(",")], "tuning": tuning}
 
 
