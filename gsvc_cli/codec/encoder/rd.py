@@ -96,6 +96,7 @@ class RDTuning:
     # motion_from_source on by the whole-clip ablation of 2026-12-03 (seven clips, same run): -1.9% to
     # -15.4% on six clips, +0.4% on the pan. With it, motion_gain_db 0.3 was mixed (pan -11%, foreman
     # +5%) and motion_by_cost lost on four clips, so both stay as they were.
+    # motion_smoothing 3 (a more rigid field) was mixed on the same seven clips (scenecut -7.6%, cars +3.4%).
     # p_skip_*: street 1080p, 10 frames: 0.83x CPU, identical file; no CIF clip's file changes.
     ip_lambda_ratio: float = 1.0
     cost_ip: bool = True
