@@ -232,11 +232,11 @@ class Encoder:
                 cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
-                if (frame_type is None and by_cost
-                        and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate()):
-                    coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
                 if by_cost:
-                    self._note_p_attempt(p_cost / max(self._intra_cost_estimate(), 1e-12))
+                    i_cost = self._intra_cost_estimate()
+                    if frame_type is None and p_cost > self.settings.tuning.p_preference * i_cost:
+                        coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
+                    self._note_p_attempt(p_cost / max(i_cost, 1e-12))
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
         if coded is None:
