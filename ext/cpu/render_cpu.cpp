@@ -122,54 +122,98 @@ void bin_tiles(const int32_t* boxes, const int64_t* splat_offsets, int64_t n, in
 
 void forward(const float* conics, const int32_t* boxes, const float* colors, const int64_t* tile_offsets,
              const int32_t* tile_splats, int32_t height, int32_t width, float* image, int threads) {
+  // Per tile, first each splat's x terms go to a small scratch and its index to the list of every
+  // (row, vector of the row) it covers; then each vector of each row sums its list in registers and
+  // is stored once. Every pixel still adds its splats in the tile's order, from 0, with the same
+  // expressions as a splat-major loop over a tile accumulator, so the image is the same bit for bit.
+  constexpr int kH = kTile / kL;  // vectors per tile row
   const int64_t across = tiles_across(width);
   const int64_t tiles = tile_count(height, width);
   const int64_t plane = static_cast<int64_t>(height) * width;
 #pragma omp parallel num_threads(threads)
   {
-    alignas(64) float acc[3][kPix];
+    struct Terms {  // one splat of the tile
+      Vec quad_x[kH], cross_x[kH];  // -ia dx^2 / 2 and -ib dx, per vector of the row
+      float dy[kTile], quad_y[kTile];  // per row of the tile: y - my and -ic dy^2 / 2
+      float c0, c1, c2;
+    };
+    std::vector<Terms> terms;
+    std::vector<int32_t> lists;   // kTile * kH lists of terms indices, `count` apart
+    int32_t lengths[kTile * kH];  // their lengths
+    alignas(64) float edge[kL];
     const RowLanes lanes;
-    const Vec w_min = simd::set1(kWeightMin), w_max = simd::set1(kWeightMax);
+    const Vec w_min = simd::set1(kWeightMin), w_max = simd::set1(kWeightMax), zero = simd::set1(0.0f);
+    // The clipped weight of splat u at the pixel centres of vector h of tile row r.
+    auto weight = [&](const Terms& u, int h, int r) {
+      const Vec power = simd::add(simd::fma(u.cross_x[h], simd::set1(u.dy[r]), u.quad_x[h]),
+                                  simd::set1(u.quad_y[r]));
+      const Vec e = simd::exp(power);
+      return simd::keep_ge(simd::min(e, w_max), e, w_min);
+    };
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tiles; ++t) {
       const int32_t x_base = static_cast<int32_t>((t % across) * kTile);
       const int32_t y_base = static_cast<int32_t>((t / across) * kTile);
-      std::fill(&acc[0][0], &acc[0][0] + 3 * kPix, 0.0f);
-      for (int64_t j = tile_offsets[t]; j < tile_offsets[t + 1]; ++j) {
-        if (j + kPrefetch < tile_offsets[t + 1]) prefetch_splat(conics, boxes, colors, tile_splats[j + kPrefetch]);
-        const int64_t s = tile_splats[j];
+      const int64_t j0 = tile_offsets[t], count = tile_offsets[t + 1] - j0;
+      if (static_cast<int64_t>(terms.size()) < count) {
+        terms.resize(static_cast<size_t>(count));
+        lists.resize(static_cast<size_t>(count) * kTile * kH);
+      }
+      std::fill(lengths, lengths + kTile * kH, 0);
+      for (int64_t i = 0; i < count; ++i) {
+        if (i + kPrefetch < count) prefetch_splat(conics, boxes, colors, tile_splats[j0 + i + kPrefetch]);
+        const int64_t s = tile_splats[j0 + i];
         const Conic& q = conic_at(conics, s);
         const PixelBox& b = box_at(boxes, s);
-        const int32_t y0 = std::max(b.y0, y_base), y1 = std::min(b.y1, y_base + kTile - 1);
-        const Vec c0 = simd::set1(colors[3 * s]), c1 = simd::set1(colors[3 * s + 1]),
-                  c2 = simd::set1(colors[3 * s + 2]);
+        Terms& u = terms[static_cast<size_t>(i)];
+        u.c0 = colors[3 * s];
+        u.c1 = colors[3 * s + 1];
+        u.c2 = colors[3 * s + 2];
+        const float half_ic = -0.5f * q.ic;
+        for (int r = 0; r < kTile; ++r) {
+          const float dy = static_cast<float>(y_base + r) + 0.5f - q.my;
+          u.dy[r] = dy;
+          u.quad_y[r] = half_ic * dy * dy;
+        }
+        const int32_t r0 = std::max(b.y0, y_base) - y_base, r1 = std::min(b.y1, y_base + kTile - 1) - y_base;
         const Vec half_ia = simd::set1(-0.5f * q.ia), neg_ib = simd::set1(-q.ib);
-        for (int h = 0; h < kTile / kL; ++h) {
+        for (int h = 0; h < kH; ++h) {
           const int32_t x_lo = x_base + h * kL;
           if (x_lo > b.x1 || x_lo + kL - 1 < b.x0) continue;
           const Vec dx = simd::sub(lanes.x[h], simd::set1(q.mx - static_cast<float>(x_base)));
-          const Vec quad_x = simd::mul(simd::mul(half_ia, dx), dx);  // -ia dx^2 / 2
-          const Vec cross_x = simd::mul(neg_ib, dx);                 // -ib dx
-          for (int32_t y = y0; y <= y1; ++y) {
-            const float dy = static_cast<float>(y) + 0.5f - q.my;
-            const Vec power = simd::add(simd::fma(cross_x, simd::set1(dy), quad_x),
-                                        simd::set1(-0.5f * q.ic * dy * dy));
-            const Vec e = simd::exp(power);
-            const Vec w = simd::keep_ge(simd::min(e, w_max), e, w_min);
-            float* row0 = &acc[0][(y - y_base) * kTile + h * kL];
-            float* row1 = &acc[1][(y - y_base) * kTile + h * kL];
-            float* row2 = &acc[2][(y - y_base) * kTile + h * kL];
-            simd::store(row0, simd::fma(w, c0, simd::load(row0)));
-            simd::store(row1, simd::fma(w, c1, simd::load(row1)));
-            simd::store(row2, simd::fma(w, c2, simd::load(row2)));
+          u.quad_x[h] = simd::mul(simd::mul(half_ia, dx), dx);  // -ia dx^2 / 2
+          u.cross_x[h] = simd::mul(neg_ib, dx);                 // -ib dx
+          for (int32_t r = r0; r <= r1; ++r) {
+            int32_t& length = lengths[r * kH + h];
+            lists[static_cast<size_t>((r * kH + h) * count + length++)] = static_cast<int32_t>(i);
           }
         }
       }
       const int32_t rows = std::min(kTile, height - y_base), cols = std::min(kTile, width - x_base);
-      for (int k = 0; k < 3; ++k)
-        for (int32_t r = 0; r < rows; ++r)
-          std::copy(&acc[k][r * kTile], &acc[k][r * kTile] + cols,
-                    image + k * plane + static_cast<int64_t>(y_base + r) * width + x_base);
+      for (int32_t r = 0; r < rows; ++r) {
+        float* out = image + static_cast<int64_t>(y_base + r) * width + x_base;
+        for (int h = 0; h < kH; ++h) {
+          const int32_t* list = lists.data() + static_cast<size_t>((r * kH + h) * count);
+          const int32_t length = lengths[r * kH + h];
+          Vec a0 = zero, a1 = zero, a2 = zero;
+          for (int32_t k = 0; k < length; ++k) {
+            const Terms& u = terms[static_cast<size_t>(list[k])];
+            const Vec w = weight(u, h, r);
+            a0 = simd::fma(w, simd::set1(u.c0), a0);
+            a1 = simd::fma(w, simd::set1(u.c1), a1);
+            a2 = simd::fma(w, simd::set1(u.c2), a2);
+          }
+          const Vec sums[3] = {a0, a1, a2};
+          for (int c = 0; c < 3; ++c) {
+            if (cols == kTile) {
+              simd::storeu(out + c * plane + h * kL, sums[c]);
+            } else if (h * kL < cols) {
+              simd::store(edge, sums[c]);
+              std::copy(edge, edge + std::min(kL, cols - h * kL), out + c * plane + h * kL);
+            }
+          }
+        }
+      }
     }
   }
 }

@@ -20,6 +20,7 @@ struct Vec {
 inline Vec set1(float a) { return {_mm512_set1_ps(a)}; }
 inline Vec load(const float* p) { return {_mm512_load_ps(p)}; }
 inline void store(float* p, Vec a) { _mm512_store_ps(p, a.v); }
+inline void storeu(float* p, Vec a) { _mm512_storeu_ps(p, a.v); }
 inline Vec iota() { return {_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)}; }
 inline Vec add(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline Vec sub(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
@@ -52,6 +53,7 @@ struct Vec {
 inline Vec set1(float a) { return {_mm256_set1_ps(a)}; }
 inline Vec load(const float* p) { return {_mm256_load_ps(p)}; }
 inline void store(float* p, Vec a) { _mm256_store_ps(p, a.v); }
+inline void storeu(float* p, Vec a) { _mm256_storeu_ps(p, a.v); }
 inline Vec iota() { return {_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)}; }
 inline Vec add(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
 inline Vec sub(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
@@ -87,6 +89,7 @@ struct Vec {
 inline Vec set1(float a) { return {a}; }
 inline Vec load(const float* p) { return {*p}; }
 inline void store(float* p, Vec a) { *p = a.v; }
+inline void storeu(float* p, Vec a) { *p = a.v; }
 inline Vec iota() { return {0.0f}; }
 inline Vec add(Vec a, Vec b) { return {a.v + b.v}; }
 inline Vec sub(Vec a, Vec b) { return {a.v - b.v}; }
