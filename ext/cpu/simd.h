@@ -43,6 +43,9 @@ inline Vec pow2i(Vec n) {  // 2^n for integral n in float range
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
   return {_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
 }
+// a 2^n for integral n: equal to mul(a, pow2i(n)) wherever 2^n is a normal float, in one
+// instruction instead of four.
+inline Vec scale2i(Vec a, Vec n) { return {_mm512_scalef_ps(a.v, n.v)}; }
 
 #elif defined(__AVX2__) && defined(__FMA__)
 #define GSVC_SIMD_NAME "avx2"
@@ -79,6 +82,7 @@ inline Vec pow2i(Vec n) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
   return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
 }
+inline Vec scale2i(Vec a, Vec n) { return mul(a, pow2i(n)); }
 
 #else
 #define GSVC_SIMD_NAME "scalar"
@@ -104,6 +108,7 @@ inline Vec keep_in(Vec value, Vec test, Vec lo, Vec hi) {
 inline float hsum(Vec a) { return a.v; }
 inline Vec floor(Vec a) { return {floorf(a.v)}; }
 inline Vec pow2i(Vec n) { return {gsvc::bits_to_float((static_cast<int32_t>(n.v) + 127) << 23)}; }
+inline Vec scale2i(Vec a, Vec n) { return mul(a, pow2i(n)); }
 #endif
 
 // gsvc::fast_exp, lane-wise, with the same reduction and polynomial.
@@ -118,7 +123,7 @@ inline Vec exp(Vec x) {
   p = fma(p, r, set1(kExpC2));
   p = fma(p, r, set1(1.0f));
   p = fma(p, r, set1(1.0f));
-  return mul(p, pow2i(n));
+  return scale2i(p, n);  // n >= -29 as x >= kExpFloor
 }
 
 }  // namespace gsvc::simd
