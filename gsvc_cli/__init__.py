@@ -1,7 +1,6 @@
 """gsvc: a video codec that represents every frame as a set of 2D Gaussian splats."""
 
 import os
-from importlib.metadata import PackageNotFoundError, version
 
 # OpenMP threads that spin while waiting make every parallel torch op and kernel crawl when the
 # machine is busy with anything else (measured: a 320x192 fit took 118 s with spinning threads and
@@ -9,7 +8,17 @@ from importlib.metadata import PackageNotFoundError, version
 # It must be set before the OpenMP runtime starts, i.e. before torch is imported; users can override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-try:
-    __version__ = version("gsvc")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
+
+def __getattr__(name: str) -> str:
+    """`__version__`, read from the installed metadata on first use, so that importing gsvc_cli
+    does not import importlib.metadata (~20 ms) for commands that never print it."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("gsvc")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        value = "0.0.0+source"
+    globals()["__version__"] = value
+    return value

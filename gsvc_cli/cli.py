@@ -12,7 +12,6 @@ import sys
 
 import typer
 
-from gsvc_cli import __version__
 from gsvc_cli.atomic import Terminated
 from gsvc_cli.errors import EXIT_RUNTIME, GsvcError
 
@@ -34,6 +33,8 @@ _state = {"debug": os.environ.get("GSVC_DEBUG", "") not in ("", "0")}
 
 def _version_callback(value: bool) -> None:
     if value:
+        from gsvc_cli import __version__
+
         typer.echo(f"gsvc {__version__}")
         raise typer.Exit()
 

@@ -8,29 +8,39 @@ these options are defined once here. Tables go to stdout; messages and progress 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from gsvc_cli.errors import UsageError
 from gsvc_cli.progress import ProgressCallback, ProgressEvent
 
-# Consoles: results (tables, JSON) on stdout, everything else on stderr.
-stdout_console = Console(highlight=False, soft_wrap=True)
-stderr_console = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+
+
+# Consoles: results (tables, JSON) on stdout, everything else on stderr. Each is made on first use:
+# importing rich is ~15 ms of every start-up, and a quiet decode never prints.
+@functools.cache
+def stdout_console() -> Console:
+    """The console for results (tables, JSON)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@functools.cache
+def stderr_console() -> Console:
+    """The console for messages and progress."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
 
 # Reusable option definitions (Typer copies an OptionInfo per parameter, sharing them is fine).
 OverwriteOption = typer.Option(False, "--overwrite", "-y", help="Replace output files that exist.")
@@ -100,10 +110,22 @@ def progress_renderer(quiet: bool = False, *, console: Console | None = None,
     No bar is drawn when `quiet` or when stderr is not a terminal (scripts and logs stay clean),
     unless `force`. Each event's `info` (type, psnr, bpp, ...) is shown after the bar, with an ETA.
     """
-    console = console or stderr_console
-    if quiet or not (force or console.is_terminal):
+    if quiet:
         yield lambda event: None
         return
+    console = console or stderr_console()
+    if not (force or console.is_terminal):
+        yield lambda event: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -146,15 +146,15 @@ def decode_command(
         write_splat_picture(source, drawn[0], show_splats, overwrite)
     if summary.bad_frames:  # only with --ignore-errors; said even with -q, like a warning
         n = len(summary.bad_frames)
-        stderr_console.print(
+        stderr_console().print(
             f"gsvc: warning: {source}: {n} damaged or undecodable frame{'s' if n != 1 else ''} "
             f"skipped ({_ranges(summary.bad_frames)}); {output} has {summary.frames} frames",
             markup=False, soft_wrap=True)
     if not quiet:
-        stderr_console.print(summary_line(summary, output if output is not None else show_splats),
+        stderr_console().print(summary_line(summary, output if output is not None else show_splats),
                              markup=False, soft_wrap=True)
         if show_splats is not None:
-            stderr_console.print(f"splats of frame {drawn[0].index} -> {show_splats}", markup=False,
+            stderr_console().print(f"splats of frame {drawn[0].index} -> {show_splats}", markup=False,
                                  soft_wrap=True)
 
 

@@ -6,9 +6,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from gsvc_cli.atomic import check_output_path
 from gsvc_cli.commands.common import (
@@ -23,6 +23,9 @@ from gsvc_cli.commands.common import (
 from gsvc_cli.commands.encode import Preset, summary_line
 from gsvc_cli.errors import InputError, UsageError
 from gsvc_cli.progress import report
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 DEMO_CLIP = Path(__file__).resolve().parents[1] / "data" / "cars_320x240_5f.y4m"
 DEFAULT_FRAMES = 3
@@ -64,6 +67,8 @@ gsvc demo --bpp 0.2 --out-dir demo_out -y
 
 
 def _figure_table(rows: list[tuple[str, str, str]], title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     table.add_column("figure")
     table.add_column("gsvc", justify="right")
@@ -107,7 +112,7 @@ def demo_command(
         check_output_path(path, overwrite)
     encoded, decoded = paths[ENCODED_NAME], paths[DECODED_NAME]
     if not quiet:
-        stderr_console.print(f"gsvc demo: {frames} frames of {DEMO_CLIP.name}, --bpp {bpp:g} --preset "
+        stderr_console().print(f"gsvc demo: {frames} frames of {DEMO_CLIP.name}, --bpp {bpp:g} --preset "
                              f"{preset.value}; outputs in {out_dir}", markup=False, soft_wrap=True)
     try:
         with open_video(DEMO_CLIP, frames=frames) as reader:
@@ -121,7 +126,7 @@ def demo_command(
             summary = encode_video(lambda: iter(source), info, encoded, settings, frame_count=count,
                                    overwrite=overwrite, progress=progress)
         if not quiet:
-            stderr_console.print(summary_line(summary, info.fps), markup=False, soft_wrap=True)
+            stderr_console().print(summary_line(summary, info.fps), markup=False, soft_wrap=True)
         from gsvc_cli.codec.decoder import decode_video  # after encoding: keeps startup short
 
         first = []
@@ -186,7 +191,7 @@ def demo_command(
     table.caption = (f"outputs kept in {out_dir}: {COMPARE_NAME} and {SPLATS_NAME} to look at"
                      if not temporary or keep
                      else f"{out_dir} removed (use --keep or --out-dir to keep the outputs and pictures)")
-    stdout_console.print(table)
+    stdout_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

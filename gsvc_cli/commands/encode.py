@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from gsvc_cli.atomic import check_output_path, refuse_same_file
 from gsvc_cli.codec.encoder.presets import PRESET_NAMES
@@ -34,6 +33,8 @@ from gsvc_cli.errors import UsageError
 from gsvc_cli.progress import report
 
 if TYPE_CHECKING:  # the core imports torch: load it only when a command runs
+    from rich.table import Table
+
     from gsvc_cli.chunked.encode import ChunkedSummary
     from gsvc_cli.codec.encoder.gop import EncoderSettings, EncodeSummary
     from gsvc_cli.codec.encoder.rate_control import RateTarget
@@ -124,6 +125,8 @@ def summary_line(summary: EncodeSummary, fps: Fraction) -> str:
 
 def frame_table(summary: EncodeSummary) -> Table:
     """One row per coded frame (for -v): bits of the whole record, payload bits per splat."""
+    from rich.table import Table
+
     table = Table(title=f"{summary.path}: frames", title_justify="left")
     for name in ("frame", "type", "splats", "new", "deleted", "bits", "bits/splat", "PSNR YUV", "s"):
         table.add_column(name, justify="left" if name == "type" else "right")
@@ -216,10 +219,10 @@ def encode_command(
                                        workers=workers, ray_address=ray_address, resume=resume,
                                        overwrite=overwrite, quiet=quiet)
         if verbose:
-            stderr_console.print(frame_table(summary))
+            stderr_console().print(frame_table(summary))
         if not quiet:
-            stderr_console.print(summary_line(summary, fps), markup=False, soft_wrap=True)
-            stderr_console.print(chunk_line(summary), markup=False, soft_wrap=True)
+            stderr_console().print(summary_line(summary, fps), markup=False, soft_wrap=True)
+            stderr_console().print(chunk_line(summary), markup=False, soft_wrap=True)
         return
     with open_video(source, size=parse_size(size), fps=parse_fps(fps), pix_fmt=pix_fmt, start=start,
                     frames=frames) as reader:
@@ -238,9 +241,9 @@ def encode_command(
             summary = encode_video(frames_in, info, output, settings, frame_count=count,
                                    overwrite=overwrite, progress=progress)
     if verbose:
-        stderr_console.print(frame_table(summary))
+        stderr_console().print(frame_table(summary))
     if not quiet:
-        stderr_console.print(summary_line(summary, info.fps), markup=False, soft_wrap=True)
+        stderr_console().print(summary_line(summary, info.fps), markup=False, soft_wrap=True)
 
 
 def _encode_chunked(source: Path, output: Path, settings: EncoderSettings, *, start: int, frames: int | None,

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from gsvc_cli.commands.common import (
     FpsOption,
@@ -20,12 +19,13 @@ from gsvc_cli.commands.common import (
     parse_fps,
     parse_size,
     progress_renderer,
-    stderr_console,
     stdout_console,
 )
 from gsvc_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from gsvc_cli.metrics.evaluate import EvalResult
 
 HELP = """Compare DIST with the reference REF: PSNR (Y, U, V, 6:1:1 YUV, RGB), MS-SSIM (Y, RGB),
@@ -56,6 +56,8 @@ def _format(name: str, value: float) -> str:
 
 
 def _table(result: EvalResult) -> Table:
+    from rich.table import Table
+
     from gsvc_cli.metrics.evaluate import fps_text
 
     ref, dist = result.reference, result.distorted
@@ -111,15 +113,15 @@ def eval_command(
         return options if path.suffix.lower() in (".yuv", ".raw") else {
             k: v for k, v in options.items() if k == "fps"}
 
-    with progress_renderer(quiet or as_json or as_csv, console=stderr_console) as progress:
+    with progress_renderer(quiet or as_json or as_csv) as progress:
         result = evaluate(reference, distorted, chosen, frames, progress, start=start,
                           ref_options=for_input(reference), dist_options=for_input(distorted))
     if as_json:
-        stdout_console.file.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        stdout_console().file.write(json.dumps(result.to_dict(), indent=2) + "\n")
     elif as_csv:
-        stdout_console.file.write(_csv(result))
+        stdout_console().file.write(_csv(result))
     else:
-        stdout_console.print(_table(result))
+        stdout_console().print(_table(result))
 
 
 def register(app: typer.Typer) -> None:

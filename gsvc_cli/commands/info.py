@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from gsvc_cli.commands.common import stdout_console
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 PATTERN_MAX_CHARS = 80  # longer I/P patterns are shown as run-lengths of GOPs
 
@@ -127,6 +128,9 @@ def describe(path: Path) -> dict[str, Any]:
 
 
 def _overview(facts: dict[str, Any]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=facts["path"], title_justify="left", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -151,6 +155,8 @@ def _overview(facts: dict[str, Any]) -> Table:
 
 def _types_tables(facts: dict[str, Any]) -> tuple[Table, Table]:
     """(count, bytes and bits/splat by frame type; bits/splat by parameter group and frame type)."""
+    from rich.table import Table
+
     from gsvc_cli.codec.bitstream.frame_coding import GROUPS
 
     groups = (*GROUPS, "side")
@@ -170,6 +176,8 @@ def _types_tables(facts: dict[str, Any]) -> tuple[Table, Table]:
 
 
 def _frames_table(facts: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title="frames", title_justify="left")
     for name in ("frame", "type", "splats", "new", "deleted", "bytes", "bits/splat"):
         table.add_column(name, justify="left" if name == "type" else "right")
@@ -186,13 +194,13 @@ def info_command(
 ) -> None:
     facts = describe(source)
     if as_json:
-        stdout_console.file.write(json.dumps(facts, indent=2) + "\n")
+        stdout_console().file.write(json.dumps(facts, indent=2) + "\n")
         return
-    stdout_console.print(_overview(facts))
+    stdout_console().print(_overview(facts))
     for table in _types_tables(facts):
-        stdout_console.print(table)
+        stdout_console().print(table)
     if frames:
-        stdout_console.print(_frames_table(facts))
+        stdout_console().print(_frames_table(facts))
 
 
 def register(app: typer.Typer) -> None:
