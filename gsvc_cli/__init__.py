@@ -7,6 +7,10 @@ import os
 # 10 s without, on a loaded 2-core machine). Passive waiting costs little when the machine is idle.
 # It must be set before the OpenMP runtime starts, i.e. before torch is imported; users can override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The same for numpy's OpenBLAS: its pool thread spins ~2^28 cycles (~0.1 s) once numpy is imported,
+# on the core a decode's render wants (measured: 0.83x the CPU of `gsvc decode --frames 1`). 2^4
+# cycles makes it sleep at once (the thread count, and so every result, stays as it was).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
 def __getattr__(name: str) -> str:
