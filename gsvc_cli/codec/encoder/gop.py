@@ -77,6 +77,7 @@ DB_PER_DOUBLING = 2.5  # typical PSNR gain per doubling of the splat count (meas
 COUNT_EXPONENT = DB_PER_DOUBLING / (10 * math.log10(2))  # D ~ N^-beta for N splats
 STEP_SCALE_GRID = tuple(2.0 ** (k / 2) for k in range(-3, 4))  # around the last I-frame's scale
 PIXELS_PER_SPLAT_GUESS = 50  # first I-frame's count before the RD count model takes over
+COUNT_BAND = 0.35  # octaves: an I-frame count model answer this close to the fitted count needs no refit
 P_SSE_RATIO_FLOOR = 0.05  # no P-fit has removed more than 95% of its warm start's error (cut check)
 
 
@@ -346,13 +347,20 @@ class Encoder:
             beta = COUNT_EXPONENT
             best = count * (beta * sse / max(lam * bits, 1e-12)) ** (1.0 / (1.0 + beta))
             best = int(min(self.rate.max_splats, max(MIN_SPLATS, best)))
-            if attempt == 1 or abs(math.log2(best / count)) < 0.35:
+            if attempt == 1 or abs(math.log2(best / count)) < COUNT_BAND:
                 break
             count = best
         self.intra_scale = scale
         self.intra_count = count if attempt == 1 else best
         self.steps = QuantSteps.default().scaled(scale)
-        splats, _ = self._fit(image, len(splats), splats, self.preset.fine_tune, seed, self.steps)
+        final = len(splats)
+        if self.settings.tuning.count_follows_lambda:
+            # The count the model asks for, within the band that needed no refit: the fine-tune
+            # prunes the least useful splats or adds some at the residual. Else every lambda whose
+            # answer falls in that band codes the same count (a flat stretch of rate against Q).
+            final = int(min(max(best, final * 2.0 ** -COUNT_BAND), final * 2.0 ** COUNT_BAND))
+            self.intra_count = final
+        splats, _ = self._fit(image, final, splats, self.preset.fine_tune, seed, self.steps)
         q = quantise(splats, self.steps)
         coded = encode_intra_frame(q, self.steps)
         q = q.select(coded.order)

@@ -73,6 +73,11 @@ class RDTuning:
     after an I-frame, lost by p_clear_loss x the I-frame's J or more (content no P-frame can follow:
     street's parallax), the next p_skip_frames frames go straight to I without the P-fit, and then P
     is tried again (x264's lookahead makes the same call from cheaper estimates). 0 losses: always try.
+    count_follows_lambda: an I-frame's quantisation-aware fine-tune moves its splat count to the
+    count model's answer when that is within gop.COUNT_BAND of the fitted count (pruning the least
+    useful splats or adding some at the residual); else the fitted count is kept, and every lambda
+    whose answer falls in the band codes the same count (one-frame --bpp searches then cannot land:
+    kodim01 at 1.0 bpp stayed at 0.943 over qualities 29.5-30.3).
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -120,6 +125,7 @@ class RDTuning:
     p_skip_losses: int = 2
     p_skip_frames: int = 3
     p_clear_loss: float = 1.5
+    count_follows_lambda: bool = True
 
 
 def lagrangian(quality: float) -> float:
