@@ -248,6 +248,27 @@ def test_higher_quality_gives_more_bits_and_more_psnr(tmp_path: Path) -> None:
     assert high.mean_psnr > low.mean_psnr + 1.0
 
 
+def test_the_i_frame_count_follows_quality_inside_the_no_refit_band() -> None:
+    """Count-model answers close to the fitted count (no refit) still move the coded count, so rate
+    and quality rise with Q there; with the switch off, those qualities all code the fitted count."""
+    frames, info = crops([(0, 200, 40)])
+
+    def code(quality: float, follow: bool) -> tuple[int, int, float]:
+        settings = EncoderSettings(RateTarget(quality=quality), preset="fast",
+                                   tuning=RDTuning(count_follows_lambda=follow))
+        encoder = Encoder(info, settings, 1, 0)
+        encoder.intra_count = 50  # the first fit's count; every answer below is within the band
+        _, rep, _ = encoder.encode(0, frames[0])
+        return rep.n_splats, rep.bits, rep.psnr
+
+    qualities = (33.0, 34.0, 35.0)
+    followed = [code(q, True) for q in qualities]
+    assert [c for c, _, _ in followed] == sorted({c for c, _, _ in followed}), followed
+    assert [b for _, b, _ in followed] == sorted({b for _, b, _ in followed}), followed
+    assert followed[-1][2] > followed[0][2]
+    assert len({code(q, False) for q in qualities}) == 1
+
+
 def test_decoder_reproduces_the_quality_mode_with_motion(tmp_path: Path) -> None:
     """A pan (the window moves 2 px a frame): motion-compensated P-frames, decoded bit for bit."""
     frames, info = crops([(0, 180 + 2 * k, 40) for k in range(4)])
