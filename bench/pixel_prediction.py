@@ -77,14 +77,7 @@ def predict(reference: torch.Tensor, image: torch.Tensor, precision: float
     units = torch.round(field.vectors / precision)
     vectors = units * precision  # [gh, gw, 2] px
     per_pixel = vectors.repeat_interleave(field.spacing, 0).repeat_interleave(field.spacing, 1)
-    per_pixel = per_pixel[:height, :width]
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32),
-                            torch.arange(width, dtype=torch.float32), indexing="ij")
-    sx = xs - per_pixel[..., 0]
-    sy = ys - per_pixel[..., 1]
-    grid = torch.stack([(2 * sx + 1) / width - 1, (2 * sy + 1) / height - 1], dim=-1)[None]
-    moved = F.grid_sample(reference[None], grid, mode="bilinear", padding_mode="border",
-                          align_corners=False)[0]
+    moved = sample(reference, per_pixel[:height, :width])
     bits = motion_field_bits(MotionVectors(units.numpy().astype(np.int64), field.spacing))
     return moved, bits
 
