@@ -103,6 +103,8 @@ class RDTuning:
     # +5%) and motion_by_cost lost on four clips, so both stay as they were.
     # motion_smoothing 3 (a more rigid field) was mixed on the same seven clips (scenecut -7.6%, cars +3.4%).
     # p_skip_*: street 1080p, 10 frames: 0.83x CPU, identical file; no CIF clip's file changes.
+    # count_follows_lambda off by the whole-clip ablation of 2026-12-03 (seven clips, same run):
+    # pruning or adding splats in the fine-tune lost on every clip against keeping the fitted count.
     ip_lambda_ratio: float = 1.0
     cost_ip: bool = True
     rd_changes: bool = True
@@ -125,7 +127,7 @@ class RDTuning:
     p_skip_losses: int = 2
     p_skip_frames: int = 3
     p_clear_loss: float = 1.5
-    count_follows_lambda: bool = True
+    count_follows_lambda: bool = False
 
 
 def lagrangian(quality: float) -> float:
