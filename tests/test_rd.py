@@ -314,6 +314,21 @@ def test_bpp_search_lands_within_one_percent(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name != "bpp.gsvc"]  # no pass left behind
 
 
+def test_a_picture_bpp_search_lands_by_splat_count(tmp_path: Path) -> None:
+    """A one-frame input: qualities 34-36 all code the same I-frame count (the count model's answers
+    fall inside its no-refit band), so no quality lands; a pass at a splat count from the secant does."""
+    frames, info = crops([(0, 150, 60)], width=128, height=96)
+    out = tmp_path / "picture.gsvc"
+    summary = encode_video(lambda: iter(frames), info, out, EncoderSettings(RateTarget(bpp=1.0), "fast"),
+                           frame_count=1)
+    real = 8 * out.stat().st_size / (info.width * info.height)
+    assert abs(real / 1.0 - 1) <= BPP_TOLERANCE, real
+    assert summary.passes > 1
+    with GsvcReader(out) as reader:
+        assert len(list(decode_frames(reader))) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name != "picture.gsvc"]
+
+
 def _encoder(tuning: RDTuning = RDTuning()) -> Encoder:
     frames, info = crops([(0, 200, 40)])
     return Encoder(info, EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning), 8, 64)

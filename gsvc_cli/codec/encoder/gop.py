@@ -85,7 +85,9 @@ P_SSE_RATIO_FLOOR = 0.05  # no P-fit has removed more than 95% of its warm start
 class EncoderSettings:
     """How to encode. gop: longest GOP in frames (1 = all intra). scenecut_db: a P-frame whose warm
     start is less than this many dB (YUV 6:1:1) better than a coarse 40x40-pixel-block picture of the frame
-    becomes an I-frame (a scene cut); 0 disables scene-cut detection."""
+    becomes an I-frame (a scene cut); 0 disables scene-cut detection. intra_splats: the I-frames'
+    splat count instead of the count model's (a one-frame --bpp search's rate knob: there the count
+    model leaves the count unchanged over a stretch of qualities, and with it the rate)."""
 
     target: RateTarget
     preset: str = "medium"
@@ -93,6 +95,7 @@ class EncoderSettings:
     scenecut_db: float = 2.0
     seed: int = 0
     tuning: RDTuning = RDTuning()
+    intra_splats: int | None = None  # constant quality: every I-frame fits exactly this many splats
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # a clear error for an unknown name
@@ -341,7 +344,9 @@ class Encoder:
         guess = (self.settings.tuning.large_pixels_per_splat if pixels >= self.preset.intra.coarse_min_pixels
                  else PIXELS_PER_SPLAT_GUESS)
         count = self.intra_count or max(MIN_SPLATS, int(pixels // guess))
-        for attempt in range(2):
+        if self.settings.intra_splats is not None:
+            count = self.settings.intra_splats
+        for attempt in range(1 if self.settings.intra_splats is not None else 2):
             splats, fit_psnr = self._fit(image, count, None, self.preset.intra, seed, None)
             scale, sse, bits = self._best_step_scale(splats, image)
             beta = COUNT_EXPONENT
@@ -659,8 +664,9 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
     output: constant-quality passes first (rate_control.next_quality); when none lands within
     BPP_TOLERANCE (the rate jumps between neighbouring qualities), steered passes whose quality
     moves frame by frame along the closest pass's bits, with its I/P pattern (rate_control.QualitySteer),
-    each at the scale of a secant over the steered passes so far (rate_control.next_scale). The pass that
-    lands (else the closest to the target) is moved onto the output."""
+    each at the scale of a secant over the steered passes so far (rate_control.next_scale); a one-frame
+    input (a picture) instead gets passes at fixed splat counts (`_land_one_frame_by_count`). The pass
+    that lands (else the closest to the target) is moved onto the output."""
     assert settings.target.bpp is not None
     target = settings.target.bpp
     check_output_path(output, overwrite)
@@ -676,12 +682,14 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
         best = min(passes, key=miss)
         return best if abs(best.bpp / target - 1) <= BPP_TOLERANCE else None
 
-    def run(quality: float, steer: QualitySteer | None) -> EncodeSummary:
+    def run(quality: float, steer: QualitySteer | None, splats: int | None = None) -> EncodeSummary:
         report(progress, "pass", len(passes) + 1, total, quality=quality, steered=steer is not None,
                scale=steer.scale if steer is not None else None)
-        how = f"quality={quality:.3f}" + (", steered" if steer is not None else "")
+        how = (f"quality={quality:.3f}" + (", steered" if steer is not None else "")
+               + (f", {splats} splats" if splats is not None else ""))
         summary = _encode_pass(frames(), info, Path(work) / f"pass{len(passes)}.gsvc",
-                               replace(settings, target=RateTarget(quality=quality)), frame_count=frame_count,
+                               replace(settings, target=RateTarget(quality=quality), intra_splats=splats),
+                               frame_count=frame_count,
                                overwrite=True, progress=progress, on_frame=None,
                                target_text=f"bpp={target:g} ({how})", steer=steer)
         passes.append(summary)
@@ -703,16 +711,36 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
         # A frame's rate answers lambda less than a whole clip's (the P-frames' counts adapt over
         # several frames), so the steer moves at least at the typical whole-clip slope.
         slope = max(rate_slope(tried), DB_PER_RATE_DOUBLING)
-        for _ in range(BPP_STEER_PASSES):
+        for _ in range(BPP_STEER_PASSES if len(frame_bits) > 1 else 0):
             if landed() is not None:
                 break
             scale = next_scale(points, want)
             steer = QualitySteer(tuple(frame_bits), reference.quality, scale, slope, frame_types)
             steered = run(reference.quality, steer)
             points.append((scale, float(sum(f.bits for f in steered.frames))))
+        if landed() is None and len(frame_bits) == 1:
+            _land_one_frame_by_count(passes, want, lambda count: run(reference.quality, None, count))
         chosen = landed() or min(passes, key=miss)
         os.replace(chosen.path, output)
     return replace(chosen, path=output, seconds=time.perf_counter() - start, passes=len(passes))
+
+
+def _land_one_frame_by_count(passes: list[EncodeSummary], want: float,
+                             run: Callable[[int], EncodeSummary]) -> None:
+    """A one-frame --bpp search that no quality landed: its rate is the I-frame's, nearly
+    proportional to the splat count, so passes at counts from a secant through the two passes
+    closest to `want` frame bits (BPP_STEER_PASSES of them), until one lands."""
+    for _ in range(BPP_STEER_PASSES):
+        points = sorted({(p.frames[0].n_splats, float(p.frames[0].bits)) for p in passes},
+                        key=lambda p: abs(math.log(p[1] / want)))
+        (c0, b0), (c1, b1) = points[0], points[1] if len(points) > 1 else (0, 0.0)
+        count = c0 * want / b0 if c1 == c0 or b1 == b0 else c0 + (want - b0) * (c1 - c0) / (b1 - b0)
+        count = int(round(min(max(count, 0.5 * c0), 2.0 * c0)))
+        if count in {p.frames[0].n_splats for p in passes} or count < MIN_SPLATS:
+            return
+        summary = run(count)
+        if abs(summary.frames[0].bits / want - 1) <= BPP_TOLERANCE:
+            return
 
 
 def _encode_pass(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
