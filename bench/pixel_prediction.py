@@ -120,14 +120,6 @@ def sample(reference: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
                          align_corners=False)[0]
 
 
-def field_at_pixels(vectors: MotionVectors, height: int, width: int, unit: float) -> torch.Tensor:
-    """The P-frame's motion field at every pixel centre, [H,W,2] px (as the splats read it)."""
-    ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    centres = np.stack([np.round((xs + 0.5) / unit), np.round((ys + 0.5) / unit)], axis=-1)
-    at = vectors.at(centres.reshape(-1, 2).astype(np.int64)).reshape(height, width, 2)
-    return torch.from_numpy(at.astype(np.float32) * unit)
-
-
 def unclamped_sse(rendered: torch.Tensor, image: torch.Tensor, weights: torch.Tensor) -> float:
     return float((((rendered - image) ** 2).sum(dim=(1, 2)) * weights).sum())
 

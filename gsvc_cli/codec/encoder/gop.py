@@ -343,10 +343,9 @@ class Encoder:
         pixels = self.height * self.width
         guess = (self.settings.tuning.large_pixels_per_splat if pixels >= self.preset.intra.coarse_min_pixels
                  else PIXELS_PER_SPLAT_GUESS)
-        count = self.intra_count or max(MIN_SPLATS, int(pixels // guess))
-        if self.settings.intra_splats is not None:
-            count = self.settings.intra_splats
-        for attempt in range(1 if self.settings.intra_splats is not None else 2):
+        fixed = self.settings.intra_splats
+        count = fixed or self.intra_count or max(MIN_SPLATS, int(pixels // guess))
+        for attempt in range(1 if fixed is not None else 2):
             splats, fit_psnr = self._fit(image, count, None, self.preset.intra, seed, None)
             scale, sse, bits = self._best_step_scale(splats, image)
             beta = COUNT_EXPONENT
@@ -665,8 +664,8 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
     BPP_TOLERANCE (the rate jumps between neighbouring qualities), steered passes whose quality
     moves frame by frame along the closest pass's bits, with its I/P pattern (rate_control.QualitySteer),
     each at the scale of a secant over the steered passes so far (rate_control.next_scale); a one-frame
-    input (a picture) instead gets passes at fixed splat counts (`_land_one_frame_by_count`). The pass
-    that lands (else the closest to the target) is moved onto the output."""
+    input (a picture) instead gets passes at fixed splat counts (EncoderSettings.intra_splats). The
+    pass that lands (else the closest to the target) is moved onto the output."""
     assert settings.target.bpp is not None
     target = settings.target.bpp
     check_output_path(output, overwrite)
@@ -718,29 +717,19 @@ def _encode_to_bpp(frames: Callable[[], Iterable[Frame]], info: VideoInfo, outpu
             steer = QualitySteer(tuple(frame_bits), reference.quality, scale, slope, frame_types)
             steered = run(reference.quality, steer)
             points.append((scale, float(sum(f.bits for f in steered.frames))))
-        if landed() is None and len(frame_bits) == 1:
-            _land_one_frame_by_count(passes, want, lambda count: run(reference.quality, None, count))
+        # A picture: its rate is the I-frame's, close to proportional to the splat count (which Q
+        # may leave unchanged over a stretch), so its passes set the count, by the same secant.
+        for _ in range(BPP_STEER_PASSES if len(frame_bits) == 1 else 0):
+            if landed() is not None:
+                break
+            counts = [(p.frames[0].n_splats, float(p.frames[0].bits)) for p in passes]
+            count = round(next_scale(counts, want))
+            if count < MIN_SPLATS or count in {c for c, _ in counts}:
+                break
+            run(reference.quality, None, count)
         chosen = landed() or min(passes, key=miss)
         os.replace(chosen.path, output)
     return replace(chosen, path=output, seconds=time.perf_counter() - start, passes=len(passes))
-
-
-def _land_one_frame_by_count(passes: list[EncodeSummary], want: float,
-                             run: Callable[[int], EncodeSummary]) -> None:
-    """A one-frame --bpp search that no quality landed: its rate is the I-frame's, nearly
-    proportional to the splat count, so passes at counts from a secant through the two passes
-    closest to `want` frame bits (BPP_STEER_PASSES of them), until one lands."""
-    for _ in range(BPP_STEER_PASSES):
-        points = sorted({(p.frames[0].n_splats, float(p.frames[0].bits)) for p in passes},
-                        key=lambda p: abs(math.log(p[1] / want)))
-        (c0, b0), (c1, b1) = points[0], points[1] if len(points) > 1 else (0, 0.0)
-        count = c0 * want / b0 if c1 == c0 or b1 == b0 else c0 + (want - b0) * (c1 - c0) / (b1 - b0)
-        count = int(round(min(max(count, 0.5 * c0), 2.0 * c0)))
-        if count in {p.frames[0].n_splats for p in passes} or count < MIN_SPLATS:
-            return
-        summary = run(count)
-        if abs(summary.frames[0].bits / want - 1) <= BPP_TOLERANCE:
-            return
 
 
 def _encode_pass(frames: Iterable[Frame], info: VideoInfo, output: Path, settings: EncoderSettings, *,
