@@ -203,15 +203,17 @@ def run_gsvc(ref: Path, work: Path, variant: dict[str, Any], value: float, codec
     point.update(bits_per_splat_by_type(point["frames_report"]))
     total_bits = sum(f.bits for f in summary.frames)
     point["i_share"] = sum(f.bits for f in summary.frames if f.frame_type == "I") / max(1, total_bits)
+    point["m_share"] = sum(f.bits for f in summary.frames if f.frame_type == "M") / max(1, total_bits)
     point.update(score(ref, dec, frames))
     dec.unlink(missing_ok=True)
     return point
 
 
 def bits_per_splat_by_type(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean coded bits per splat (whole payload / splats in the frame) of I- and of P-frames."""
+    """Mean coded bits per splat (whole payload / splats in the frame) of I- and of P-frames, and
+    the count of each frame type (M-frames have no splats)."""
     out: dict[str, Any] = {}
-    for t in ("I", "P"):
+    for t in ("I", "P", "M"):
         vals = [r["bits_per_splat"]["total"] for r in reports if r["type"] == t and r["n_splats"]]
         out[f"bps_{t}"] = sum(vals) / len(vals) if vals else None
         out[f"n_{t}"] = len([r for r in reports if r["type"] == t])
@@ -491,16 +493,17 @@ def summarise(out_dir: Path, codecs: list[str]) -> str:
     lines.append("gsvc points, and each baseline's PSNR-YUV at gsvc's bpp (interpolated on its CRF ladder):")
     lines.append("")
     lines.append("| clip | setting | bpp | PSNR-YUV | PSNR-RGB | MS-SSIM | VMAF | enc s/f | dec fps "
-                 "| I-frames | I share of bits | bits/splat I / P | " + " | ".join(codecs) + " |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(codecs))
+                 "| I-frames | M-frames | I / M share of bits | bits/splat I / P | "
+                 + " | ".join(codecs) + " |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(codecs))
     for c in clips:
         for g, m in zip([p for p in c["points"] if p["codec"] == "gsvc"], c["psnr_yuv_at_gsvc_rate"],
                         strict=True):
             lines.append(
                 f"| {c['clip']} | {g['setting']} | {g['bpp']:.3f} "
                 f"| {g['psnr_yuv']:.2f} | {g['psnr_rgb']:.2f} | {g['msssim_rgb']:.4f} | {g['vmaf']:.1f} "
-                f"| {g['enc_s_per_frame']:.1f} | {g['dec_fps']:.1f} | {g['n_I']} "
-                f"| {fmt(g.get('i_share'), '.2f')} "
+                f"| {g['enc_s_per_frame']:.1f} | {g['dec_fps']:.1f} | {g['n_I']} | {g.get('n_M', 0)} "
+                f"| {fmt(g.get('i_share'), '.2f')} / {fmt(g.get('m_share'), '.2f')} "
                 f"| {fmt(g['bps_I'], '.1f')} / "
                 f"{fmt(g['bps_P'], '.1f')} | " + " | ".join(fmt(m.get(n)) for n in codecs) + " |")
     ablations = [(c, name, a) for c in clips for name, a in c.get("ablation", {}).items()]

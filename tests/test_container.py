@@ -19,7 +19,13 @@ from gsvc_cli.codec.bitstream.container import (
     GsvcWriter,
     index_and_trailer_size,
 )
-from gsvc_cli.codec.bitstream.frame_coding import decode_frame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.bitstream.frame_coding import (
+    decode_frame,
+    decode_values,
+    encode_inter_frame,
+    encode_intra_frame,
+    encode_picture_frame,
+)
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps
 from gsvc_cli.errors import FormatError, UsageError
@@ -51,7 +57,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (3, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (4, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -139,8 +145,21 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 4) + good[10:])
-    with pytest.raises(FormatError, match="version 4.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 5) + good[10:])
+    with pytest.raises(FormatError, match="version 5.0 is not supported"):
+        GsvcReader(other)
+    # 3.x (before M-frames) is read: its payloads mean what they mean in 4.0
+    size = struct.unpack_from("<I", good, 12)[0]
+    old = bytearray(good)
+    old[8:10] = struct.pack("<H", 3)
+    old[size - 4:size] = struct.pack("<I", zlib.crc32(bytes(old[:size - 4])))
+    other.write_bytes(bytes(old))
+    with GsvcReader(other) as gsvc:
+        assert gsvc.header.version == (3, 0) and len(gsvc) == 2
+    old[8:10] = struct.pack("<H", 2)
+    old[size - 4:size] = struct.pack("<I", zlib.crc32(bytes(old[:size - 4])))
+    other.write_bytes(bytes(old))
+    with pytest.raises(FormatError, match="version 2.0 is not supported"):
         GsvcReader(other)
     # format 1 (before context modelling) codes payloads differently: refused, not misread
     other.write_bytes(good[:8] + struct.pack("<H", 1) + good[10:])
@@ -176,7 +195,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (3, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (4, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -194,7 +213,7 @@ def test_reader_needs_no_payloads_for_info(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# golden file: a deterministic GOP (I, P, P) and a second I-frame, coded end to end
+# golden file: a deterministic GOP (I, P, M, P) and a second I-frame, coded end to end
 
 
 class Lcg:
@@ -212,22 +231,34 @@ class Lcg:
                 self(128) + 20, self(21) - 10, self(21) - 10]
 
 
-def encode_golden(path: Path) -> list[QuantisedSplats]:
-    """Frames I, P, P, I: each P drops every 9th splat, nudges a third, adds 4 new ones; the
-    second P moves the rest by a motion field."""
+GOLDEN_TYPES = "IPMPI"
+
+
+def encode_golden(path: Path) -> list[QuantisedSplats | MotionVectors]:
+    """Frames I, P, M, P, I: each P drops every 9th splat of the last splat frame, nudges a third,
+    adds 4 new ones; the M-frame moves the picture by a 2x2 field of 32-pixel cells; the second P
+    moves its splats by a motion field. Returns what each frame decodes to (splats, or M's field)."""
     rand = Lcg(12345)
     steps = QuantSteps.from_quality(0.5)
-    decoded: list[QuantisedSplats] = []
+    decoded: list[QuantisedSplats | MotionVectors] = []
+    splats: list[QuantisedSplats] = []
     with GsvcWriter(path, HEADER, overwrite=True) as out:
-        for k in range(4):
-            if k in (0, 3):
-                q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(96 - 60 * (k == 3))]))
+        for k, kind in enumerate(GOLDEN_TYPES):
+            if kind == "M":
+                motion = MotionVectors(np.array([[[rand(9) - 4, rand(9) - 4] for _ in range(2)]
+                                                 for _ in range(2)], dtype=np.int64), 32)
+                coded = encode_picture_frame(motion)
+                out.write_frame(coded.frame_type, 0, coded.payload)
+                decoded.append(motion)
+                continue
+            if kind == "I":
+                q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(96 - 60 * (k > 0))]))
                 coded = encode_intra_frame(q, steps)
             else:
-                prev = decoded[-1].as_array()
+                prev = splats[-1].as_array()
                 kept = [i for i in range(len(prev)) if i % 9 != 4]
-                field = None  # frame 2 carries a 3x2 motion field
-                if k == 2:
+                field = None  # frame 3 carries a 3x2 motion field
+                if k == 3:
                     field = MotionVectors(np.array([[[rand(9) - 4, rand(9) - 4] for _ in range(3)]
                                                     for _ in range(2)], dtype=np.int64), 200)
                     prev = field.predict(prev)
@@ -236,16 +267,18 @@ def encode_golden(path: Path) -> list[QuantisedSplats]:
                     row[0] += rand(5) - 2
                     row[5] += rand(3) - 1
                 q = QuantisedSplats.from_array(np.array(cur + [rand.splat() for _ in range(4)]))
-                coded = encode_inter_frame(q, decoded[-1], torch.tensor(kept), field)
+                coded = encode_inter_frame(q, splats[-1], torch.tensor(kept), field)
             out.write_frame(coded.frame_type, len(q), coded.payload)
-            decoded.append(q.select(coded.order))
+            splats.append(q.select(coded.order))
+            decoded.append(splats[-1])
     return decoded
 
 
-def splats_digest(frames: list[QuantisedSplats]) -> str:
+def splats_digest(frames: list[QuantisedSplats | MotionVectors]) -> str:
     h = hashlib.sha256()
     for q in frames:
-        h.update(q.as_array().astype("<i4").tobytes())
+        values = q.vectors if isinstance(q, MotionVectors) else q.as_array()
+        h.update(values.astype("<i4").tobytes())
     return h.hexdigest()
 
 
@@ -266,11 +299,16 @@ def test_golden_bitstream(tmp_path):
                                          "decoded_sha256": splats_digest(reconstruction)}, indent=2) + "\n")
     pins = json.loads(pins_path.read_text())
     assert file_hash == pins["file_sha256"], "encoder output changed: bitstream no longer matches golden"
-    decoded: list[QuantisedSplats] = []
+    decoded: list[QuantisedSplats | MotionVectors] = []
     with GsvcReader(GOLDEN / "small.gsvc") as gsvc:
-        assert "".join(e.frame_type for e in gsvc.index) == "IPPI"
+        assert "".join(e.frame_type for e in gsvc.index) == GOLDEN_TYPES
         prev = None
         for k, record in gsvc.frames():
+            if record.frame_type == "M":
+                picture = decode_values(record.payload, None, what=f"golden frame {k}")
+                assert record.n_splats == 0 and picture.motion is not None
+                decoded.append(picture.motion)
+                continue
             frame = decode_frame(record.payload, prev, what=f"golden frame {k}")
             assert len(frame.splats) == record.n_splats
             prev = frame.splats
@@ -280,7 +318,7 @@ def test_golden_bitstream(tmp_path):
 
 
 def test_any_minor_of_the_major_is_read(tmp_path):
-    """Minor versions only add coding-parameter keys: a file that says 3.0 reads the same with any
+    """Minor versions only add coding-parameter keys: a file that says 4.0 reads the same with any
     minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
@@ -290,6 +328,6 @@ def test_any_minor_of_the_major_is_read(tmp_path):
     struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (3, 5) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (4, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 

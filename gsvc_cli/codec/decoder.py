@@ -29,6 +29,8 @@ import numpy as np
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcReader
 from gsvc_cli.codec.bitstream.dequant import QuantSteps, dequantise_values
 from gsvc_cli.codec.bitstream.frame_coding import DecodedValues, decode_values
+from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
+from gsvc_cli.codec.moved_picture import check_grid, move_picture
 from gsvc_cli.errors import FormatError, UsageError
 from gsvc_cli.progress import ProgressCallback, report
 from gsvc_cli.readahead import read_ahead
@@ -113,37 +115,52 @@ def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
 
     The next frame's splats are entropy-decoded in a thread while this one renders (`read_ahead`):
     the render runs in C without the GIL, so on two cores the Python stage mostly overlaps it.
+    An M-frame is the previous picture moved (`move_picture`); when decoding starts at one, the
+    pictures it builds on are made first and not yielded.
     """
     height, width = reader.header.height, reader.header.width
-    for k, frame_type, arrays in read_ahead(_splat_frames(reader, start, count, ignore_errors)):
-        image = render_image(*arrays, height, width)
-        yield DecodedImage(k, frame_type, image, len(arrays[0]), arrays)
+    picture: np.ndarray | None = None
+    for k, frame_type, content, shown in read_ahead(_splat_frames(reader, start, count, ignore_errors)):
+        if isinstance(content, MotionVectors):
+            assert picture is not None  # _splat_frames yields an M-frame only after its reference
+            picture, n_splats, arrays = move_picture(picture, content), 0, None
+        else:
+            picture, n_splats, arrays = render_image(*content, height, width), len(content[0]), content
+        if shown:
+            yield DecodedImage(k, frame_type, picture, n_splats, arrays)
 
 
-def _splat_frames(reader: GsvcReader, start: int, count: int | None,
-                  ignore_errors: bool) -> Iterator[tuple[int, str, SplatArrays]]:
-    """(index, type, float32 splat arrays) of frames [start, start + count): `decode_frames` less
-    the render."""
+def _splat_frames(reader: GsvcReader, start: int, count: int | None, ignore_errors: bool
+                  ) -> Iterator[tuple[int, str, SplatArrays | MotionVectors, bool]]:
+    """(index, type, float32 splat arrays or an M-frame's field, shown) of frames [start, start +
+    count), plus (not shown) the frames before `start` that an M-frame at `start` builds on:
+    `decode_frames` less the render."""
     total = len(reader)
     if start < 0 or start >= total:
         raise UsageError(f"{reader.path}: --start {start} is outside the file's {total} frames")
     end = total if count is None else min(total, start + count)
     first = reader.gop_start(start)
-    prev: np.ndarray | None = None
+    height, width = reader.header.height, reader.header.width
+    prev: np.ndarray | None = None  # integers of the last I- or P-frame
     steps: QuantSteps | None = None
     broken = False
+    hidden: list[tuple[int, str, SplatArrays | MotionVectors]] = []  # since the last splat frame
     for k in range(first, end):
+        what = f"{reader.path}: frame {k}"
         try:
             record = reader.read_frame(k)
-            frame = decode_values(record.payload, prev if record.frame_type == "P" else None,
-                                  f"{reader.path}: frame {k}")
+            frame = decode_values(record.payload, prev if record.frame_type == "P" else None, what)
             if frame.frame_type != record.frame_type:
-                raise FormatError(f"{reader.path}: frame {k}: index says {record.frame_type}, "
-                                  f"payload says {frame.frame_type}")
-            if frame.frame_type == "P" and broken:  # its reference is gone: undecodable
+                raise FormatError(f"{what}: index says {record.frame_type}, payload says {frame.frame_type}")
+            if frame.frame_type != "I" and broken:  # its reference is gone: undecodable
                 if k not in reader.bad_frames:
                     reader.bad_frames.append(k)
                 continue
+            if frame.frame_type == "M":
+                if prev is None:
+                    raise FormatError(f"{what}: M-frame without a previous picture")
+                assert frame.motion is not None
+                check_grid(frame.motion, width, height, what)
         except FormatError:
             if not ignore_errors:
                 raise
@@ -152,11 +169,23 @@ def _splat_frames(reader: GsvcReader, start: int, count: int | None,
             prev, broken = None, True
             continue
         broken = False
-        steps = _steps_of(frame, steps, reader.path, k)
-        prev = frame.values
-        if k < start:
+        content: SplatArrays | MotionVectors
+        if frame.motion is not None:
+            content = frame.motion
+        else:
+            steps = _steps_of(frame, steps, reader.path, k)
+            prev = frame.values
+            content = dequantise_values(frame.values, steps) if k >= start else (frame.values, steps)
+        if k < start:  # kept in case frame `start` is an M-frame: it moves the picture before it
+            hidden = [] if frame.frame_type != "M" else hidden
+            hidden.append((k, frame.frame_type, content))
             continue
-        yield k, frame.frame_type, dequantise_values(frame.values, steps)
+        if k == start and frame.frame_type == "M":
+            for j, kind, earlier in hidden:
+                if not isinstance(earlier, MotionVectors):
+                    earlier = dequantise_values(*earlier)
+                yield j, kind, earlier, False
+        yield k, frame.frame_type, content, True
 
 
 def _steps_of(frame: DecodedValues, steps: QuantSteps | None, path: Path, k: int) -> QuantSteps:

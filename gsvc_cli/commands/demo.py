@@ -169,10 +169,11 @@ def demo_command(
             shutil.rmtree(out_dir, ignore_errors=True)
     n = len(summary.frames)
     n_i = sum(f.frame_type == "I" for f in summary.frames)
+    n_m = sum(f.frame_type == "M" for f in summary.frames)
     mean, theirs = result.mean, x264_result.mean
     x264_bytes = round(anchor.bpp * info.width * info.height * n / 8)
     rows = [
-        ("frames (I/P)", f"{n} ({n_i}/{n - n_i})", f"{len(anchor.frames)}"),
+        ("frames (I/P/M)", f"{n} ({n_i}/{n - n_i - n_m}/{n_m})", f"{len(anchor.frames)}"),
         ("file size (bytes)", f"{summary.file_bytes}", f"{x264_bytes}"),
         ("bpp (target)", f"{summary.bpp:.4f} ({bpp:g})", f"{anchor.bpp:.4f} (crf {anchor.crf:.1f})"),
     ]

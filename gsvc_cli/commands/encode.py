@@ -108,16 +108,18 @@ gsvc encode long.mp4 -o long.gsvc --ray-address 10.0.0.5:6379  # an existing Ray
 
 
 def summary_line(summary: EncodeSummary, fps: Fraction) -> str:
-    """x264-style closing line: frames, I/P, size, bpp, bitrate, PSNR and speed."""
+    """x264-style closing line: frames, I/P/M, size, bpp, bitrate, PSNR and speed."""
     n = len(summary.frames)
     n_i = sum(f.frame_type == "I" for f in summary.frames)
+    n_m = sum(f.frame_type == "M" for f in summary.frames)
     cuts = sum(f.scene_cut for f in summary.frames)
     kbps = 8.0 * summary.file_bytes * float(fps) / max(1, n) / 1000.0
     speed = n / summary.seconds if summary.seconds > 0 else float("inf")
     cut_text = f", {cuts} scene cut{'s' if cuts != 1 else ''}" if cuts else ""
     loss = summary.mean_quant_loss_db
     loss_text = f" (quantisation cost {loss:.2f} dB on I-frames)" if loss is not None else ""
-    return (f"encoded {n} frames (I {n_i}, P {n - n_i}{cut_text}) -> {summary.path}: "
+    m_text = f", M {n_m}" if n_m else ""
+    return (f"encoded {n} frames (I {n_i}, P {n - n_i - n_m}{m_text}{cut_text}) -> {summary.path}: "
             f"{summary.file_bytes} bytes, {summary.bpp:.4f} bpp, {kbps:.2f} kb/s, "
             f"PSNR YUV {summary.mean_psnr:.2f} dB{loss_text}, {summary.seconds:.1f} s "
             f"({summary.seconds / max(1, n):.2f} s/frame, {speed:.3f} fps)")

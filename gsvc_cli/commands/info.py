@@ -18,8 +18,10 @@ PATTERN_MAX_CHARS = 80  # longer I/P patterns are shown as run-lengths of GOPs
 
 HELP = """Describe a .gsvc file, as ffprobe does for other videos.
 
-Shows the size, frame rate (exact and decimal), frames, duration, GOPs and their I/P pattern,
-splats per frame, bytes and bits per splat by frame type, bpp of the whole file, the encoder's
+Shows the size, frame rate (exact and decimal), frames, duration, GOPs and their pattern of
+frame types (I: fitted from scratch; P: the previous splats updated; M: the previous picture
+moved, no splats), splats per frame (of the I- and P-frames), bytes and bits per splat by frame
+type, bpp of the whole file, the encoder's
 coding parameters and the format version.
 
 Every payload is entropy-decoded (no rendering, so it is quick) to count bits per splat, which also
@@ -35,7 +37,8 @@ gsvc info clip.gsvc --json | jq .bpp
 
 
 def gop_pattern(types: list[str]) -> str:
-    """'IPPPIPP' -> 'IPPP IPP'; when that is long, run-lengths of GOPs: 'IP59 x4, IP32'."""
+    """'IPPPIPP' -> 'IPPP IPP'; when that is long, run-lengths of GOPs by their P- and M-frame
+    counts: 'IP59 x4, IP20M12'."""
     gops: list[str] = []
     for t in types:
         if t == "I" or not gops:
@@ -45,7 +48,7 @@ def gop_pattern(types: list[str]) -> str:
     text = " ".join(gops)
     if len(text) <= PATTERN_MAX_CHARS:
         return text
-    tokens = ["I" if len(g) == 1 else f"IP{len(g) - 1}" for g in gops]
+    tokens = ["I" + "".join(f"{t}{g.count(t)}" for t in "PM" if t in g) for g in gops]
     runs: list[list[Any]] = []
     for tok in tokens:
         if runs and runs[-1][0] == tok:
@@ -72,13 +75,13 @@ def describe(path: Path) -> dict[str, Any]:
             record = reader.read_frame(k)
             decoded = decode_values(record.payload, prev if record.frame_type == "P" else None,
                                     f"{path}: frame {k}", record.frame_type)
-            prev = decoded.values
+            prev = decoded.values if record.frame_type != "M" else prev  # an M-frame has no splats
             stats = decoded.stats
             rows.append({
                 "frame": k, "type": record.frame_type, "splats": stats.n_splats, "new": stats.n_new,
                 "deleted": stats.n_deleted, "bytes": len(record.payload) + record_overhead(),
                 "payload_bits": stats.payload_bits,
-                "bits_per_splat": stats.payload_bits / max(1, stats.n_splats),
+                "bits_per_splat": stats.payload_bits / stats.n_splats if stats.n_splats else None,
                 "bits_by_group": {g: round(v, 3) for g, v in stats.bits_by_group().items()},
             })
     fps = Fraction(header.fps_num, header.fps_den)
@@ -86,17 +89,18 @@ def describe(path: Path) -> dict[str, Any]:
     pixels = header.width * header.height
     types = [r["type"] for r in rows]
     by_type: dict[str, Any] = {}
-    for t in ("I", "P"):
+    for t in ("I", "P", "M"):
         sel = [r for r in rows if r["type"] == t]
         splats = sum(r["splats"] for r in sel)
         total = sum(r["bytes"] for r in sel)
-        groups = {g: sum(r["bits_by_group"][g] for r in sel) / max(1, splats) for g in (*GROUPS, "side")}
+        groups = {g: sum(r["bits_by_group"][g] for r in sel) / splats if splats else None
+                  for g in (*GROUPS, "side")}
         by_type[t] = {
             "count": len(sel), "bytes_total": total, "bytes_mean": total / len(sel) if sel else 0.0,
-            "bits_per_splat": sum(r["payload_bits"] for r in sel) / max(1, splats),
+            "bits_per_splat": sum(r["payload_bits"] for r in sel) / splats if splats else None,
             "bits_per_splat_by_group": groups,
         }
-    splat_counts = [r["splats"] for r in rows] or [0]
+    splat_counts = [r["splats"] for r in rows if r["type"] != "M"] or [0]  # M-frames have none
     gop_lengths: list[int] = []
     for t in types:
         if t == "I" or not gop_lengths:
@@ -120,7 +124,7 @@ def describe(path: Path) -> dict[str, Any]:
         "gops": len(gop_lengths),
         "gop_lengths": gop_lengths,
         "gop_pattern": gop_pattern(types),
-        "splats": {"min": min(splat_counts), "mean": sum(splat_counts) / max(1, n),
+        "splats": {"min": min(splat_counts), "mean": sum(splat_counts) / len(splat_counts),
                    "max": max(splat_counts)},
         "frame_types": by_type,
         "frames": rows,
@@ -169,10 +173,16 @@ def _types_tables(facts: dict[str, Any]) -> tuple[Table, Table]:
     for t, s in facts["frame_types"].items():
         if s["count"]:
             sizes.add_row(t, str(s["count"]), str(s["bytes_total"]), f"{s['bytes_mean']:.1f}",
-                          f"{s['bits_per_splat']:.2f}")
-            split.add_row(t, *(f"{s['bits_per_splat_by_group'][g]:.2f}" for g in groups))
+                          _number(s["bits_per_splat"]))
+            if t != "M":  # no splats
+                split.add_row(t, *(_number(s["bits_per_splat_by_group"][g]) for g in groups))
     sizes.caption = "bytes: whole frame records; bits/splat: payload bits over splats"
     return sizes, split
+
+
+def _number(value: float | None) -> str:
+    """Two decimals, or '-' where there is nothing to divide by (an M-frame's bits per splat)."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _frames_table(facts: dict[str, Any]) -> Table:
@@ -183,7 +193,7 @@ def _frames_table(facts: dict[str, Any]) -> Table:
         table.add_column(name, justify="left" if name == "type" else "right")
     for r in facts["frames"]:
         table.add_row(str(r["frame"]), r["type"], str(r["splats"]), str(r["new"]), str(r["deleted"]),
-                      str(r["bytes"]), f"{r['bits_per_splat']:.2f}")
+                      str(r["bytes"]), _number(r["bits_per_splat"]))
     return table
 
 

@@ -1,6 +1,6 @@
 """The .gsvc container: file header, checksummed frame records, frame index, fixed-size trailer.
 
-The container knows nothing about splats: a record is (type "I"/"P", splat count, payload bytes),
+The container knows nothing about splats: a record is (type "I"/"P"/"M", splat count, payload bytes),
 the payload coming from `frame_coding`. docs/FORMAT.md is the byte-level contract.
 
 Writing (the temp file beside the target is renamed into place only by a successful `close`):
@@ -42,8 +42,8 @@ MAGIC = b"GSVC\r\n\x1a\n"
 RECORD_MAGIC = b"GSFR"
 INDEX_MAGIC = b"GSIX"
 TRAILER_MAGIC = b"GSVE"
-FORMAT_MAJOR = 3
-FORMAT_MINOR = 0  # 3.0: P-frames carry a motion field; 2.0: context modelling; 1.1: sar, colour tags
+FORMAT_MAJOR = 4
+FORMAT_MINOR = 0  # 4.0: M-frames; 3.0: P-frame motion field; 2.0: context modelling; 1.1: sar, colour tags
 
 _HEADER_FIXED = struct.Struct("<8sHHIIIIIIBBBBH")  # magic .. kv count: 42 bytes
 _RECORD_HEAD = struct.Struct("<4scII")  # magic, type, splat count, payload length: 13 bytes
@@ -55,7 +55,8 @@ _CRC = struct.Struct("<I")
 COLOUR_SPACES = ("rgb", "yuv")
 MATRICES = ("none", "bt601", "bt709")
 RANGES = ("full", "limited")
-FRAME_TYPES = ("I", "P")
+FRAME_TYPES = ("I", "P", "M")
+READABLE_MAJORS = (3, FORMAT_MAJOR)  # a 3.x file is a 4.0 file without M-frames
 MAX_RECORD_PAYLOAD = (1 << 32) - 1
 
 
@@ -188,8 +189,8 @@ class GsvcWriter:
         if self._closed:
             raise GsvcError(f"{self.path}: writer already closed")
         if frame_type not in FRAME_TYPES:
-            raise GsvcError(f"{self.path}: frame type must be 'I' or 'P', got {frame_type!r}")
-        if frame_type == "P" and not self.index:
+            raise GsvcError(f"{self.path}: frame type must be 'I', 'P' or 'M', got {frame_type!r}")
+        if frame_type != "I" and not self.index:
             raise GsvcError(f"{self.path}: the first frame must be an I-frame")
         if not 0 <= n_splats < (1 << 32) or len(payload) > MAX_RECORD_PAYLOAD:
             raise GsvcError(f"{self.path}: frame {len(self.index)} too large to store")
@@ -267,9 +268,9 @@ def _parse_header(data: bytes, name: str) -> tuple[FileHeader, int]:
         raise FormatError(f"{name}: truncated file header")
     (_, major, minor, size, width, height, fps_num, fps_den, frame_count, space, matrix, rng, _,
      kv_count) = _HEADER_FIXED.unpack_from(data)
-    if major != FORMAT_MAJOR:
+    if major not in READABLE_MAJORS:
         raise FormatError(f"{name}: format version {major}.{minor} is not supported "
-                          f"(this gsvc reads {FORMAT_MAJOR}.x)")
+                          f"(this gsvc reads {' and '.join(f'{m}.x' for m in READABLE_MAJORS)})")
     if size > len(data) or size < _HEADER_FIXED.size + _CRC.size:
         raise FormatError(f"{name}: truncated file header")
     (crc,) = _CRC.unpack_from(data, size - _CRC.size)
@@ -369,7 +370,7 @@ class GsvcReader:
         for k in range(count):
             offset, length, n_splats, ftype = _INDEX_ENTRY.unpack_from(
                 data, _INDEX_HEAD.size + k * _INDEX_ENTRY.size)
-            if (ftype not in (b"I", b"P") or offset < self.header_size
+            if (ftype.decode("latin-1") not in FRAME_TYPES or offset < self.header_size
                     or offset + _RECORD_HEAD.size + length + _CRC.size > index_offset):
                 raise FormatError(f"{self.name}: malformed frame index (entry {k})")
             entries.append(IndexEntry(offset, ftype.decode(), n_splats, length))
@@ -397,7 +398,7 @@ class GsvcReader:
         if len(head) < _RECORD_HEAD.size:
             raise FormatError(f"{where}: truncated record")
         magic, ftype, n_splats, length = _RECORD_HEAD.unpack(head)
-        if magic != RECORD_MAGIC or ftype not in (b"I", b"P"):
+        if magic != RECORD_MAGIC or ftype.decode("latin-1") not in FRAME_TYPES:
             raise FormatError(f"{where}: corrupt record header")
         entry = IndexEntry(offset, ftype.decode(), n_splats, length)
         if expected is not None and entry != expected:

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 FRAME_I = 0
 FRAME_P = 1
-TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P"}
+FRAME_M = 2
+TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M"}
 MAX_SPLATS = 1 << 22
 """Most splats a frame may hold (bounds a decoder's memory; FORMAT.md)."""
 RAW_BITS_PER_SPLAT = 8 * 32
@@ -141,6 +142,7 @@ class DecodedValues:
 
     values: [N, 8] int64 in the coding order (x, y, l1, shear, l3, c0, c1, c2), the decoder's
     splat order. steps: the GOP's steps (I-frames only). kept: [n_kept] int64 survivors' indices.
+    motion: an M-frame's field (whole pixels per cell; its values are empty: it has no splats).
     """
 
     frame_type: str
@@ -148,6 +150,7 @@ class DecodedValues:
     steps: QuantSteps | None
     kept: np.ndarray
     stats: FrameStats
+    motion: MotionVectors | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -477,6 +480,18 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     return CodedFrame(payload, _tensor(order), stats)
 
 
+def encode_picture_frame(motion: MotionVectors) -> CodedFrame:
+    """M-frame: no splats, the previous decoded picture moved by `motion` (whole pixels per cell of
+    `motion.cell` pixels, covering the frame: gsvc_cli.codec.moved_picture)."""
+    head = bytearray([FRAME_M])
+    put_varint(head, 0)
+    writer = EntropyWriter()
+    _write_motion(head, writer, motion)
+    payload = bytes(head) + writer.finish()
+    stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), writer.stats, _stream_groups(()))
+    return CodedFrame(payload, _tensor(np.zeros(0, dtype=np.int64)), stats)
+
+
 def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "frame",
                  expected_type: str | None = None) -> DecodedFrame:
     """Payload -> quantised splats. P-frames need `prev`, the previous decoded frame's splats.
@@ -490,7 +505,8 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
 
 def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
                   expected_type: str | None = None) -> DecodedValues:
-    """Payload -> [N, 8] integers. P-frames need `prev`, the previous decoded frame's [N_prev, 8].
+    """Payload -> [N, 8] integers. P-frames need `prev`, the [N_prev, 8] integers of the last I- or
+    P-frame before them (an M-frame has none and leaves them as they were).
 
     `what` names the frame in errors (e.g. "clip.gsvc: frame 7"); `expected_type` ("I"/"P"), when
     given, is the container record's type, which the payload must agree with. Raises FormatError
@@ -516,6 +532,8 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
         stats = FrameStats("I", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
                            _stream_groups(("",)))
         return DecodedValues("I", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats)
+    if frame_type == FRAME_M:
+        return _decode_picture_frame(reader, n_cur, payload, what)
     if frame_type != FRAME_P:
         raise FormatError(f"{what}: unknown frame type {frame_type}")
     if prev is None:
@@ -557,3 +575,18 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
     stats = FrameStats("P", n_cur, n_kept, n_cur - n_kept, n_prev - n_kept, 8 * len(payload),
                        entropy.stats, _stream_groups(("new.",)))
     return DecodedValues("P", _check_decoded(values, what), None, kept, stats)
+
+
+def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str) -> DecodedValues:
+    """The rest of an M-frame's payload: its field (which the decoder checks against the frame size)."""
+    if n_cur != 0:
+        raise FormatError(f"{what}: an M-frame holds no splats, payload says {n_cur}")
+    gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
+    if not (gw >= 1 and gh >= 1):
+        raise FormatError(f"{what}: M-frame without a motion field")
+    entropy = EntropyReader(reader.remaining(), what)
+    motion = _read_motion(entropy, gw, gh, cell, what)
+    entropy.check_consumed()
+    stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), entropy.stats, _stream_groups(()))
+    empty = np.zeros((0, 8), dtype=np.int64)
+    return DecodedValues("M", empty, None, np.zeros(0, dtype=np.int64), stats, motion)

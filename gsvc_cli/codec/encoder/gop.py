@@ -28,12 +28,19 @@ import torch
 
 from gsvc_cli.atomic import check_output_path
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
-from gsvc_cli.codec.bitstream.frame_coding import CodedFrame, encode_inter_frame, encode_intra_frame
+from gsvc_cli.codec.bitstream.frame_coding import (
+    CodedFrame,
+    encode_inter_frame,
+    encode_intra_frame,
+    encode_picture_frame,
+)
+from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
 from gsvc_cli.codec.encoder.densify import removal_cost
 from gsvc_cli.codec.encoder.fitting import fit_frame
 from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, warm_start
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
+from gsvc_cli.codec.encoder.motion import block_motion
 from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
@@ -61,6 +68,7 @@ from gsvc_cli.codec.encoder.rd import (
     residual_products,
     weighted_sse,
 )
+from gsvc_cli.codec.moved_picture import PICTURE_CELLS, move_picture
 from gsvc_cli.codec.splats import Splats, render_splats
 from gsvc_cli.errors import InputError, UsageError
 from gsvc_cli.metrics.psnr import frame_psnr
@@ -198,6 +206,7 @@ class Encoder:
         self.prev_luma: torch.Tensor | None = None  # the last source frame's luma (motion search)
         self.p_losses = 0  # P attempts in a row, each from a fresh I-frame, that lost clearly
         self.p_skips_left = 0  # frames still to code as I without trying P
+        self.picture: torch.Tensor | None = None  # the last decoded picture (what an M-frame moves)
 
     def set_quality(self, quality: float) -> None:
         """Move lambda for the frames that follow (a steered --bpp pass); constant-quality only."""
@@ -208,14 +217,18 @@ class Encoder:
     def encode(self, index: int, frame: Frame, frame_type: str | None = None
                ) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
         """Code one frame; returns the payload, its report and the decoded YUV 4:4:4 image.
-        frame_type "I" or "P" overrides the choice between them (a steered --bpp pass keeps its
-        reference pass's pattern, so that its rate moves with lambda alone); a P-frame is still an
-        I-frame when nothing can be predicted (the first frame, a full GOP)."""
+        frame_type "I", "P" or "M" overrides the choice between them (a steered --bpp pass keeps its
+        reference pass's pattern, so that its rate moves with lambda alone); a P- or M-frame is still
+        an I-frame when nothing can be predicted (the first frame, a full GOP)."""
         start = time.perf_counter()
         image = frame.to_yuv444_float()
         cut = False
         coded = None
         predictable = self.reference is not None and self.gop_length < self.settings.gop
+        moved = (self._picture_rd(image) if predictable and self.lam is not None and frame_type in (None, "M")
+                 and self.settings.tuning.picture_frames else None)
+        if moved is not None and frame_type == "M":
+            return self._picture_frame(index, frame, image, moved[0], moved[1], start)
         if predictable and frame_type == "I":
             cut = True
         elif predictable and frame_type is None and self.p_skips_left > 0:
@@ -236,6 +249,8 @@ class Encoder:
                 cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
+                if moved is not None and moved[2] < p_cost:
+                    return self._picture_frame(index, frame, image, moved[0], moved[1], start)
                 if by_cost:
                     i_cost = self._intra_cost_estimate()
                     if frame_type is None and p_cost > self.settings.tuning.p_preference * i_cost:
@@ -243,14 +258,23 @@ class Encoder:
                     self._note_p_attempt(p_cost / max(i_cost, 1e-12))
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
+        if coded is None and moved is not None and moved[2] < self._intra_cost_estimate():
+            return self._picture_frame(index, frame, image, moved[0], moved[1], start)
         if coded is None:
             coded, result, fit_psnr = (self._intra_rd(index, image) if self.lam is not None
                                        else self._intra(index, image, self.rate.plan_intra()))
             self.gop_length = 0
         self.reference = result
         self.prev_luma = image[0]
-        self.gop_length += 1
         decoded = render_splats(result.splats, self.height, self.width)
+        return self._finish(index, frame, image, coded, decoded, fit_psnr, start, cut)
+
+    def _finish(self, index: int, frame: Frame, image: torch.Tensor, coded: CodedFrame, decoded: torch.Tensor,
+                fit_psnr: float, start: float, cut: bool = False
+                ) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
+        """What every coded frame updates (the picture, the GOP length, rate figures) and its report."""
+        self.picture = decoded
+        self.gop_length += 1
         self.prev_psnr = weighted_psnr(decoded, image, CHANNEL_WEIGHTS)
         output = Frame.from_yuv444_float(decoded, self.info, index)
         quality = frame_psnr(frame, output)
@@ -266,6 +290,35 @@ class Encoder:
                               stats.bits_per_splat(),
                               fit_psnr - self.prev_psnr if coded.frame_type == "I" else None)
         return coded, report_, decoded
+
+    def _picture_rd(self, image: torch.Tensor) -> tuple[CodedFrame, torch.Tensor, float]:
+        """The M-frame of least J over the block sizes tried: (coded, moved picture, J). Motion is
+        searched between the previous decoded picture and this frame (luma), vectors rounded to
+        whole pixels (quarter pixels with bilinear reads cost more than they bought: the probe)."""
+        assert self.lam is not None and self.picture is not None
+        reference = self.picture.numpy()
+        best: tuple[CodedFrame, torch.Tensor, float] | None = None
+        spacings = set()
+        for cell in PICTURE_CELLS:
+            field = block_motion(self.picture[0], image[0], cell)
+            if field.spacing in spacings:
+                continue
+            spacings.add(field.spacing)
+            motion = MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)
+            moved = torch.from_numpy(move_picture(reference, motion))
+            coded = encode_picture_frame(motion)
+            cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
+            if best is None or cost < best[2]:
+                best = (coded, moved, cost)
+        assert best is not None
+        return best
+
+    def _picture_frame(self, index: int, frame: Frame, image: torch.Tensor, coded: CodedFrame,
+                       moved: torch.Tensor, start: float) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
+        """Code an M-frame: the splat state (and the luma the next P-frame's motion starts from)
+        stays the last splat frame's."""
+        return self._finish(index, frame, image, coded, moved, weighted_psnr(moved, image, CHANNEL_WEIGHTS),
+                            start)
 
     def _note_p_attempt(self, p_over_i: float) -> None:
         """Count clear losses of P-fits made right after an I-frame; enough in a row and the next

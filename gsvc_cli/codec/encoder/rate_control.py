@@ -268,7 +268,7 @@ class QualitySteer:
     quality is the reference's, moved along the measured slope by the rate still wanted and by how
     far the bits spent so far are off the plan.
     reference_bits: per-frame bits of the reference pass; slope: quality steps per rate doubling.
-    frame_types: the reference's I/P pattern, which the pass keeps ("": each frame decides by cost).
+    frame_types: the reference's I/P/M pattern, which the pass keeps ("": each frame decides by cost).
     Kept, an I-frame more or less can no longer add or take a lump of bits (cuts_qcif at 0.5 bpp: a
     steered pass that dropped one spent 2.5% more, not less as asked). The rate stays noisy in
     lambda with a fixed pattern (cars: Q 30.923, 30.924, 30.927 gave 0.292, 0.286, 0.311 bpp), which
@@ -281,7 +281,7 @@ class QualitySteer:
     frame_types: str = ""
 
     def frame_type_at(self, index: int) -> str | None:
-        """"I" or "P" for frame `index` when the pass keeps the reference's pattern, else None."""
+        """"I", "P" or "M" for frame `index` when the pass keeps the reference's pattern, else None."""
         return self.frame_types[index] if index < len(self.frame_types) else None
 
     def quality_at(self, index: int, spent_bits: float) -> float:

@@ -78,6 +78,10 @@ class RDTuning:
     useful splats or adding some at the residual); else the fitted count is kept, and every lambda
     whose answer falls in the band codes the same count (one-frame --bpp searches then cannot land:
     kodim01 at 1.0 bpp stayed at 0.943 over qualities 29.5-30.3).
+    picture_frames: a frame may be an M-frame (the previous decoded picture moved block by block,
+    whole pixels, no splats; gsvc_cli.codec.moved_picture) when its J is below the splat P-frame's
+    (and below the I-frame's where an I-frame was chosen); the splat state then waits for the next
+    splat frame, which follows the motion from the last splat frame's source.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -128,6 +132,7 @@ class RDTuning:
     p_skip_frames: int = 3
     p_clear_loss: float = 1.5
     count_follows_lambda: bool = False
+    picture_frames: bool = True
 
 
 def lagrangian(quality: float) -> float:
