@@ -32,7 +32,7 @@ from gsvc_cli.codec.encoder import gop
 from gsvc_cli.codec.encoder.gop import Encoder, EncoderSettings
 from gsvc_cli.codec.encoder.inter_fit import MOTION_BLOCK, _moved, field_vectors
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
-from gsvc_cli.codec.encoder.motion import _translated, block_motion
+from gsvc_cli.codec.encoder.motion import block_motion, translated
 from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.codec.splats import render_splats
 from gsvc_cli.video import open_video
@@ -46,7 +46,7 @@ def pixel_block_prediction(reference: torch.Tensor, image: torch.Tensor) -> torc
     for by in range(field.vectors.shape[0]):
         for bx in range(field.vectors.shape[1]):
             dx, dy = (int(round(float(v))) for v in field.vectors[by, bx])
-            moved = _translated(reference, dx, dy)
+            moved = translated(reference, dx, dy)
             rows, cols = slice(by * spacing, (by + 1) * spacing), slice(bx * spacing, (bx + 1) * spacing)
             out[rows, cols] = moved[rows, cols]
     return out

@@ -41,6 +41,7 @@ from gsvc_cli.codec.encoder.fitting import fit_frame
 from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, warm_start
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
 from gsvc_cli.codec.encoder.motion import block_motion
+from gsvc_cli.codec.encoder.picture_motion import luma_share, picture_motion
 from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
@@ -292,19 +293,21 @@ class Encoder:
         return coded, report_, decoded
 
     def _picture_rd(self, image: torch.Tensor) -> tuple[CodedFrame, torch.Tensor, float]:
-        """The M-frame of least J over the block sizes tried: (coded, moved picture, J). Motion is
-        searched between the previous decoded picture and this frame (luma), vectors rounded to
-        whole pixels (quarter pixels with bilinear reads cost more than they bought: the probe)."""
+        """The M-frame of least J over the block sizes tried: (coded, moved picture, J). Its field
+        is searched between the previous decoded picture and this frame (luma), whole pixels
+        (quarter pixels with bilinear reads cost more than they bought: bench/pixel_prediction.py),
+        each vector by its own J (picture_motion) unless tuning.picture_rd_search is off."""
         assert self.lam is not None and self.picture is not None
         reference = self.picture.numpy()
         best: tuple[CodedFrame, torch.Tensor, float] | None = None
-        spacings = set()
+        luma = luma_share(CHANNEL_WEIGHTS)
         for cell in PICTURE_CELLS:
-            field = block_motion(self.picture[0], image[0], cell)
-            if field.spacing in spacings:
-                continue
-            spacings.add(field.spacing)
-            motion = MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)
+            if self.settings.tuning.picture_rd_search:
+                vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma)
+                motion = MotionVectors(vectors.numpy(), cell)
+            else:
+                field = block_motion(self.picture[0], image[0], cell)
+                motion = MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)
             moved = torch.from_numpy(move_picture(reference, motion))
             coded = encode_picture_frame(motion)
             cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)

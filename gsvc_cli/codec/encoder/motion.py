@@ -33,7 +33,7 @@ class MotionField:
     spacing: int
 
 
-def _translated(image: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+def translated(image: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     """image [H,W] translated by (dx, dy): out(p) = image(p - d), edges replicated."""
     height, width = image.shape
     pad = max(abs(dx), abs(dy))
@@ -52,7 +52,7 @@ def block_motion(reference: torch.Tensor, image: torch.Tensor, block: int = 16, 
         cur = F.avg_pool2d(image[None, None], scale, ceil_mode=True)[0, 0]
     cell = max(MIN_CELL, round(block / scale)) if scale > 1 else block
     offsets = [(dx, dy) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
-    costs = torch.stack([F.avg_pool2d(((cur - _translated(ref, dx, dy)) ** 2)[None, None], cell,
+    costs = torch.stack([F.avg_pool2d(((cur - translated(ref, dx, dy)) ** 2)[None, None], cell,
                                       ceil_mode=True)[0, 0] for dx, dy in offsets])  # [K, gh, gw]
     zero = offsets.index((0, 0))
     costs[zero] /= ZERO_BIAS

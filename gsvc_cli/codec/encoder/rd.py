@@ -82,6 +82,8 @@ class RDTuning:
     whole pixels, no splats; gsvc_cli.codec.moved_picture) when its J is below the splat P-frame's
     (and below the I-frame's where an I-frame was chosen); the splat state then waits for the next
     splat frame, which follows the motion from the last splat frame's source.
+    picture_rd_search: an M-frame's vectors are chosen by D + lambda R per block (picture_motion),
+    else the least-error vectors of the P-frames' block search, rounded to whole pixels.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -133,6 +135,7 @@ class RDTuning:
     p_clear_loss: float = 1.5
     count_follows_lambda: bool = False
     picture_frames: bool = True
+    picture_rd_search: bool = True
 
 
 def lagrangian(quality: float) -> float:

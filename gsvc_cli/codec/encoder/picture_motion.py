@@ -1,0 +1,101 @@
+"""Motion for M-frames: whole-pixel block vectors chosen by D + lambda R.
+
+An M-frame is nothing but its field, so the field's bits are the frame's bits: the vector of least
+error is not the best one when a neighbour's vector, which codes for almost nothing, explains the
+block nearly as well (x264's motion search weighs a vector's bits the same way). Each block picks,
+among the candidates searched, the vector of least luma error (weighted as the fitting space
+weighs luma) plus lambda times its estimated bits as the field coder will code it: the difference
+from its left neighbour (from the one above in the first column). Columns are chosen left to
+right, all rows of a column at once, so a vector's predictor is already decided.
+
+Frames up to motion.SEARCH_PIXELS are searched over every whole-pixel vector within RADIUS;
+larger ones around the vector of the downscaled block search (motion.block_motion), within
+REFINE_RADIUS at full resolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, block_motion, translated
+
+RADIUS = 7  # pixels searched around zero on frames up to SEARCH_PIXELS
+REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector on larger frames
+
+
+def vector_bits(residual: torch.Tensor) -> torch.Tensor:
+    """Estimated bits of one vector component's residual: 1 + 2 log2(1 + |r|) (an Elias-gamma-like
+    code; the field coder's adaptive models do about as well on fields of a few hundred cells)."""
+    return 1.0 + 2.0 * torch.log2(1.0 + residual.abs())
+
+
+def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam: float,
+                   luma_weight: float) -> torch.Tensor:
+    """Vectors [gh, gw, 2] int64 (x, y; whole pixels, image(p) ~ reference(p - v)) for the cells of
+    `cell` pixels that tile the [H, W] luma planes from the top-left corner. lam: lambda per unit of
+    weighted squared error (gop.Encoder's); luma_weight: luma's share of the channel weights."""
+    height, width = image.shape
+    gh, gw = -(-height // cell), -(-width // cell)
+    if height * width <= SEARCH_PIXELS:
+        base = torch.zeros(gh, gw, 2, dtype=torch.int64)
+        offsets = [(dx, dy) for dy in range(-RADIUS, RADIUS + 1) for dx in range(-RADIUS, RADIUS + 1)]
+        errors = torch.stack([_block_sums((image - translated(reference, dx, dy)) ** 2, cell)
+                              for dx, dy in offsets])
+    else:
+        base = _coarse_vectors(reference, image, cell, gh, gw)
+        r = REFINE_RADIUS
+        offsets = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+        errors = torch.stack([_block_sums((image - _moved(reference, base + torch.tensor(d), cell)) ** 2,
+                                          cell) for d in offsets])
+    candidates = base[None] + torch.tensor(offsets, dtype=torch.int64)[:, None, None, :]  # [K, gh, gw, 2]
+    return _choose(errors * luma_weight, candidates, lam)
+
+
+def _block_sums(values: torch.Tensor, cell: int) -> torch.Tensor:
+    """[H, W] -> [gh, gw] sums over the cells (the last row and column of cells cropped)."""
+    return F.avg_pool2d(values[None, None], cell, ceil_mode=True, divisor_override=1)[0, 0]
+
+
+def _coarse_vectors(reference: torch.Tensor, image: torch.Tensor, cell: int, gh: int, gw: int
+                    ) -> torch.Tensor:
+    """The downscaled block search's vectors, rounded, at the centre of each cell."""
+    field = block_motion(reference, image, max(cell, 16))
+    centres_y = ((torch.arange(gh) * cell + cell // 2) // field.spacing).clamp(max=field.vectors.shape[0] - 1)
+    centres_x = ((torch.arange(gw) * cell + cell // 2) // field.spacing).clamp(max=field.vectors.shape[1] - 1)
+    return torch.round(field.vectors[centres_y][:, centres_x]).to(torch.int64)
+
+
+def _moved(reference: torch.Tensor, vectors: torch.Tensor, cell: int) -> torch.Tensor:
+    """reference [H, W] read at p - v(p), v per cell, coordinates clamped (as moved_picture does)."""
+    height, width = reference.shape
+    per_pixel = vectors.repeat_interleave(cell, 0).repeat_interleave(cell, 1)[:height, :width]
+    rows = (torch.arange(height)[:, None] - per_pixel[..., 1]).clamp(0, height - 1)
+    cols = (torch.arange(width)[None, :] - per_pixel[..., 0]).clamp(0, width - 1)
+    return reference[rows, cols]
+
+
+def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float) -> torch.Tensor:
+    """Per cell, the candidate of least error + lam * bits, left to right (first column top down)."""
+    _, gh, gw = errors.shape
+    chosen = torch.zeros(gh, gw, 2, dtype=torch.int64)
+
+    def pick(k_errors: torch.Tensor, k_vectors: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
+        bits = vector_bits((k_vectors - predictor).float()).sum(-1)
+        best = (k_errors + lam * bits).argmin(0)
+        return k_vectors.gather(0, best[None, ..., None].expand(1, *best.shape, 2))[0]
+
+    for row in range(gh):  # first column: predicted from the cell above
+        above = chosen[row - 1, 0] if row else torch.zeros(2, dtype=torch.int64)
+        chosen[row, 0] = pick(errors[:, row, 0], candidates[:, row, 0], above)
+    for col in range(1, gw):
+        chosen[:, col] = pick(errors[:, :, col], candidates[:, :, col], chosen[:, col - 1])
+    return chosen
+
+
+def luma_share(channel_weights: tuple[float, float, float]) -> float:
+    """Luma's share of the fitting space's channel weights (6:1:1 -> 0.75)."""
+    total = math.fsum(channel_weights)
+    return channel_weights[0] / total
