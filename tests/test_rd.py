@@ -62,9 +62,9 @@ def crops(windows: list[tuple[int, int, int]], width: int = 64, height: int = 48
     return out, info.with_(width=width, height=height, frame_count=len(out))
 
 
-def encode(frames: list[Frame], info: VideoInfo, out: Path, **target):
+def encode(frames: list[Frame], info: VideoInfo, out: Path, tuning: RDTuning = RDTuning(), **target):
     recon: dict[int, torch.Tensor] = {}
-    settings = EncoderSettings(RateTarget(**target), preset="fast")
+    settings = EncoderSettings(RateTarget(**target), preset="fast", tuning=tuning)
     summary = encode_video(iter(frames), info, out, settings, frame_count=len(frames),
                            on_frame=lambda k, img: recon.__setitem__(k, img.clone()))
     return summary, recon
@@ -272,24 +272,29 @@ def test_the_i_frame_count_follows_quality_inside_the_no_refit_band() -> None:
 
 
 def test_decoder_reproduces_the_quality_mode_with_motion(tmp_path: Path) -> None:
-    """A pan (the window moves 2 px a frame): motion-compensated P-frames, decoded bit for bit."""
+    """A pan (the window moves 2 px a frame): motion-compensated P-frames (and, where they cost less,
+    M-frames), decoded bit for bit."""
     frames, info = crops([(0, 180 + 2 * k, 40) for k in range(4)])
-    summary, recon = encode(frames, info, tmp_path / "pan.gsvc", quality=33)
-    assert [f.frame_type for f in summary.frames] == ["I", "P", "P", "P"]
-    with GsvcReader(tmp_path / "pan.gsvc") as reader:
-        decoded = list(decode_frames(reader))
-    for d in decoded:
-        assert np.array_equal(d.image, recon[d.index].numpy()), f"frame {d.index} drifted"
+    for tuning in (RDTuning(), RDTuning(picture_frames=False)):
+        summary, recon = encode(frames, info, tmp_path / "pan.gsvc", tuning, quality=33)
+        types = "".join(f.frame_type for f in summary.frames)
+        assert types[0] == "I" and set(types[1:]) <= ({"P", "M"} if tuning.picture_frames else {"P"})
+        with GsvcReader(tmp_path / "pan.gsvc") as reader:
+            decoded = list(decode_frames(reader))
+        for d in decoded:
+            assert np.array_equal(d.image, recon[d.index].numpy()), f"frame {d.index} drifted"
+        (tmp_path / "pan.gsvc").unlink()
 
 
 def test_a_static_clip_costs_a_few_bytes_and_loses_nothing(tmp_path: Path) -> None:
-    """One frame repeated: every P-frame is a skip (a few bytes, record included) unless a change
-    pays for itself, so quality never falls along the GOP. (It does not build up either at these
-    settings: after an RD-optimal I-frame no refinement pays for its bits; see the issue notes.)"""
+    """One frame repeated: every later frame is a skip (a P-frame that changes nothing or an M-frame
+    that moves nothing: a few bytes, record included) unless a change pays for itself, so quality
+    never falls along the GOP. (It does not build up either at these settings: after an RD-optimal
+    I-frame no refinement pays for its bits; see the issue notes.)"""
     frames, info = crops([(0, 200, 40)] * 6)
     summary, _ = encode(frames, info, tmp_path / "still.gsvc", quality=33)
-    types = [f.frame_type for f in summary.frames]
-    assert types == ["I"] + ["P"] * 5
+    types = "".join(f.frame_type for f in summary.frames)
+    assert types[0] == "I" and set(types[1:]) <= {"P", "M"}
     assert max(f.bits for f in summary.frames[1:]) <= 8 * 32
     psnrs = [f.psnr for f in summary.frames]
     assert all(b >= a - 1e-9 for a, b in zip(psnrs, psnrs[1:], strict=False))
@@ -299,7 +304,8 @@ def test_a_cut_becomes_an_i_frame_and_nothing_else(tmp_path: Path) -> None:
     """Three frames of one face, then three of another part of the picture: one I-frame at the cut."""
     frames, info = crops([(k, 200, 40) for k in range(3)] + [(k, 20, 120) for k in range(3)])
     summary, _ = encode(frames, info, tmp_path / "cut.gsvc", quality=33)
-    assert [f.frame_type for f in summary.frames] == ["I", "P", "P", "I", "P", "P"]
+    types = "".join(f.frame_type for f in summary.frames)
+    assert types[0] == types[3] == "I" and "I" not in types[1:3] + types[4:]
 
 
 def test_bpp_search_lands_within_one_percent(tmp_path: Path) -> None:
@@ -369,7 +375,7 @@ def test_skipped_p_fits_code_i_frames_the_decoder_reproduces(tmp_path: Path, mon
     to the encoder's reconstruction."""
     monkeypatch.setattr(Encoder, "_note_p_attempt", lambda self, ratio: setattr(self, "p_skips_left", 2))
     frames, info = crops([(k, 200, 40) for k in range(5)])
-    summary, recon = encode(frames, info, tmp_path / "skip.gsvc", quality=30)
+    summary, recon = encode(frames, info, tmp_path / "skip.gsvc", RDTuning(picture_frames=False), quality=30)
     assert [f.frame_type for f in summary.frames] == ["I", "P", "I", "I", "P"]
     with GsvcReader(tmp_path / "skip.gsvc") as reader:
         for decoded in decode_frames(reader):

@@ -51,7 +51,7 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
         errors = torch.stack([_block_sums((image - _moved(reference, base + torch.tensor(d), cell)) ** 2,
                                           cell) for d in offsets])
     candidates = base[None] + torch.tensor(offsets, dtype=torch.int64)[:, None, None, :]  # [K, gh, gw, 2]
-    return _choose(errors * luma_weight, candidates, lam)
+    return _choose(errors * luma_weight, candidates, lam, reference, image, cell, luma_weight)
 
 
 def _block_sums(values: torch.Tensor, cell: int) -> torch.Tensor:
@@ -77,22 +77,41 @@ def _moved(reference: torch.Tensor, vectors: torch.Tensor, cell: int) -> torch.T
     return reference[rows, cols]
 
 
-def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float) -> torch.Tensor:
-    """Per cell, the candidate of least error + lam * bits, left to right (first column top down)."""
+def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float, reference: torch.Tensor,
+            image: torch.Tensor, cell: int, luma_weight: float) -> torch.Tensor:
+    """Per cell, the candidate of least error + lam * bits, left to right (first column top down).
+    Each cell also tries its predictor's own vector (x264 tries the predicted vector first), so a
+    field can stay rigid across motion beyond the searched window."""
     _, gh, gw = errors.shape
     chosen = torch.zeros(gh, gw, 2, dtype=torch.int64)
 
-    def pick(k_errors: torch.Tensor, k_vectors: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
+    def pick(rows: slice, col: int, predictor: torch.Tensor) -> torch.Tensor:
+        k_vectors = torch.cat([candidates[:, rows, col], predictor[None]])  # [K + 1, rows, 2]
+        own = luma_weight * _column_errors(reference, image, cell, rows, col, predictor)
+        k_errors = torch.cat([errors[:, rows, col], own[None]])
         bits = vector_bits((k_vectors - predictor).float()).sum(-1)
         best = (k_errors + lam * bits).argmin(0)
         return k_vectors.gather(0, best[None, ..., None].expand(1, *best.shape, 2))[0]
 
     for row in range(gh):  # first column: predicted from the cell above
-        above = chosen[row - 1, 0] if row else torch.zeros(2, dtype=torch.int64)
-        chosen[row, 0] = pick(errors[:, row, 0], candidates[:, row, 0], above)
+        above = chosen[row - 1:row, 0] if row else torch.zeros(1, 2, dtype=torch.int64)
+        chosen[row:row + 1, 0] = pick(slice(row, row + 1), 0, above)
     for col in range(1, gw):
-        chosen[:, col] = pick(errors[:, :, col], candidates[:, :, col], chosen[:, col - 1])
+        chosen[:, col] = pick(slice(0, gh), col, chosen[:, col - 1])
     return chosen
+
+
+def _column_errors(reference: torch.Tensor, image: torch.Tensor, cell: int, rows: slice, col: int,
+                   vectors: torch.Tensor) -> torch.Tensor:
+    """Luma squared error of the cells rows x col, each moved by its own vector ([rows, 2])."""
+    height, width = image.shape
+    y0, y1 = rows.start * cell, min(height, rows.stop * cell)
+    x0, x1 = col * cell, min(width, (col + 1) * cell)
+    per_row = vectors.repeat_interleave(cell, 0)[:y1 - y0]  # [strip height, 2]
+    ys = (torch.arange(y0, y1)[:, None] - per_row[:, 1:2]).clamp(0, height - 1)
+    xs = (torch.arange(x0, x1)[None, :] - per_row[:, 0:1]).clamp(0, width - 1)
+    err = (image[y0:y1, x0:x1] - reference[ys, xs]) ** 2
+    return _block_sums(err, cell)[:, 0]
 
 
 def luma_share(channel_weights: tuple[float, float, float]) -> float:
