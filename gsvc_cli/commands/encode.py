@@ -59,9 +59,10 @@ within 1% of B: several whole encodes (typically 3-5), so it takes that much lon
 constant quality lands (the rate can jump between neighbouring qualities), up to two more passes
 move the quality frame by frame to follow the closest pass's bits, scaled to B. --psnr and
 --splats are the older per-frame targets, kept for experiments. Each GOP starts with an I-frame
-fitted from scratch; P-frames start from the previous decoded frame, its splats moved by the motion
-found between the frames, and a frame becomes an I-frame where that costs less than the best
-P-frame (or when --gop forces it).
+fitted from scratch; P-frames start from the last I- or P-frame's splats, moved by the motion
+found between the frames; M-frames carry no splats, only a field of block vectors that move the
+previous decoded picture (cheap where the picture just moves). Each frame is the type of least
+cost (an I-frame also when --gop forces it).
 
 "-" reads Y4M from standard input, as x264 and x265 do, so ffmpeg can feed any format in a pipe
 (ffmpeg -i IN -f yuv4mpegpipe - | gsvc encode - -o OUT.gsvc). The length of a pipe is unknown, so
@@ -70,7 +71,7 @@ of 8 frames that grows as the stream goes on (a pipe of fewer than 8 frames can 
 target); the header's frame count is written at the end. Files
 that do not store their frame count (Matroska, WebM) have their packets counted first.
 
-Prints a summary on stderr: frames, I/P counts, size, bpp, mean PSNR of the decoded frames and
+Prints a summary on stderr: frames, I/P/M counts, size, bpp, mean PSNR of the decoded frames and
 speed. -v adds a per-frame table. Encoding is slow on a CPU (seconds per frame); try
 --preset fast and --frames first.
 

@@ -40,8 +40,8 @@ from gsvc_cli.codec.encoder.densify import removal_cost
 from gsvc_cli.codec.encoder.fitting import fit_frame
 from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, warm_start
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
-from gsvc_cli.codec.encoder.motion import block_motion
-from gsvc_cli.codec.encoder.picture_motion import luma_share, picture_motion
+from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, block_motion
+from gsvc_cli.codec.encoder.picture_motion import coarse_field, luma_share, picture_motion
 from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
@@ -301,9 +301,11 @@ class Encoder:
         reference = self.picture.numpy()
         best: tuple[CodedFrame, torch.Tensor, float] | None = None
         luma = luma_share(CHANNEL_WEIGHTS)
+        large = self.height * self.width > SEARCH_PIXELS
+        coarse = coarse_field(self.picture[0], image[0]) if large else None
         for cell in PICTURE_CELLS:
             if self.settings.tuning.picture_rd_search:
-                vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma)
+                vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse)
                 motion = MotionVectors(vectors.numpy(), cell)
             else:
                 field = block_motion(self.picture[0], image[0], cell)

@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, block_motion, translated
+from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, translated
 
 RADIUS = 7  # pixels searched around zero on frames up to SEARCH_PIXELS
 REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector on larger frames
@@ -33,10 +33,11 @@ def vector_bits(residual: torch.Tensor) -> torch.Tensor:
 
 
 def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam: float,
-                   luma_weight: float) -> torch.Tensor:
+                   luma_weight: float, coarse: MotionField | None = None) -> torch.Tensor:
     """Vectors [gh, gw, 2] int64 (x, y; whole pixels, image(p) ~ reference(p - v)) for the cells of
     `cell` pixels that tile the [H, W] luma planes from the top-left corner. lam: lambda per unit of
-    weighted squared error (gop.Encoder's); luma_weight: luma's share of the channel weights."""
+    weighted squared error (gop.Encoder's); luma_weight: luma's share of the channel weights.
+    coarse: on large frames, the block search to refine around (`coarse_field`; made when None)."""
     height, width = image.shape
     gh, gw = -(-height // cell), -(-width // cell)
     if height * width <= SEARCH_PIXELS:
@@ -45,11 +46,10 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
         errors = torch.stack([_block_sums((image - translated(reference, dx, dy)) ** 2, cell)
                               for dx, dy in offsets])
     else:
-        base = _coarse_vectors(reference, image, cell, gh, gw)
+        base = _coarse_vectors(coarse or coarse_field(reference, image), cell, gh, gw)
         r = REFINE_RADIUS
         offsets = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-        errors = torch.stack([_block_sums((image - _moved(reference, base + torch.tensor(d), cell)) ** 2,
-                                          cell) for d in offsets])
+        errors = _window_errors(reference, image, cell, base, offsets)
     candidates = base[None] + torch.tensor(offsets, dtype=torch.int64)[:, None, None, :]  # [K, gh, gw, 2]
     return _choose(errors * luma_weight, candidates, lam, reference, image, cell, luma_weight)
 
@@ -59,22 +59,42 @@ def _block_sums(values: torch.Tensor, cell: int) -> torch.Tensor:
     return F.avg_pool2d(values[None, None], cell, ceil_mode=True, divisor_override=1)[0, 0]
 
 
-def _coarse_vectors(reference: torch.Tensor, image: torch.Tensor, cell: int, gh: int, gw: int
-                    ) -> torch.Tensor:
-    """The downscaled block search's vectors, rounded, at the centre of each cell."""
-    field = block_motion(reference, image, max(cell, 16))
+def coarse_field(reference: torch.Tensor, image: torch.Tensor) -> MotionField:
+    """The downscaled block search a large frame's cells refine around (one per frame, any cell)."""
+    return block_motion(reference, image, 16)
+
+
+def _coarse_vectors(field: MotionField, cell: int, gh: int, gw: int) -> torch.Tensor:
+    """The coarse field's vectors, rounded, at the centre of each cell."""
     centres_y = ((torch.arange(gh) * cell + cell // 2) // field.spacing).clamp(max=field.vectors.shape[0] - 1)
     centres_x = ((torch.arange(gw) * cell + cell // 2) // field.spacing).clamp(max=field.vectors.shape[1] - 1)
     return torch.round(field.vectors[centres_y][:, centres_x]).to(torch.int64)
 
 
-def _moved(reference: torch.Tensor, vectors: torch.Tensor, cell: int) -> torch.Tensor:
-    """reference [H, W] read at p - v(p), v per cell, coordinates clamped (as moved_picture does)."""
-    height, width = reference.shape
-    per_pixel = vectors.repeat_interleave(cell, 0).repeat_interleave(cell, 1)[:height, :width]
-    rows = (torch.arange(height)[:, None] - per_pixel[..., 1]).clamp(0, height - 1)
-    cols = (torch.arange(width)[None, :] - per_pixel[..., 0]).clamp(0, width - 1)
-    return reference[rows, cols]
+def _window_errors(reference: torch.Tensor, image: torch.Tensor, cell: int, base: torch.Tensor,
+                   offsets: list[tuple[int, int]]) -> torch.Tensor:
+    """Squared error sums [K, gh, gw] of each cell moved by base + offset_k: one gather of a window
+    around every cell's base position, then a strided slice per offset (no per-offset gather)."""
+    height, width = image.shape
+    gh, gw = base.shape[:2]
+    r = max(max(abs(dx), abs(dy)) for dx, dy in offsets)
+    side = cell + 2 * r
+    # Reference rows/cols of each cell's window: cell origin - base - r + [0, side), clamped.
+    origin_y = (torch.arange(gh) * cell)[:, None] - base[..., 1] - r  # [gh, gw]
+    origin_x = (torch.arange(gw) * cell)[None, :] - base[..., 0] - r
+    steps = torch.arange(side)
+    rows = (origin_y[..., None] + steps).clamp(0, height - 1)  # [gh, gw, side]
+    cols = (origin_x[..., None] + steps).clamp(0, width - 1)
+    windows = reference[rows[..., :, None], cols[..., None, :]]  # [gh, gw, side, side]
+    padded = F.pad(image, (0, gw * cell - width, 0, gh * cell - height))
+    blocks = padded.reshape(gh, cell, gw, cell).permute(0, 2, 1, 3)  # [gh, gw, cell, cell]
+    inside = F.pad(torch.ones(height, width), (0, gw * cell - width, 0, gh * cell - height))
+    mask = inside.reshape(gh, cell, gw, cell).permute(0, 2, 1, 3)
+    out = []
+    for dx, dy in offsets:  # reading at p - (base + d): window index r - d
+        moved = windows[:, :, r - dy:r - dy + cell, r - dx:r - dx + cell]
+        out.append((((blocks - moved) ** 2) * mask).sum((2, 3)))
+    return torch.stack(out)
 
 
 def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float, reference: torch.Tensor,
@@ -110,8 +130,8 @@ def _column_errors(reference: torch.Tensor, image: torch.Tensor, cell: int, rows
     per_row = vectors.repeat_interleave(cell, 0)[:y1 - y0]  # [strip height, 2]
     ys = (torch.arange(y0, y1)[:, None] - per_row[:, 1:2]).clamp(0, height - 1)
     xs = (torch.arange(x0, x1)[None, :] - per_row[:, 0:1]).clamp(0, width - 1)
-    err = (image[y0:y1, x0:x1] - reference[ys, xs]) ** 2
-    return _block_sums(err, cell)[:, 0]
+    err = ((image[y0:y1, x0:x1] - reference[ys, xs]) ** 2).sum(1)
+    return F.pad(err, (0, (rows.stop - rows.start) * cell - len(err))).reshape(-1, cell).sum(1)
 
 
 def luma_share(channel_weights: tuple[float, float, float]) -> float:
