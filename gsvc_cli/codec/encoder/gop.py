@@ -208,6 +208,8 @@ class Encoder:
         self.p_losses = 0  # P attempts in a row, each from a fresh I-frame, that lost clearly
         self.p_skips_left = 0  # frames still to code as I without trying P
         self.picture: torch.Tensor | None = None  # the last decoded picture (what an M-frame moves)
+        self.p_over_m: float | None = None  # J of the last P-fit over its M-frame's
+        self.p_fits_skipped = 0  # P-fits skipped in a row for M-frames (RDTuning.m_skip_ratio)
 
     def set_quality(self, quality: float) -> None:
         """Move lambda for the frames that follow (a steered --bpp pass); constant-quality only."""
@@ -235,6 +237,8 @@ class Encoder:
         elif predictable and frame_type is None and self.p_skips_left > 0:
             self.p_skips_left -= 1
             cut = True  # recent P-fits from fresh I-frames all lost clearly: no P attempt here
+        elif predictable and moved is not None and frame_type is None and self._p_fit_pointless():
+            pass  # the last P-fit lost to its M-frame by far: M or I without a P attempt here
         elif predictable:
             from_source = self.lam is not None and self.settings.tuning.motion_from_source
             warm = warm_start(image, self.reference.q, self.steps, CHANNEL_WEIGHTS,
@@ -250,6 +254,7 @@ class Encoder:
                 cut = self._intra_is_cheaper(warm) if by_cost else self._is_scene_cut(image, warm.psnr)
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
+                self.p_over_m = p_cost / max(moved[2], 1e-12) if moved is not None else None
                 if moved is not None and moved[2] < p_cost:
                     return self._picture_frame(index, frame, image, moved[0], moved[1], start)
                 if by_cost:
@@ -265,6 +270,7 @@ class Encoder:
             coded, result, fit_psnr = (self._intra_rd(index, image) if self.lam is not None
                                        else self._intra(index, image, self.rate.plan_intra()))
             self.gop_length = 0
+            self.p_over_m = None  # fresh splats: the next P-fit is worth trying
         self.reference = result
         self.prev_luma = image[0]
         decoded = render_splats(result.splats, self.height, self.width)
@@ -324,6 +330,17 @@ class Encoder:
         stays the last splat frame's."""
         return self._finish(index, frame, image, coded, moved, weighted_psnr(moved, image, CHANNEL_WEIGHTS),
                             start)
+
+    def _p_fit_pointless(self) -> bool:
+        """The last P-fit cost more than tuning.m_skip_ratio x its M-frame: skip the P-fit, at most
+        tuning.m_skip_frames frames in a row (then try again: the M-frames' pictures age)."""
+        tuning = self.settings.tuning
+        if (tuning.m_skip_ratio > 0 and self.p_over_m is not None and self.p_over_m > tuning.m_skip_ratio
+                and self.p_fits_skipped < tuning.m_skip_frames):
+            self.p_fits_skipped += 1
+            return True
+        self.p_fits_skipped = 0
+        return False
 
     def _note_p_attempt(self, p_over_i: float) -> None:
         """Count clear losses of P-fits made right after an I-frame; enough in a row and the next

@@ -82,6 +82,10 @@ class RDTuning:
     whole pixels, no splats; gsvc_cli.codec.moved_picture) when its J is below the splat P-frame's
     (and below the I-frame's where an I-frame was chosen); the splat state then waits for the next
     splat frame, which follows the motion from the last splat frame's source.
+    m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
+    next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
+    A speed switch: the P-fit is most of a frame's encode time, and at low qualities M-frames win
+    most frames.
     picture_rd_search: an M-frame's vectors are chosen by D + lambda R per block (picture_motion),
     else the least-error vectors of the P-frames' block search, rounded to whole pixels.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
@@ -136,6 +140,8 @@ class RDTuning:
     count_follows_lambda: bool = False
     picture_frames: bool = True
     picture_rd_search: bool = True
+    m_skip_ratio: float = 0.0
+    m_skip_frames: int = 3
 
 
 def lagrangian(quality: float) -> float:
