@@ -35,6 +35,18 @@ inline void prefetch_splat(const float* conics, const int32_t* boxes, const floa
   __builtin_prefetch(colors + 3 * s);
 }
 
+// The conic's coefficients as the kernels use them, in base 2: -ia log2e / 2, -ib log2e,
+// -ic log2e / 2, so that the exponent -(ia dx^2 + 2 ib dx dy + ic dy^2) / 2 times log2e is
+// (-ia log2e / 2) dx^2 + (-ib log2e) dx dy + (-ic log2e / 2) dy^2, and w = fast_exp2_shifted of
+// that minus one.
+struct HalfConic {
+  float ia, ib, ic;
+};
+inline HalfConic half_conic(const Conic& q) {
+  constexpr float kHalfLog2e = -0.5f * kLog2e;
+  return {kHalfLog2e * q.ia, -kLog2e * q.ib, kHalfLog2e * q.ic};
+}
+
 // Pixel-centre x of every lane of each vector in a tile row, relative to the tile's left edge.
 struct RowLanes {
   Vec x[kTile / kL];
@@ -132,9 +144,11 @@ void forward(const float* conics, const int32_t* boxes, const float* colors, con
   const int64_t plane = static_cast<int64_t>(height) * width;
 #pragma omp parallel num_threads(threads)
   {
+    // The exponent as fast_exp2_shifted takes it, power log2e - 1, with log2e folded into the
+    // terms (see half_conic) and the -1 into quad_y.
     struct Terms {  // one splat of the tile
-      Vec quad_x[kH], cross_x[kH];  // -ia dx^2 / 2 and -ib dx, per vector of the row
-      float dy[kTile], quad_y[kTile];  // per row of the tile: y - my and -ic dy^2 / 2
+      Vec quad_x[kH], cross_x[kH];  // (-ia dx^2 / 2, -ib dx) log2e, per vector of the row
+      float dy[kTile], quad_y[kTile];  // per row of the tile: y - my and -ic dy^2 log2e / 2 - 1
       float c0, c1, c2;
     };
     std::vector<Terms> terms;
@@ -145,10 +159,9 @@ void forward(const float* conics, const int32_t* boxes, const float* colors, con
     const Vec w_min = simd::set1(kWeightMin), w_max = simd::set1(kWeightMax), zero = simd::set1(0.0f);
     // The clipped weight of splat u at the pixel centres of vector h of tile row r.
     auto weight = [&](const Terms& u, int h, int r) {
-      const Vec power = simd::add(simd::fma(u.cross_x[h], simd::set1(u.dy[r]), u.quad_x[h]),
-                                  simd::set1(u.quad_y[r]));
-      const Vec e = simd::exp(power);
-      return simd::keep_ge(simd::min(e, w_max), e, w_min);
+      const Vec shifted = simd::add(simd::fma(u.cross_x[h], simd::set1(u.dy[r]), u.quad_x[h]),
+                                    simd::set1(u.quad_y[r]));
+      return simd::clip(simd::exp2_shifted(shifted), w_min, w_max);
     };
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tiles; ++t) {
@@ -169,20 +182,20 @@ void forward(const float* conics, const int32_t* boxes, const float* colors, con
         u.c0 = colors[3 * s];
         u.c1 = colors[3 * s + 1];
         u.c2 = colors[3 * s + 2];
-        const float half_ic = -0.5f * q.ic;
+        const HalfConic k = half_conic(q);
         for (int r = 0; r < kTile; ++r) {
           const float dy = static_cast<float>(y_base + r) + 0.5f - q.my;
           u.dy[r] = dy;
-          u.quad_y[r] = half_ic * dy * dy;
+          u.quad_y[r] = k.ic * dy * dy - 1.0f;
         }
         const int32_t r0 = std::max(b.y0, y_base) - y_base, r1 = std::min(b.y1, y_base + kTile - 1) - y_base;
-        const Vec half_ia = simd::set1(-0.5f * q.ia), neg_ib = simd::set1(-q.ib);
+        const Vec half_ia = simd::set1(k.ia), neg_ib = simd::set1(k.ib);
         for (int h = 0; h < kH; ++h) {
           const int32_t x_lo = x_base + h * kL;
           if (x_lo > b.x1 || x_lo + kL - 1 < b.x0) continue;
           const Vec dx = simd::sub(lanes.x[h], simd::set1(q.mx - static_cast<float>(x_base)));
-          u.quad_x[h] = simd::mul(simd::mul(half_ia, dx), dx);  // -ia dx^2 / 2
-          u.cross_x[h] = simd::mul(neg_ib, dx);                 // -ib dx
+          u.quad_x[h] = simd::mul(simd::mul(half_ia, dx), dx);  // -ia dx^2 log2e / 2
+          u.cross_x[h] = simd::mul(neg_ib, dx);                 // -ib dx log2e
           for (int32_t r = r0; r <= r1; ++r) {
             int32_t& length = lengths[r * kH + h];
             lists[static_cast<size_t>((r * kH + h) * count + length++)] = static_cast<int32_t>(i);
@@ -253,7 +266,8 @@ void backward_impl(const float* conics, const int32_t* boxes, const float* color
         const int32_t y0 = std::max(b.y0, y_base), y1 = std::min(b.y1, y_base + kTile - 1);
         const Vec c0 = simd::set1(colors[3 * s]), c1 = simd::set1(colors[3 * s + 1]),
                   c2 = simd::set1(colors[3 * s + 2]);
-        const Vec half_ia = simd::set1(-0.5f * q.ia), neg_ib = simd::set1(-q.ib);
+        const HalfConic k = half_conic(q);
+        const Vec half_ia = simd::set1(k.ia), neg_ib = simd::set1(k.ib);
         Vec sc0 = zero, sc1 = zero, sc2 = zero;
         Vec sx = zero, sy = zero, sxx = zero, sxy = zero, syy = zero;
         for (int h = 0; h < kTile / kL; ++h) {
@@ -265,8 +279,9 @@ void backward_impl(const float* conics, const int32_t* boxes, const float* color
           for (int32_t y = y0; y <= y1; ++y) {
             const float dy_s = static_cast<float>(y) + 0.5f - q.my;
             const Vec dy = simd::set1(dy_s);
-            const Vec power = simd::add(simd::fma(cross_x, dy, quad_x), simd::set1(-0.5f * q.ic * dy_s * dy_s));
-            const Vec e = simd::exp(power);
+            // The same exponent and exp as the forward's, so e is its e bit for bit.
+            const Vec shifted = simd::add(simd::fma(cross_x, dy, quad_x), simd::set1(k.ic * dy_s * dy_s - 1.0f));
+            const Vec e = simd::exp2_shifted(shifted);
             const int at = (y - y_base) * kTile + h * kL;
             const Vec g0 = simd::load(&grad[0][at]), g1 = simd::load(&grad[1][at]),
                       g2 = simd::load(&grad[2][at]);

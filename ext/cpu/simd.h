@@ -46,6 +46,15 @@ inline Vec pow2i(Vec n) {  // 2^n for integral n in float range
 // a 2^n for integral n: equal to mul(a, pow2i(n)) wherever 2^n is a normal float, in one
 // instruction instead of four.
 inline Vec scale2i(Vec a, Vec n) { return {_mm512_scalef_ps(a.v, n.v)}; }
+// fast_exp2_shifted: vreduceps gives f = u - floor(u) and vscalefps applies floor(u) itself, so no
+// clamp is needed (far below kExpShiftedFloor the result underflows, or is a NaN for -inf, and the
+// cut drops such weights anyway; above it the result equals the other widths').
+#define GSVC_SIMD_EXP2_NATIVE 1
+inline Vec frac(Vec t) { return {_mm512_reduce_ps(t.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)}; }
+// The clipped weight of clip_weight(e): min(e, hi) where e >= lo, else 0.
+inline Vec clip(Vec e, Vec lo, Vec hi) {
+  return {_mm512_maskz_min_ps(_mm512_cmp_ps_mask(e.v, lo.v, _CMP_GE_OQ), e.v, hi.v)};
+}
 
 #elif defined(__AVX2__) && defined(__FMA__)
 #define GSVC_SIMD_NAME "avx2"
@@ -111,19 +120,31 @@ inline Vec pow2i(Vec n) { return {gsvc::bits_to_float((static_cast<int32_t>(n.v)
 inline Vec scale2i(Vec a, Vec n) { return mul(a, pow2i(n)); }
 #endif
 
-// gsvc::fast_exp, lane-wise, with the same reduction and polynomial.
+// The polynomial of gsvc::fast_exp2_shifted at f in [0, 1).
+inline Vec exp2_poly(Vec f) {
+  Vec p = fma(set1(kExp2C5), f, set1(kExp2C4));
+  p = fma(p, f, set1(kExp2C3));
+  p = fma(p, f, set1(kExp2C2));
+  p = fma(p, f, set1(kExp2C1));
+  return fma(p, f, set1(kExp2C0));
+}
+
+// gsvc::fast_exp2_shifted (2^(u + 1)), lane-wise, with the same reduction and polynomial.
+#if defined(GSVC_SIMD_EXP2_NATIVE)
+inline Vec exp2_shifted(Vec u) { return scale2i(exp2_poly(frac(u)), u); }
+#else
+inline Vec exp2_shifted(Vec u) {
+  u = max(u, set1(kExpShiftedFloor));
+  const Vec n = floor(u);
+  return mul(exp2_poly(sub(u, n)), pow2i(n));  // n >= -30 as u >= kExpShiftedFloor
+}
+// The clipped weight of clip_weight(e): min(e, hi) where e >= lo, else 0.
+inline Vec clip(Vec e, Vec lo, Vec hi) { return keep_ge(min(e, hi), e, lo); }
+#endif
+
+// gsvc::fast_exp, lane-wise.
 inline Vec exp(Vec x) {
-  x = max(x, set1(kExpFloor));
-  Vec n = floor(fma(x, set1(kLog2e), set1(0.5f)));
-  Vec r = fma(n, set1(-kLn2Hi), x);
-  r = fma(n, set1(-kLn2Lo), r);
-  Vec p = fma(set1(kExpC6), r, set1(kExpC5));
-  p = fma(p, r, set1(kExpC4));
-  p = fma(p, r, set1(kExpC3));
-  p = fma(p, r, set1(kExpC2));
-  p = fma(p, r, set1(1.0f));
-  p = fma(p, r, set1(1.0f));
-  return scale2i(p, n);  // n >= -29 as x >= kExpFloor
+  return exp2_shifted(fma(x, set1(kLog2e), fma(x, set1(kLog2eLo), set1(-1.0f))));
 }
 
 }  // namespace gsvc::simd
