@@ -114,6 +114,25 @@ class ByteReader:
     def svarint(self) -> int:
         return unzigzag(self.varint())
 
+    def varints(self, n: int) -> np.ndarray:
+        """n varints as int64: what n calls of `varint` return (and, on a bad or truncated varint
+        or one of more than 5 bytes, what they raise: that case takes their path), without a
+        Python call per byte."""
+        data = np.frombuffer(self.data, dtype=np.uint8)[self.pos:]
+        ends = np.flatnonzero(data < 0x80)[:n]  # the last byte of each varint
+        if n <= 0 or len(ends) < n:
+            return np.array([self.varint() for _ in range(n)], dtype=np.int64)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        lengths = ends - starts + 1
+        if int(lengths.max()) > 5:
+            return np.array([self.varint() for _ in range(n)], dtype=np.int64)
+        values = np.zeros(n, dtype=np.int64)
+        for k in range(int(lengths.max())):
+            has = lengths > k
+            values[has] |= (data[starts[has] + k].astype(np.int64) & 0x7F) << (7 * k)
+        self.pos += int(ends[-1]) + 1
+        return values
+
     def remaining(self) -> bytes:
         return self.bytes(len(self.data) - self.pos)
 
@@ -344,7 +363,7 @@ def _read_model(reader: ByteReader) -> _Model:
         if centre >= size or r_left > LAPLACE_ONE or r_right > LAPLACE_ONE:
             raise FormatError(f"{reader.what}: bad skew model (centre {centre}, r {r_left}/{r_right})")
         return _Model(b"", skew_freqs(size, centre, r_left, r_right), lo, shift, 0.0)
-    weights = np.array([reader.varint() for _ in range(size)], dtype=np.int64)
+    weights = reader.varints(size)
     if int(weights.max(initial=0)) >= (1 << 38) or int(weights.sum()) <= 0:
         raise FormatError(f"{reader.what}: bad histogram model")
     return _Model(b"", frequency_table(weights), lo, shift, 0.0)
@@ -362,6 +381,30 @@ class StreamStats:
     count: int
     model_bits: int
     ideal_bits: float
+
+
+class _ReadStreamStats(StreamStats):
+    """The StreamStats of a stream read back, its `ideal_bits` worked out when first asked for (`gsvc
+    info` asks; decoding never does, and working it out for every stream was ~12% of an I-frame's
+    entropy decode). The same value as computing it at once: the same calls in the same order."""
+
+    def __init__(self, name: str, count: int, model_bits: int,
+                 parts: list[tuple[np.ndarray, np.ndarray, int, int]]) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "model_bits", model_bits)
+        object.__setattr__(self, "_parts", parts)  # (freqs, top symbols, shift, count) per model
+        object.__setattr__(self, "_ideal", None)
+
+    @property
+    def ideal_bits(self) -> float:  # type: ignore[override]
+        if self._ideal is None:
+            ideal = 0.0
+            for freqs, high, shift, count in self._parts:
+                ideal += _ideal_bits(freqs, high) + shift * count
+            object.__setattr__(self, "_ideal", ideal)
+            object.__setattr__(self, "_parts", [])
+        return self._ideal
 
 
 def _check_contexts(contexts: np.ndarray, count: int, n_contexts: int) -> np.ndarray:
@@ -451,10 +494,11 @@ class EntropyReader:
         self.what = what
         self.stats: list[StreamStats] = []
 
-    def _decode(self, model: _Model, count: int) -> tuple[np.ndarray, float]:
-        """`count` values under `model`, and their ideal code length."""
+    def _decode(self, model: _Model, count: int,
+                parts: list[tuple[np.ndarray, np.ndarray, int, int]]) -> np.ndarray:
+        """`count` values under `model`; appends what their ideal code length needs to `parts`."""
         if model.freqs is None:
-            return np.full(count, model.lo, dtype=np.int64), 0.0
+            return np.full(count, model.lo, dtype=np.int64)
         try:
             high = np.asarray(self._decoder.decode(_categorical(model.freqs), count), dtype=np.int64)
             values = high << model.shift
@@ -466,7 +510,8 @@ class EntropyReader:
                     done += part_shift
         except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
             raise FormatError(f"{self.what}: entropy decoding failed ({exc})") from exc
-        return values + model.lo, _ideal_bits(model.freqs, high) + model.shift * count
+        parts.append((model.freqs, high, model.shift, count))
+        return values + model.lo
 
     def read(self, count: int, name: str = "", contexts: np.ndarray | None = None,
              n_contexts: int = 0) -> np.ndarray:
@@ -480,25 +525,23 @@ class EntropyReader:
             return np.zeros(0, dtype=np.int64)
         start = self._models.pos
         data = self._models.data
+        parts: list[tuple[np.ndarray, np.ndarray, int, int]] = []
         if self._models.pos < len(data) and data[self._models.pos] == KIND_SPLIT:
             self._models.u8()
             if contexts is None:
                 raise FormatError(f"{self.what}: context-split model on a stream without contexts")
             contexts = _check_contexts(contexts, count, n_contexts)
             values = np.zeros(count, dtype=np.int64)
-            ideal = 0.0
             for bucket in range(n_contexts):
                 where = np.flatnonzero(contexts == bucket)
                 if len(where) == 0:
                     continue
                 if self._models.pos < len(data) and data[self._models.pos] == KIND_SPLIT:
                     raise FormatError(f"{self.what}: nested context-split model")
-                part, bits = self._decode(_read_model(self._models), len(where))
-                values[where] = part
-                ideal += bits
+                values[where] = self._decode(_read_model(self._models), len(where), parts)
         else:
-            values, ideal = self._decode(_read_model(self._models), count)
-        self.stats.append(StreamStats(name, count, 8 * (self._models.pos - start), ideal))
+            values = self._decode(_read_model(self._models), count, parts)
+        self.stats.append(_ReadStreamStats(name, count, 8 * (self._models.pos - start), parts))
         return values
 
     def check_consumed(self) -> None:
