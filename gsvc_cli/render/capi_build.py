@@ -3,7 +3,9 @@ compiler, without torch, so that decoding never imports torch.
 
 The library is cached beside the torch extension (`cache_dir()`), named by a key over everything that
 changes the object: the sources and headers, the flags (the torch extension's, plus -shared -fPIC),
-the CPU's feature flags (-march=native) and the compiler's version. A build goes to a temporary file
+the CPU's feature flags (-march=native) and the compiler: its resolved path, size and modification
+time (stat, not `--version`: no process to start on every decode; an upgrade or a switch of the
+compiler changes the key). A build goes to a temporary file
 renamed into place, under an exclusive lock, so concurrent processes neither load a half-written
 library nor compile twice. The first build logs "compiling kernels (once)" on `gsvc_cli.render`.
 """
@@ -16,6 +18,7 @@ import hashlib
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -42,23 +45,35 @@ def compiler() -> str:
 
 
 @functools.cache
-def _compiler_version(cxx: str) -> str:
-    try:
-        result = subprocess.run([*shlex.split(cxx), "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as error:
-        raise KernelBuildError(f"cannot compile the render kernels: C++ compiler {cxx!r} not usable "
-                               f"({error})") from error
-    if result.returncode != 0:
-        raise KernelBuildError(f"cannot compile the render kernels: `{cxx} --version` failed")
-    return result.stdout
+def _compiler_identity(cxx: str) -> str:
+    """Each word of the compiler command that names a program (found on $PATH or a path): its
+    resolved path, size and modification time in ns; the other words (options) as they are."""
+    words = shlex.split(cxx) or [cxx]
+    parts = []
+    for k, word in enumerate(words):
+        found = shutil.which(word)
+        if found is None:
+            if k == 0:
+                raise KernelBuildError(f"cannot compile the render kernels: C++ compiler {cxx!r} not usable "
+                                       "(not found)")
+            parts.append(word)
+            continue
+        real = os.path.realpath(found)
+        try:
+            st = os.stat(real)
+        except OSError as error:
+            raise KernelBuildError(f"cannot compile the render kernels: C++ compiler {cxx!r} not usable "
+                                   f"({error})") from error
+        parts.append(f"{real} {st.st_size} {st.st_mtime_ns}")
+    return "\n".join(parts)
 
 
 def library_key(source_dir: Path | None = None, cxx: str | None = None) -> str:
-    """The cache key of the library: sources, headers, flags, CPU flags and compiler version."""
+    """The cache key of the library: sources, headers, flags, CPU flags and the compiler."""
     source_dir = source_dir or kernel_source_dir()
     cxx = cxx or compiler()
     digest = hashlib.sha256()
-    for part in (" ".join(CFLAGS), cpu_fingerprint(), cxx, _compiler_version(cxx)):
+    for part in (" ".join(CFLAGS), cpu_fingerprint(), cxx, _compiler_identity(cxx)):
         digest.update(part.encode())
         digest.update(b"\0")
     files = sorted({p for pattern in HEADER_GLOBS for p in source_dir.glob(pattern)})
