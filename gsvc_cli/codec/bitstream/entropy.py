@@ -500,9 +500,10 @@ class EntropyReader:
         if model.freqs is None:
             return np.full(count, model.lo, dtype=np.int64)
         try:
-            high = np.asarray(self._decoder.decode(_categorical(model.freqs), count), dtype=np.int64)
-            values = high << model.shift
+            high = np.asarray(self._decoder.decode(_categorical(model.freqs), count))  # int32
+            values = high.astype(np.int64)
             if model.shift:
+                values <<= model.shift
                 done = 0
                 for part_shift, _ in _split_low_bits(np.zeros(1, dtype=np.int32), model.shift):
                     part = np.asarray(self._decoder.decode(_categorical(_uniform_freqs(part_shift)), count))
@@ -511,7 +512,8 @@ class EntropyReader:
         except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
             raise FormatError(f"{self.what}: entropy decoding failed ({exc})") from exc
         parts.append((model.freqs, high, model.shift, count))
-        return values + model.lo
+        values += model.lo
+        return values
 
     def read(self, count: int, name: str = "", contexts: np.ndarray | None = None,
              n_contexts: int = 0) -> np.ndarray:
