@@ -96,13 +96,14 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 2; }
+int gsvc_capi_version(void) { return 3; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
-// image [3,height,width] = the splats' sum (not clamped), exactly as the torch binding's forward.
+// image [3,height,width] = the splats' sum, exactly as the torch binding's forward; with clamp01,
+// each value clamped to [0, 1] as it is stored (as gsvc_clamp01 afterwards, without a second pass).
 int gsvc_render_forward(const float* means, const float* chol, const float* colors, int64_t n, int32_t height,
-                        int32_t width, float* image, int threads) {
+                        int32_t width, float* image, int threads, int clamp01) {
   if (n < 0 || height < 1 || width < 1 || threads < 1) return 1;
   try {
     std::vector<float> conics(static_cast<size_t>(5 * n));
@@ -117,7 +118,7 @@ int gsvc_render_forward(const float* means, const float* chol, const float* colo
     gsvc::cpu::bin_tiles(boxes.data(), splat_offsets.data(), n, height, width, tile_offsets.data(),
                          tile_splats.data(), tile_pairs.data(), threads);
     gsvc::cpu::forward(conics.data(), boxes.data(), colors, tile_offsets.data(), tile_splats.data(), height,
-                       width, image, threads);
+                       width, image, threads, clamp01 != 0);
   } catch (const std::bad_alloc&) {
     return 2;
   }

@@ -133,7 +133,8 @@ void bin_tiles(const int32_t* boxes, const int64_t* splat_offsets, int64_t n, in
 }
 
 void forward(const float* conics, const int32_t* boxes, const float* colors, const int64_t* tile_offsets,
-             const int32_t* tile_splats, int32_t height, int32_t width, float* image, int threads) {
+             const int32_t* tile_splats, int32_t height, int32_t width, float* image, int threads,
+             bool clamp01) {
   // Per tile, first each splat's x terms go to a small scratch and its index to the list of every
   // (row, vector of the row) it covers; then each vector of each row sums its list in registers and
   // is stored once. Every pixel still adds its splats in the tile's order, from 0, with the same
@@ -157,6 +158,7 @@ void forward(const float* conics, const int32_t* boxes, const float* colors, con
     alignas(64) float edge[kL];
     const RowLanes lanes;
     const Vec w_min = simd::set1(kWeightMin), w_max = simd::set1(kWeightMax), zero = simd::set1(0.0f);
+    const Vec one = simd::set1(1.0f);
     // The clipped weight of splat u at the pixel centres of vector h of tile row r.
     auto weight = [&](const Terms& u, int h, int r) {
       const Vec shifted = simd::add(simd::fma(u.cross_x[h], simd::set1(u.dy[r]), u.quad_x[h]),
@@ -216,7 +218,9 @@ void forward(const float* conics, const int32_t* boxes, const float* colors, con
             a1 = simd::fma(w, simd::set1(u.c1), a1);
             a2 = simd::fma(w, simd::set1(u.c2), a2);
           }
-          const Vec sums[3] = {a0, a1, a2};
+          Vec sums[3] = {a0, a1, a2};
+          if (clamp01)  // std::min(std::max(v, 0), 1) lane-wise: max/min return their second operand on NaN
+            for (Vec& s : sums) s = simd::min(one, simd::max(zero, s));
           for (int c = 0; c < 3; ++c) {
             if (cols == kTile) {
               simd::storeu(out + c * plane + h * kL, sums[c]);

@@ -30,9 +30,11 @@ void bin_tiles(const int32_t* boxes, const int64_t* splat_offsets, int64_t n, in
                int32_t width, int64_t* tile_offsets, int32_t* tile_splats, int64_t* tile_pairs,
                int threads);
 
-// image = sum of splats (overwrites image).
+// image = sum of splats (overwrites image); with clamp01, each value clamped to [0, 1] as it is
+// stored (std::min(std::max(v, 0), 1), as a pass over the image afterwards would give).
 void forward(const float* conics, const int32_t* boxes, const float* colors, const int64_t* tile_offsets,
-             const int32_t* tile_splats, int32_t height, int32_t width, float* image, int threads);
+             const int32_t* tile_splats, int32_t height, int32_t width, float* image, int threads,
+             bool clamp01 = false);
 
 // Per pair, the kPartials sums of gsvc_splat.h, written to pair_partials[pair * kPartials ...].
 // Colour sums are skipped (left untouched) when !need_colors, geometry sums when !need_geometry.

@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 2
+CAPI_VERSION = 3
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -48,7 +48,7 @@ def _library_cached() -> ctypes.CDLL:
         raise KernelBuildError(f"{path}: C ABI version {lib.gsvc_capi_version()}, expected {CAPI_VERSION}")
     lib.gsvc_capi_simd.restype = ctypes.c_char_p
     lib.gsvc_render_forward.restype = _int
-    lib.gsvc_render_forward.argtypes = [_f32p, _f32p, _f32p, _i64, _i32, _i32, _f32p, _int]
+    lib.gsvc_render_forward.argtypes = [_f32p, _f32p, _f32p, _i64, _i32, _i32, _f32p, _int, _int]
     lib.gsvc_clamp01.restype = None
     lib.gsvc_clamp01.argtypes = [_f32p, _i64, _int]
     for name, codes in (("gsvc_yuv444_to_codes8", _u8p), ("gsvc_yuv444_to_codes16", _u16p)):
@@ -83,7 +83,7 @@ def render_image(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, height
     """N splats -> image [3, height, width] float32 (as `gsvc_cli.render.render` with the cpu backend).
 
     means [N,2] pixels, chol [N,3] (l1, l2, l3), colors [N,3], all finite float32 (converted and made
-    contiguous if needed). clamp: clamp the image to [0, 1] in place (the decoded picture).
+    contiguous if needed). clamp: every value clamped to [0, 1] (the decoded picture), as it is stored.
     """
     means, chol, colors = (np.ascontiguousarray(a, dtype=np.float32) for a in (means, chol, colors))
     n = means.shape[0]
@@ -94,9 +94,8 @@ def render_image(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, height
     threads = threads or default_threads()
     lib = library()
     image = np.empty((3, height, width), dtype=np.float32)
-    _check(lib.gsvc_render_forward(means, chol, colors, n, height, width, image, threads), "render")
-    if clamp:
-        lib.gsvc_clamp01(image, image.size, threads)
+    _check(lib.gsvc_render_forward(means, chol, colors, n, height, width, image, threads, int(clamp)),
+           "render")
     return image
 
 
