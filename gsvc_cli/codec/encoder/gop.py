@@ -255,7 +255,7 @@ class Encoder:
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
                 self.p_over_m = p_cost / max(moved[2], 1e-12) if moved is not None else None
-                if moved is not None and moved[2] < p_cost:
+                if moved is not None and moved[2] * self.settings.tuning.m_preference < p_cost:
                     return self._picture_frame(index, frame, image, moved[0], moved[1], start)
                 if by_cost:
                     i_cost = self._intra_cost_estimate()
@@ -264,7 +264,8 @@ class Encoder:
                     self._note_p_attempt(p_cost / max(i_cost, 1e-12))
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
-        if coded is None and moved is not None and moved[2] < self._intra_cost_estimate():
+        if coded is None and moved is not None and (moved[2] * self.settings.tuning.m_preference
+                                                     < self._intra_cost_estimate()):
             return self._picture_frame(index, frame, image, moved[0], moved[1], start)
         if coded is None:
             coded, result, fit_psnr = (self._intra_rd(index, image) if self.lam is not None

@@ -82,6 +82,9 @@ class RDTuning:
     whole pixels, no splats; gsvc_cli.codec.moved_picture) when its J is below the splat P-frame's
     (and below the I-frame's where an I-frame was chosen); the splat state then waits for the next
     splat frame, which follows the motion from the last splat frame's source.
+    m_preference: an M-frame is chosen only when its J times this is below the P-frame's (or the
+    I-frame's): a splat frame's quality carries into the frames after it, an M-frame's picture
+    only ages (on the Kodak pan and the scene-cut clip, choosing M by J alone lost 6%).
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
     A speed switch: the P-fit is most of a frame's encode time, and at low qualities M-frames win
@@ -140,6 +143,7 @@ class RDTuning:
     count_follows_lambda: bool = False
     picture_frames: bool = True
     picture_rd_search: bool = True
+    m_preference: float = 1.0
     m_skip_ratio: float = 0.0
     m_skip_frames: int = 3
 
