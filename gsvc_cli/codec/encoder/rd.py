@@ -116,6 +116,10 @@ class RDTuning:
     # +5%) and motion_by_cost lost on four clips, so both stay as they were.
     # motion_smoothing 3 (a more rigid field) was mixed on the same seven clips (scenecut -7.6%, cars +3.4%).
     # p_skip_*: street 1080p, 10 frames: 0.83x CPU, identical file; no CIF clip's file changes.
+    # m_skip_ratio 1.5 (3 frames) by the whole-clip run of 2026-12-03 17:11 (seven clips, same run):
+    # 2-4x faster encodes where M-frames win (cars, foreman at Q 27-30), -15% bits on the pan and the
+    # scene-cut clip, -0.6% foreman, 0 on mobile and vt2people, +3.1% cars, +1.5% cuts_qcif.
+    # m_preference stays 1.0: 1.3 lost 5-41% on five clips (won 11% on the pan, 4% on scenecut).
     # count_follows_lambda off by the whole-clip ablation of 2026-12-03 (seven clips, same run):
     # pruning or adding splats in the fine-tune lost on every clip against keeping the fitted count.
     ip_lambda_ratio: float = 1.0
@@ -144,7 +148,7 @@ class RDTuning:
     picture_frames: bool = True
     picture_rd_search: bool = True
     m_preference: float = 1.0
-    m_skip_ratio: float = 0.0
+    m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
 
 
