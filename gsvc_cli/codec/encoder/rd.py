@@ -85,6 +85,9 @@ class RDTuning:
     m_preference: an M-frame is chosen only when its J times this is below the P-frame's (or the
     I-frame's): a splat frame's quality carries into the frames after it, an M-frame's picture
     only ages (on the Kodak pan and the scene-cut clip, choosing M by J alone lost 6%).
+    real_intra_after_m: a P-fit from a splat state older than the previous frame (M-frames came
+    between) whose J exceeds the I-frame estimate (the GOP's first I-frame's J) is compared with a
+    real I-frame fit (its J times p_preference) instead of the estimate alone.
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
     A speed switch: the P-fit is most of a frame's encode time, and at low qualities M-frames win
@@ -148,6 +151,7 @@ class RDTuning:
     picture_frames: bool = True
     picture_rd_search: bool = True
     m_preference: float = 1.0
+    real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
 
