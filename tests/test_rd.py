@@ -380,3 +380,27 @@ def test_skipped_p_fits_code_i_frames_the_decoder_reproduces(tmp_path: Path, mon
     with GsvcReader(tmp_path / "skip.gsvc") as reader:
         for decoded in decode_frames(reader):
             assert np.array_equal(decoded.image, recon[decoded.index].numpy())
+
+
+def test_a_stale_intra_estimate_is_checked_by_a_real_i_frame() -> None:
+    """After M-frames, a P-fit losing to the I-frame estimate is weighed against a real I-frame
+    fit: a far costlier P-frame gives way to it, a cheaper one keeps the encoder's I-frame state
+    (steps, count, costs) exactly as it was, since the P-frame is coded with the GOP's steps."""
+    frames, info = crops([(0, 200, 40), (1, 200, 40), (2, 202, 40)])
+    enc = Encoder(info, EncoderSettings(RateTarget(quality=30), "fast"), 3, 64)
+    enc.encode(0, frames[0])
+    enc.frame_index, enc.splat_frame_index = 2, 0
+    assert enc._reference_is_stale()
+    enc.frame_index = 1  # the previous frame was the splat frame: nothing stale
+    assert not enc._reference_is_stale()
+    enc.frame_index = 2
+    switched_off = dataclasses.replace(enc.settings, tuning=RDTuning(real_intra_after_m=False))
+    enc.settings, settings = switched_off, enc.settings
+    assert not enc._reference_is_stale()
+    enc.settings = settings
+    image = frames[2].to_yuv444_float()
+    before = (enc.steps, enc.intra_scale, enc.intra_count, enc.intra_cost)
+    assert enc._real_intra_if_cheaper(2, image, p_cost=0.0) is None
+    assert (enc.steps, enc.intra_scale, enc.intra_count, enc.intra_cost) == before
+    coded, result, _ = enc._real_intra_if_cheaper(2, image, p_cost=float("inf"))
+    assert coded.frame_type == "I" and len(result.q) > 0
