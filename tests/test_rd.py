@@ -389,14 +389,12 @@ def test_a_stale_intra_estimate_is_checked_by_a_real_i_frame() -> None:
     frames, info = crops([(0, 200, 40), (1, 200, 40), (2, 202, 40)])
     enc = Encoder(info, EncoderSettings(RateTarget(quality=30), "fast"), 3, 64)
     enc.encode(0, frames[0])
-    enc.frame_index, enc.splat_frame_index = 2, 0
-    assert enc._reference_is_stale()
-    enc.frame_index = 1  # the previous frame was the splat frame: nothing stale
-    assert not enc._reference_is_stale()
-    enc.frame_index = 2
+    assert enc.splat_frame_index == 0
+    assert enc._reference_is_stale(2)
+    assert not enc._reference_is_stale(1)  # the previous frame was the splat frame: nothing stale
     switched_off = dataclasses.replace(enc.settings, tuning=RDTuning(real_intra_after_m=False))
     enc.settings, settings = switched_off, enc.settings
-    assert not enc._reference_is_stale()
+    assert not enc._reference_is_stale(2)
     enc.settings = settings
     image = frames[2].to_yuv444_float()
     before = (enc.steps, enc.intra_scale, enc.intra_count, enc.intra_cost)

@@ -211,7 +211,6 @@ class Encoder:
         self.p_over_m: float | None = None  # J of the last P-fit over its M-frame's
         self.p_fits_skipped = 0  # P-fits skipped in a row for M-frames (RDTuning.m_skip_ratio)
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
-        self.frame_index: int | None = None  # the frame being coded
 
     def set_quality(self, quality: float) -> None:
         """Move lambda for the frames that follow (a steered --bpp pass); constant-quality only."""
@@ -229,7 +228,6 @@ class Encoder:
         image = frame.to_yuv444_float()
         cut = False
         coded = None
-        self.frame_index = index
         predictable = self.reference is not None and self.gop_length < self.settings.gop
         moved = (self._picture_rd(image) if predictable and self.lam is not None and frame_type in (None, "M")
                  and self.settings.tuning.picture_frames else None)
@@ -264,7 +262,7 @@ class Encoder:
                     i_cost = self._intra_cost_estimate()
                     if frame_type is None and p_cost > self.settings.tuning.p_preference * i_cost:
                         coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
-                    elif frame_type is None and p_cost > i_cost and self._reference_is_stale():
+                    elif frame_type is None and p_cost > i_cost and self._reference_is_stale(index):
                         intra = self._real_intra_if_cheaper(index, image, p_cost)
                         if intra is not None:  # the estimate was stale: a cut after M-frames
                             coded, result, fit_psnr = intra
@@ -318,10 +316,11 @@ class Encoder:
         reference = self.picture.numpy()
         best: tuple[CodedFrame, torch.Tensor, float] | None = None
         luma = luma_share(CHANNEL_WEIGHTS)
+        by_rd = self.settings.tuning.picture_rd_search
         large = self.height * self.width > SEARCH_PIXELS
-        coarse = coarse_field(self.picture[0], image[0]) if large else None
+        coarse = coarse_field(self.picture[0], image[0]) if by_rd and large else None
         for cell in PICTURE_CELLS:
-            if self.settings.tuning.picture_rd_search:
+            if by_rd:
                 vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse)
                 motion = MotionVectors(vectors.numpy(), cell)
             else:
@@ -342,10 +341,10 @@ class Encoder:
         return self._finish(index, frame, image, coded, moved, weighted_psnr(moved, image, CHANNEL_WEIGHTS),
                             start)
 
-    def _reference_is_stale(self) -> bool:
-        """M-frames came between the splat reference and this frame (tuning.real_intra_after_m)."""
+    def _reference_is_stale(self, index: int) -> bool:
+        """M-frames came between the splat reference and frame `index` (tuning.real_intra_after_m)."""
         return (self.settings.tuning.real_intra_after_m and self.splat_frame_index is not None
-                and self.frame_index is not None and self.frame_index - self.splat_frame_index > 1)
+                and index - self.splat_frame_index > 1)
 
     def _real_intra_if_cheaper(self, index: int, image: torch.Tensor, p_cost: float
                                ) -> tuple[CodedFrame, _Reference, float] | None:
