@@ -57,7 +57,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (4, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (5, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -145,17 +145,19 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 5) + good[10:])
-    with pytest.raises(FormatError, match="version 5.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 6) + good[10:])
+    with pytest.raises(FormatError, match="version 6.0 is not supported"):
         GsvcReader(other)
-    # 3.x (before M-frames) is read: its payloads mean what they mean in 4.0
+    # 3.x (before M-frames) and 4.x (before quarter pixels) are read: their payloads mean what
+    # they mean in 5.0
     size = struct.unpack_from("<I", good, 12)[0]
     old = bytearray(good)
-    old[8:10] = struct.pack("<H", 3)
-    old[size - 4:size] = struct.pack("<I", zlib.crc32(bytes(old[:size - 4])))
-    other.write_bytes(bytes(old))
-    with GsvcReader(other) as gsvc:
-        assert gsvc.header.version == (3, 0) and len(gsvc) == 2
+    for major in (3, 4):
+        old[8:10] = struct.pack("<H", major)
+        old[size - 4:size] = struct.pack("<I", zlib.crc32(bytes(old[:size - 4])))
+        other.write_bytes(bytes(old))
+        with GsvcReader(other) as gsvc:
+            assert gsvc.header.version == (major, 0) and len(gsvc) == 2
     old[8:10] = struct.pack("<H", 2)
     old[size - 4:size] = struct.pack("<I", zlib.crc32(bytes(old[:size - 4])))
     other.write_bytes(bytes(old))
@@ -195,7 +197,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (4, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (5, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -213,7 +215,7 @@ def test_reader_needs_no_payloads_for_info(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# golden file: a deterministic GOP (I, P, M, P) and a second I-frame, coded end to end
+# golden file: a deterministic GOP (I, P, M, M, P) and a second I-frame, coded end to end
 
 
 class Lcg:
@@ -231,13 +233,14 @@ class Lcg:
                 self(128) + 20, self(21) - 10, self(21) - 10]
 
 
-GOLDEN_TYPES = "IPMPI"
+GOLDEN_TYPES = "IPMMPI"
 
 
 def encode_golden(path: Path) -> list[QuantisedSplats | MotionVectors]:
-    """Frames I, P, M, P, I: each P drops every 9th splat of the last splat frame, nudges a third,
-    adds 4 new ones; the M-frame moves the picture by a 2x2 field of 32-pixel cells; the second P
-    moves its splats by a motion field. Returns what each frame decodes to (splats, or M's field)."""
+    """Frames I, P, M, M, P, I: each P drops every 9th splat of the last splat frame, nudges a
+    third, adds 4 new ones; the M-frames move the picture by a 2x2 field of 32-pixel cells (the
+    first in whole pixels, the second in quarter pixels); the second P moves its splats by a motion
+    field. Returns what each frame decodes to (splats, or M's field)."""
     rand = Lcg(12345)
     steps = QuantSteps.from_quality(0.5)
     decoded: list[QuantisedSplats | MotionVectors] = []
@@ -245,8 +248,11 @@ def encode_golden(path: Path) -> list[QuantisedSplats | MotionVectors]:
     with GsvcWriter(path, HEADER, overwrite=True) as out:
         for k, kind in enumerate(GOLDEN_TYPES):
             if kind == "M":
-                motion = MotionVectors(np.array([[[rand(9) - 4, rand(9) - 4] for _ in range(2)]
-                                                 for _ in range(2)], dtype=np.int64), 32)
+                per_pixel = 4 if GOLDEN_TYPES[k - 1] == "M" else 1
+                span = 9 * per_pixel  # vectors within 4 pixels
+                motion = MotionVectors(np.array([[[rand(span) - span // 2, rand(span) - span // 2]
+                                                  for _ in range(2)] for _ in range(2)], dtype=np.int64),
+                                       32, per_pixel)
                 coded = encode_picture_frame(motion)
                 out.write_frame(coded.frame_type, 0, coded.payload)
                 decoded.append(motion)
@@ -257,8 +263,8 @@ def encode_golden(path: Path) -> list[QuantisedSplats | MotionVectors]:
             else:
                 prev = splats[-1].as_array()
                 kept = [i for i in range(len(prev)) if i % 9 != 4]
-                field = None  # frame 3 carries a 3x2 motion field
-                if k == 3:
+                field = None  # frame 4 carries a 3x2 motion field
+                if k == 4:
                     field = MotionVectors(np.array([[[rand(9) - 4, rand(9) - 4] for _ in range(3)]
                                                     for _ in range(2)], dtype=np.int64), 200)
                     prev = field.predict(prev)
@@ -307,6 +313,7 @@ def test_golden_bitstream(tmp_path):
             if record.frame_type == "M":
                 picture = decode_values(record.payload, None, what=f"golden frame {k}")
                 assert record.n_splats == 0 and picture.motion is not None
+                assert picture.motion.per_pixel == (4 if GOLDEN_TYPES[k - 1] == "M" else 1)
                 decoded.append(picture.motion)
                 continue
             frame = decode_frame(record.payload, prev, what=f"golden frame {k}")
@@ -318,7 +325,7 @@ def test_golden_bitstream(tmp_path):
 
 
 def test_any_minor_of_the_major_is_read(tmp_path):
-    """Minor versions only add coding-parameter keys: a file that says 4.0 reads the same with any
+    """Minor versions only add coding-parameter keys: a file that says 5.0 reads the same with any
     minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
@@ -328,6 +335,6 @@ def test_any_minor_of_the_major_is_read(tmp_path):
     struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (4, 5) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (5, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 

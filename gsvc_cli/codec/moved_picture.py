@@ -2,9 +2,11 @@
 
 A splat P-frame pays for every splat that must follow the motion; on many frames the previous
 *picture*, its blocks copied from where the motion says, explains the next one nearly as well for a
-few hundred bits (bench/pixel_prediction.py measured it). The copy is whole pixels from the float
-picture both ends already hold, so it is exact: the decoder reproduces the encoder's M-frame bit
-for bit. The splat state is left untouched for the next splat P-frame.
+few hundred bits (bench/pixel_prediction.py measured it). Whole-pixel vectors copy; quarter-pixel
+vectors read through a 4-tap cubic (Keys, a = -1/2: sharp enough that a chain of moves does not
+blur as bilinear reads would). The weights are dyadic and every product and sum is one float32
+numpy operation in a fixed order, so the decoder reproduces the encoder's M-frame bit for bit on
+any machine. The splat state is left untouched for the next splat P-frame.
 
 numpy only: the decoder imports this and must not import torch.
 """
@@ -18,6 +20,11 @@ from gsvc_cli.errors import FormatError
 
 PICTURE_CELLS = (8, 16, 32)
 """Block sizes (pixels) the encoder tries for an M-frame's field; the decoder accepts any size."""
+
+QUARTER_TAPS = np.array([[0, 128, 0, 0], [-9, 111, 29, -3], [-8, 72, 72, -8], [-3, 29, 111, -9]],
+                        dtype=np.float32) / np.float32(128)
+"""Weights of pixels i - 1 .. i + 2 for a read at i + f/4, f = 0..3 (the Keys cubic, exact in
+float32; FORMAT.md "M-frame")."""
 
 
 def grid_shape(width: int, height: int, cell: int) -> tuple[int, int]:
@@ -34,10 +41,12 @@ def check_grid(motion: MotionVectors, width: int, height: int, what: str) -> Non
 
 
 def move_picture(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
-    """picture [C, H, W] with each cell's pixels read at p - v (v: the cell's whole-pixel vector
-    (x, y)), coordinates clamped to the frame (edges replicated)."""
+    """picture [C, H, W] with each cell's pixels read at p - v (v: the cell's vector (x, y) in
+    whole or quarter pixels), coordinates clamped to the frame (edges replicated)."""
     _, height, width = picture.shape
     check_grid(motion, width, height, "M-frame")
+    if motion.per_pixel == 4:
+        return _move_quarter(picture, motion)
     cell = motion.cell
     vx = np.repeat(motion.vectors[:, :, 0], cell, axis=1)[:, :width]  # [gh, W]
     vy = np.repeat(motion.vectors[:, :, 1], cell, axis=0)[:height]  # [H, gw]
@@ -46,3 +55,33 @@ def move_picture(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
     np.clip(rows, 0, height - 1, out=rows)
     np.clip(cols, 0, width - 1, out=cols)
     return picture[:, rows, cols]
+
+
+def _move_quarter(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
+    """move_picture for quarter-pixel vectors: per cell, one gather of the (cell + 3)^2 window its
+    taps reach, then the horizontal and the vertical cubic with that cell's weights, clamped to
+    [0, 1] (the cubic overshoots at edges)."""
+    channels, height, width = picture.shape
+    cell = motion.cell
+    gh, gw = motion.vectors.shape[:2]
+    back = -motion.vectors  # reading at p + back / 4
+    whole = np.floor_divide(back, 4)
+    frac = back - 4 * whole
+    steps = np.arange(cell + 3)
+    top = (np.arange(gh) * cell)[:, None] + whole[..., 1] - 1  # [gh, gw]: first tap row of each cell
+    left = (np.arange(gw) * cell)[None, :] + whole[..., 0] - 1
+    rows = np.clip(top[..., None] + steps, 0, height - 1) * width  # [gh, gw, cell + 3]
+    cols = np.clip(left[..., None] + steps, 0, width - 1)
+    at = (rows[..., :, None] + cols[..., None, :]).ravel()  # flat indices of every cell's window
+    flat = picture.reshape(channels, -1)
+    window = np.stack([flat[c][at] for c in range(channels)]).reshape(channels, gh, gw, cell + 3, cell + 3)
+    wx = QUARTER_TAPS[frac[..., 0]][..., None, None, :]  # [gh, gw, 1, 1, 4]
+    wy = QUARTER_TAPS[frac[..., 1]][..., None, None, :]
+    across = wx[..., 0] * window[..., 0:cell]
+    for tap in range(1, 4):
+        across += wx[..., tap] * window[..., tap:tap + cell]
+    out = wy[..., 0] * across[..., 0:cell, :]
+    for tap in range(1, 4):
+        out += wy[..., tap] * across[..., tap:tap + cell, :]
+    out = out.transpose(0, 1, 3, 2, 4).reshape(channels, gh * cell, gw * cell)[:, :height, :width]
+    return np.clip(out, 0.0, 1.0)

@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 FRAME_I = 0
 FRAME_P = 1
 FRAME_M = 2
-TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M"}
+FRAME_M_QUARTER = 3  # an M-frame whose vectors are in quarter pixels (format 5.0)
+TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M"}
 MAX_SPLATS = 1 << 22
 """Most splats a frame may hold (bounds a decoder's memory; FORMAT.md)."""
 RAW_BITS_PER_SPLAT = 8 * 32
@@ -354,7 +355,8 @@ def motion_field_bits(motion: MotionVectors) -> int:
     return 8 * (len(head) + len(writer.finish()))
 
 
-def _read_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str) -> MotionVectors | None:
+def _read_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str,
+                 per_pixel: int = 1) -> MotionVectors | None:
     if gw == 0 and gh == 0:
         return None
     if not (gw >= 1 and gh >= 1 and gw * gh <= MAX_CELLS and 1 <= cell <= MAX_CELL):
@@ -362,7 +364,7 @@ def _read_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str)
     rx = entropy.read(gw * gh, "mv.x")
     ry = entropy.read(gw * gh, "mv.y")
     try:
-        return MotionVectors.from_residuals(rx, ry, gw, gh, cell)
+        return MotionVectors.from_residuals(rx, ry, gw, gh, cell, per_pixel)
     except ValueError as exc:
         raise FormatError(f"{what}: bad motion field ({exc})") from exc
 
@@ -481,9 +483,9 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
 
 
 def encode_picture_frame(motion: MotionVectors) -> CodedFrame:
-    """M-frame: no splats, the previous decoded picture moved by `motion` (whole pixels per cell of
-    `motion.cell` pixels, covering the frame: gsvc_cli.codec.moved_picture)."""
-    head = bytearray([FRAME_M])
+    """M-frame: no splats, the previous decoded picture moved by `motion` (whole or quarter pixels,
+    per cell of `motion.cell` pixels, covering the frame: gsvc_cli.codec.moved_picture)."""
+    head = bytearray([FRAME_M_QUARTER if motion.per_pixel == 4 else FRAME_M])
     put_varint(head, 0)
     writer = EntropyWriter()
     _write_motion(head, writer, motion)
@@ -532,8 +534,8 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
         stats = FrameStats("I", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
                            _stream_groups(("",)))
         return DecodedValues("I", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats)
-    if frame_type == FRAME_M:
-        return _decode_picture_frame(reader, n_cur, payload, what)
+    if frame_type in (FRAME_M, FRAME_M_QUARTER):
+        return _decode_picture_frame(reader, n_cur, payload, what, 4 if frame_type == FRAME_M_QUARTER else 1)
     if frame_type != FRAME_P:
         raise FormatError(f"{what}: unknown frame type {frame_type}")
     if prev is None:
@@ -577,7 +579,8 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
     return DecodedValues("P", _check_decoded(values, what), None, kept, stats)
 
 
-def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str) -> DecodedValues:
+def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str,
+                          per_pixel: int) -> DecodedValues:
     """The rest of an M-frame's payload: its field (which the decoder checks against the frame size)."""
     if n_cur != 0:
         raise FormatError(f"{what}: an M-frame holds no splats, payload says {n_cur}")
@@ -585,7 +588,7 @@ def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: 
     if not (gw >= 1 and gh >= 1):
         raise FormatError(f"{what}: M-frame without a motion field")
     entropy = EntropyReader(reader.remaining(), what)
-    motion = _read_motion(entropy, gw, gh, cell, what)
+    motion = _read_motion(entropy, gw, gh, cell, what, per_pixel)
     entropy.check_consumed()
     stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), entropy.stats, _stream_groups(()))
     empty = np.zeros((0, 8), dtype=np.int64)

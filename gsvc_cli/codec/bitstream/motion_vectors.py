@@ -24,10 +24,13 @@ MAX_VECTOR = 1 << 16
 
 @dataclass(frozen=True)
 class MotionVectors:
-    """vectors [gh, gw, 2] int64 (x, y) at the centres of cells of `cell` units, from the origin."""
+    """vectors [gh, gw, 2] int64 (x, y) at the centres of cells of `cell` units, from the origin.
+    per_pixel: vector units per pixel of an M-frame's field (1: whole pixels, 4: quarter pixels);
+    a P-frame's field is always 1 (its units are the centre quantiser's)."""
 
     vectors: np.ndarray
     cell: int
+    per_pixel: int = 1
 
     def __post_init__(self) -> None:
         v = self.vectors
@@ -37,6 +40,8 @@ class MotionVectors:
             raise ValueError(f"motion field out of range: {v.shape[1]}x{v.shape[0]} cells of {self.cell}")
         if int(np.abs(v).max()) > MAX_VECTOR:
             raise ValueError("motion vector out of range")
+        if self.per_pixel not in (1, 4):
+            raise ValueError(f"vectors in 1/{self.per_pixel} pixels: only whole and quarter pixels exist")
 
     @staticmethod
     def shift(dx: int, dy: int) -> MotionVectors:
@@ -80,10 +85,11 @@ class MotionVectors:
         return tuple(_neighbour_residuals(self.vectors[:, :, c]) for c in (0, 1))  # type: ignore[return-value]
 
     @staticmethod
-    def from_residuals(rx: np.ndarray, ry: np.ndarray, gw: int, gh: int, cell: int) -> MotionVectors:
+    def from_residuals(rx: np.ndarray, ry: np.ndarray, gw: int, gh: int, cell: int,
+                       per_pixel: int = 1) -> MotionVectors:
         """Inverse of `residuals`."""
         planes = [_undo_residuals(r.reshape(gh, gw)) for r in (rx, ry)]
-        return MotionVectors(np.stack(planes, axis=-1), cell)
+        return MotionVectors(np.stack(planes, axis=-1), cell, per_pixel)
 
 
 def _neighbour_residuals(plane: np.ndarray) -> np.ndarray:

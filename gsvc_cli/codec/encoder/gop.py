@@ -41,7 +41,7 @@ from gsvc_cli.codec.encoder.fitting import fit_frame
 from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, warm_start
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, block_motion
-from gsvc_cli.codec.encoder.picture_motion import coarse_field, luma_share, picture_motion
+from gsvc_cli.codec.encoder.picture_motion import coarse_field, luma_share, picture_motion, quarter_refine
 from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
@@ -309,9 +309,9 @@ class Encoder:
 
     def _picture_rd(self, image: torch.Tensor) -> tuple[CodedFrame, torch.Tensor, float]:
         """The M-frame of least J over the block sizes tried: (coded, moved picture, J). Its field
-        is searched between the previous decoded picture and this frame (luma), whole pixels
-        (quarter pixels with bilinear reads cost more than they bought: bench/pixel_prediction.py),
-        each vector by its own J (picture_motion) unless tuning.picture_rd_search is off."""
+        is searched between the previous decoded picture and this frame (luma), each vector by its
+        own J (picture_motion) unless tuning.picture_rd_search is off; with tuning.picture_quarter,
+        each block size's field is also refined to quarter pixels and kept where J says so."""
         assert self.lam is not None and self.picture is not None
         reference = self.picture.numpy()
         best: tuple[CodedFrame, torch.Tensor, float] | None = None
@@ -322,15 +322,20 @@ class Encoder:
         for cell in PICTURE_CELLS:
             if by_rd:
                 vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse)
-                motion = MotionVectors(vectors.numpy(), cell)
+                fields = [MotionVectors(vectors.numpy(), cell)]
+                if self.settings.tuning.picture_quarter:
+                    quarter = quarter_refine(reference[:1], image[0], cell, vectors, self.lam, luma)
+                    if (quarter % 4).any():
+                        fields.append(MotionVectors(quarter.numpy(), cell, 4))
             else:
                 field = block_motion(self.picture[0], image[0], cell)
-                motion = MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)
-            moved = torch.from_numpy(move_picture(reference, motion))
-            coded = encode_picture_frame(motion)
-            cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
-            if best is None or cost < best[2]:
-                best = (coded, moved, cost)
+                fields = [MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)]
+            for motion in fields:
+                moved = torch.from_numpy(move_picture(reference, motion))
+                coded = encode_picture_frame(motion)
+                cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
+                if best is None or cost < best[2]:
+                    best = (coded, moved, cost)
         assert best is not None
         return best
 

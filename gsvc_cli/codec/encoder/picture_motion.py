@@ -10,20 +10,27 @@ right, all rows of a column at once, so a vector's predictor is already decided.
 
 Frames up to motion.SEARCH_PIXELS are searched over every whole-pixel vector within RADIUS;
 larger ones around the vector of the downscaled block search (motion.block_motion), within
-REFINE_RADIUS at full resolution.
+REFINE_RADIUS at full resolution. `quarter_refine` then refines a whole-pixel field by half and
+quarter pixels (as x264's subpixel refinement does), reading through the decoder's own cubic
+(moved_picture.move_picture), so the errors it weighs are the ones the M-frame will have.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, translated
+from gsvc_cli.codec.moved_picture import move_picture
 
 RADIUS = 7  # pixels searched around zero on frames up to SEARCH_PIXELS
 REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector on larger frames
+QUARTER_STEPS = (2, 1)  # the half-pixel, then the quarter-pixel ring (in quarter pixels)
 
 
 def vector_bits(residual: torch.Tensor) -> torch.Tensor:
@@ -51,7 +58,29 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
         offsets = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
         errors = _window_errors(reference, image, cell, base, offsets)
     candidates = base[None] + torch.tensor(offsets, dtype=torch.int64)[:, None, None, :]  # [K, gh, gw, 2]
-    return _choose(errors * luma_weight, candidates, lam, reference, image, cell, luma_weight)
+
+    def own(rows: slice, col: int, vectors: torch.Tensor) -> torch.Tensor:
+        return luma_weight * _column_errors(reference, image, cell, rows, col, vectors)
+
+    return _choose(errors * luma_weight, candidates, lam, own)
+
+
+def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vectors: torch.Tensor,
+                   lam: float, luma_weight: float) -> torch.Tensor:
+    """Quarter-pixel vectors [gh, gw, 2] int64 refined from the whole-pixel `vectors`: each cell
+    tries the 8 vectors a half pixel around its own, then the 8 a quarter pixel around the result,
+    by D + lam R as picture_motion chooses. reference: the previous picture's luma [1, H, W]
+    (numpy float32); image: this frame's luma [H, W]."""
+    field = vectors * 4
+    for step in QUARTER_STEPS:
+        offsets = torch.tensor([(dx, dy) for dy in (-step, 0, step) for dx in (-step, 0, step)])
+        candidates = field[None] + offsets[:, None, None, :]
+        errors = torch.stack([
+            _block_sums((image - torch.from_numpy(
+                move_picture(reference, MotionVectors(c.numpy(), cell, 4))[0])) ** 2, cell)
+            for c in candidates])
+        field = _choose(errors * luma_weight, candidates, lam)
+    return field
 
 
 def _block_sums(values: torch.Tensor, cell: int) -> torch.Tensor:
@@ -97,18 +126,20 @@ def _window_errors(reference: torch.Tensor, image: torch.Tensor, cell: int, base
     return torch.stack(out)
 
 
-def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float, reference: torch.Tensor,
-            image: torch.Tensor, cell: int, luma_weight: float) -> torch.Tensor:
+def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float,
+            own: Callable[[slice, int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Per cell, the candidate of least error + lam * bits, left to right (first column top down).
-    Each cell also tries its predictor's own vector (x264 tries the predicted vector first), so a
-    field can stay rigid across motion beyond the searched window."""
+    With `own` (the weighted error of cells rows x col at given vectors), each cell also tries its
+    predictor's own vector (x264 tries the predicted vector first), so a field can stay rigid
+    across motion beyond the searched window."""
     _, gh, gw = errors.shape
     chosen = torch.zeros(gh, gw, 2, dtype=torch.int64)
 
     def pick(rows: slice, col: int, predictor: torch.Tensor) -> torch.Tensor:
-        k_vectors = torch.cat([candidates[:, rows, col], predictor[None]])  # [K + 1, rows, 2]
-        own = luma_weight * _column_errors(reference, image, cell, rows, col, predictor)
-        k_errors = torch.cat([errors[:, rows, col], own[None]])
+        k_vectors, k_errors = candidates[:, rows, col], errors[:, rows, col]  # [K, rows, 2], [K, rows]
+        if own is not None:
+            k_vectors = torch.cat([k_vectors, predictor[None]])
+            k_errors = torch.cat([k_errors, own(rows, col, predictor)[None]])
         bits = vector_bits((k_vectors - predictor).float()).sum(-1)
         best = (k_errors + lam * bits).argmin(0)
         return k_vectors.gather(0, best[None, ..., None].expand(1, *best.shape, 2))[0]

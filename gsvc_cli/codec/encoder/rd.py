@@ -79,7 +79,7 @@ class RDTuning:
     whose answer falls in the band codes the same count (one-frame --bpp searches then cannot land:
     kodim01 at 1.0 bpp stayed at 0.943 over qualities 29.5-30.3).
     picture_frames: a frame may be an M-frame (the previous decoded picture moved block by block,
-    whole pixels, no splats; gsvc_cli.codec.moved_picture) when its J is below the splat P-frame's
+    whole or quarter pixels, no splats; gsvc_cli.codec.moved_picture) when its J is below the splat P-frame's
     (and below the I-frame's where an I-frame was chosen); the splat state then waits for the next
     splat frame, which follows the motion from the last splat frame's source.
     m_preference: an M-frame is chosen only when its J times this is below the P-frame's (or the
@@ -94,6 +94,8 @@ class RDTuning:
     most frames.
     picture_rd_search: an M-frame's vectors are chosen by D + lambda R per block (picture_motion),
     else the least-error vectors of the P-frames' block search, rounded to whole pixels.
+    picture_quarter: an M-frame's field may be in quarter pixels (read through a cubic): each
+    block size's RD field is refined by half and quarter pixels and kept when its J is lower.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -150,6 +152,7 @@ class RDTuning:
     count_follows_lambda: bool = False
     picture_frames: bool = True
     picture_rd_search: bool = True
+    picture_quarter: bool = True
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
