@@ -11,11 +11,16 @@ import torch
 
 from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.bitstream.entropy import put_varint
-from gsvc_cli.codec.bitstream.frame_coding import FRAME_M, decode_values, encode_picture_frame
+from gsvc_cli.codec.bitstream.frame_coding import (
+    FRAME_M,
+    FRAME_M_QUARTER,
+    decode_values,
+    encode_picture_frame,
+)
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.decoder import decode_frames
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
-from gsvc_cli.codec.encoder.picture_motion import picture_motion
+from gsvc_cli.codec.encoder.picture_motion import picture_motion, quarter_refine
 from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.codec.moved_picture import grid_shape, move_picture
 from gsvc_cli.errors import FormatError
@@ -42,6 +47,53 @@ def test_each_cell_copies_from_where_its_vector_points_edges_replicated() -> Non
     assert np.array_equal(moved[:, :8, 8:], picture[:, :8, 8:])  # still cells are copies
     assert np.array_equal(moved[:, 8:9, 8:], picture[:, 11:12, 8:])  # 8 + 3 = 11: inside
     assert np.array_equal(moved[:, 9:12, 8:], np.repeat(picture[:, 11:12, 8:], 3, axis=1))  # clamped
+
+
+def test_quarter_pixel_reads_are_cubic_exact_on_whole_pixels_and_stay_in_range() -> None:
+    rng = np.random.default_rng(7)
+    picture = rng.random((3, 24, 40), dtype=np.float32)
+    vectors = rng.integers(-6, 7, size=(3, 5, 2))
+    whole = move_picture(picture, MotionVectors(vectors, 8))
+    assert np.array_equal(move_picture(picture, MotionVectors(4 * vectors, 8, 4)), whole)
+    ramp = np.broadcast_to(np.arange(40, dtype=np.float32) / 64, (3, 24, 40)).copy()
+    half = move_picture(ramp, MotionVectors(np.tile([2, 0], (3, 5, 1)), 8, 4))  # read at x - 1/2
+    assert np.allclose(half[:, :, 2:-2], ramp[:, :, 2:-2] - 0.5 / 64)  # a cubic is exact on a line
+    quarter = move_picture(ramp, MotionVectors(np.tile([0, -3], (3, 5, 1)), 8, 4))  # y only: a copy
+    assert np.array_equal(quarter, ramp)
+    edge = np.zeros((3, 24, 40), dtype=np.float32)
+    edge[:, :, 20:] = 1.0  # a step: the cubic overshoots, the picture stays in [0, 1]
+    moved = move_picture(edge, MotionVectors(np.tile([1, 1], (3, 5, 1)), 8, 4))
+    assert moved.min() == 0.0 and moved.max() == 1.0 and 0 < moved[0, 5, 20] < 1
+
+
+def test_a_quarter_pixel_field_round_trips_as_payload_kind_3() -> None:
+    vectors = np.array([[[5, -2], [0, 0], [-7, 13]]], dtype=np.int64)
+    coded = encode_picture_frame(MotionVectors(vectors, 16, 4))
+    assert coded.payload[0] == FRAME_M_QUARTER and coded.frame_type == "M"
+    decoded = decode_values(coded.payload, None, "m", "M")
+    assert decoded.motion is not None and decoded.motion.per_pixel == 4
+    assert np.array_equal(decoded.motion.vectors, vectors)
+    whole = decode_values(encode_picture_frame(MotionVectors(vectors, 16)).payload, None, "m", "M")
+    assert whole.motion is not None and whole.motion.per_pixel == 1
+    with pytest.raises(ValueError, match="quarter"):
+        MotionVectors(vectors, 16, 2)
+
+
+def test_quarter_refinement_finds_a_sub_pixel_translation() -> None:
+    """Content moved 1 1/4 px right and 1 1/2 px up (through the decoder's own read): the whole-pixel
+    search gets within a pixel, the refinement lands on the vector, and its field moves the
+    reference onto the frame far better than the whole-pixel one."""
+    luma = _luma()
+    true = np.tile([5, -6], (*grid_shape(luma.shape[1], luma.shape[0], 16), 1))
+    image = torch.from_numpy(move_picture(luma.numpy()[None], MotionVectors(true, 16, 4))[0])
+    whole = picture_motion(luma, image, 16, lam=1e-6, luma_weight=0.75)
+    quarter = quarter_refine(luma.numpy()[None], image, 16, whole, lam=1e-6, luma_weight=0.75)
+    inner = quarter[1:-1, 1:-1].reshape(-1, 2)  # flat cells of the clip's sky may land anywhere
+    assert (inner == torch.tensor([5, -6])).all(dim=1).float().mean() > 0.75
+    def error(motion: MotionVectors) -> float:
+        return float(np.square(move_picture(luma.numpy()[None], motion)[0] - image.numpy()).sum())
+
+    assert error(MotionVectors(quarter.numpy(), 16, 4)) < 0.2 * error(MotionVectors(whole.numpy(), 16))
 
 
 def test_a_field_that_does_not_cover_the_frame_is_refused() -> None:
@@ -139,5 +191,30 @@ def test_m_frames_are_chosen_on_a_pan_and_decode_exactly(tmp_path: Path) -> None
         if f.frame_type == "M":
             assert f.n_splats == 0 and f.bits < summary.frames[0].bits / 4
     with GsvcReader(out) as reader:
+        for decoded in decode_frames(reader):
+            assert np.array_equal(decoded.image, recon[decoded.index])
+
+
+def test_a_half_pixel_pan_gets_quarter_pixel_m_frames_that_decode_exactly(tmp_path: Path) -> None:
+    """A window panning half a pixel a frame (a 1-px pan, box-downscaled 2x; flat chroma): at a low
+    quality the encoder moves the picture by fractional vectors, and the decoder reproduces them."""
+    with open_video(BUNDLED) as reader:
+        info = reader.info
+        source = next(iter(reader))
+    frames = []
+    for k in range(4):
+        crop = source.y[40:232, 60 + k:316 + k].astype(np.float32)
+        luma = np.round(crop.reshape(96, 2, 128, 2).mean(axis=(1, 3))).astype(np.uint8)
+        flat = np.full((48, 64), 128, dtype=np.uint8)
+        frames.append(Frame((luma, flat, flat.copy()), source.pix_fmt, source.color_matrix,
+                            source.color_range, k))
+    info = info.with_(width=128, height=96, frame_count=4)
+    recon: dict[int, np.ndarray] = {}
+    out = tmp_path / "half.gsvc"
+    encode_video(iter(frames), info, out, EncoderSettings(RateTarget(quality=27), "fast"), frame_count=4,
+                 on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
+    with GsvcReader(out) as reader:
+        kinds = [record.payload[0] for _, record in reader.frames()]
+        assert FRAME_M_QUARTER in kinds, kinds
         for decoded in decode_frames(reader):
             assert np.array_equal(decoded.image, recon[decoded.index])

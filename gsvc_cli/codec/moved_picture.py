@@ -18,9 +18,6 @@ import numpy as np
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.errors import FormatError
 
-PICTURE_CELLS = (8, 16, 32)
-"""Block sizes (pixels) the encoder tries for an M-frame's field; the decoder accepts any size."""
-
 QUARTER_TAPS = np.array([[0, 128, 0, 0], [-9, 111, 29, -3], [-8, 72, 72, -8], [-3, 29, 111, -9]],
                         dtype=np.float32) / np.float32(128)
 """Weights of pixels i - 1 .. i + 2 for a read at i + f/4, f = 0..3 (the Keys cubic, exact in

@@ -143,7 +143,7 @@ class DecodedValues:
 
     values: [N, 8] int64 in the coding order (x, y, l1, shear, l3, c0, c1, c2), the decoder's
     splat order. steps: the GOP's steps (I-frames only). kept: [n_kept] int64 survivors' indices.
-    motion: an M-frame's field (whole pixels per cell; its values are empty: it has no splats).
+    motion: an M-frame's field (whole or quarter pixels per cell; its values are empty: it has no splats).
     """
 
     frame_type: str

@@ -69,7 +69,7 @@ from gsvc_cli.codec.encoder.rd import (
     residual_products,
     weighted_sse,
 )
-from gsvc_cli.codec.moved_picture import PICTURE_CELLS, move_picture
+from gsvc_cli.codec.moved_picture import move_picture
 from gsvc_cli.codec.splats import Splats, render_splats
 from gsvc_cli.errors import InputError, UsageError
 from gsvc_cli.metrics.psnr import frame_psnr
@@ -319,7 +319,7 @@ class Encoder:
         by_rd = self.settings.tuning.picture_rd_search
         large = self.height * self.width > SEARCH_PIXELS
         coarse = coarse_field(self.picture[0], image[0]) if by_rd and large else None
-        for cell in PICTURE_CELLS:
+        for cell in (int(c) for c in self.settings.tuning.picture_cells.split(",")):
             if by_rd:
                 vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse)
                 fields = [MotionVectors(vectors.numpy(), cell)]

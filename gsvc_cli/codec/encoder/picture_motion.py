@@ -1,4 +1,4 @@
-"""Motion for M-frames: whole-pixel block vectors chosen by D + lambda R.
+"""Motion for M-frames: block vectors chosen by D + lambda R, in whole pixels, then quarter pixels.
 
 An M-frame is nothing but its field, so the field's bits are the frame's bits: the vector of least
 error is not the best one when a neighbour's vector, which codes for almost nothing, explains the
