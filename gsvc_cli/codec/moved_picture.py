@@ -55,30 +55,31 @@ def move_picture(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
 
 
 def _move_quarter(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
-    """move_picture for quarter-pixel vectors: per cell, one gather of the (cell + 3)^2 window its
-    taps reach, then the horizontal and the vertical cubic with that cell's weights, clamped to
-    [0, 1] (the cubic overshoots at edges)."""
+    """move_picture for quarter-pixel vectors: one gather of the (cell + 3)^2 window each cell's
+    taps reach, then the horizontal and the vertical cubic with each cell's weights, clamped to
+    [0, 1] (the cubic overshoots at edges). Cells are the last two axes, so every multiply-add runs
+    over whole planes of cells, not over rows of `cell` pixels."""
     channels, height, width = picture.shape
     cell = motion.cell
     gh, gw = motion.vectors.shape[:2]
     back = -motion.vectors  # reading at p + back / 4
     whole = np.floor_divide(back, 4)
     frac = back - 4 * whole
-    steps = np.arange(cell + 3)
+    steps = np.arange(cell + 3)[:, None, None]
     top = (np.arange(gh) * cell)[:, None] + whole[..., 1] - 1  # [gh, gw]: first tap row of each cell
     left = (np.arange(gw) * cell)[None, :] + whole[..., 0] - 1
-    rows = np.clip(top[..., None] + steps, 0, height - 1) * width  # [gh, gw, cell + 3]
-    cols = np.clip(left[..., None] + steps, 0, width - 1)
-    at = (rows[..., :, None] + cols[..., None, :]).ravel()  # flat indices of every cell's window
+    rows = np.clip(top + steps, 0, height - 1) * width  # [cell + 3, gh, gw]
+    cols = np.clip(left + steps, 0, width - 1)
+    at = rows[:, None] + cols[None, :]  # [cell + 3 (y), cell + 3 (x), gh, gw]: flat indices
     flat = picture.reshape(channels, -1)
-    window = np.stack([flat[c][at] for c in range(channels)]).reshape(channels, gh, gw, cell + 3, cell + 3)
-    wx = QUARTER_TAPS[frac[..., 0]][..., None, None, :]  # [gh, gw, 1, 1, 4]
-    wy = QUARTER_TAPS[frac[..., 1]][..., None, None, :]
-    across = wx[..., 0] * window[..., 0:cell]
+    window = np.stack([flat[c][at] for c in range(channels)])  # [C, cell + 3, cell + 3, gh, gw]
+    wx = QUARTER_TAPS[frac[..., 0]].transpose(2, 0, 1)  # [4, gh, gw]
+    wy = QUARTER_TAPS[frac[..., 1]].transpose(2, 0, 1)
+    across = wx[0] * window[:, :, 0:cell]
     for tap in range(1, 4):
-        across += wx[..., tap] * window[..., tap:tap + cell]
-    out = wy[..., 0] * across[..., 0:cell, :]
+        across += wx[tap] * window[:, :, tap:tap + cell]
+    out = wy[0] * across[:, 0:cell]
     for tap in range(1, 4):
-        out += wy[..., tap] * across[..., tap:tap + cell, :]
-    out = out.transpose(0, 1, 3, 2, 4).reshape(channels, gh * cell, gw * cell)[:, :height, :width]
+        out += wy[tap] * across[:, tap:tap + cell]
+    out = out.transpose(0, 3, 1, 4, 2).reshape(channels, gh * cell, gw * cell)[:, :height, :width]
     return np.clip(out, 0.0, 1.0)
