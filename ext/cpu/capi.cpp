@@ -7,9 +7,12 @@
 //     clamped to [0,1], times peak, chroma box-averaged over 2^sy x 2^sx blocks (edges replicated),
 //     rounded half to even: the same arithmetic as Frame.from_yuv444_float's torch path;
 //   gsvc_decay_sequence: the integer decay sequence of the entropy coder's LAPLACE and SKEW tables
-//     (docs/FORMAT.md), a serial recurrence that costs ~0.5 us a term in Python.
+//     (docs/FORMAT.md), a serial recurrence that costs ~0.5 us a term in Python;
+//   gsvc_move_picture: an M-frame's picture, the previous one moved by its field (FORMAT.md
+//     "M-frame"; gsvc_cli/codec/moved_picture.py is the same arithmetic in numpy).
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
 // the ABI.
+#include <omp.h>
 #include <stdint.h>
 
 #include <algorithm>
@@ -90,13 +93,94 @@ int to_codes(const float* yuv, int32_t height, int32_t width, float peak, int sx
   return 0;
 }
 
+// An M-frame's quarter-pixel read must give the same float32 on every machine (FORMAT.md): each
+// product and each sum rounded on its own, so no fused multiply-add here, whatever -march allows.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+
+// Keys cubic (a = -1/2) weights x 128 of pixels i - 1 .. i + 2 for a read at i + f/4.
+constexpr float kQuarterTaps[4][4] = {{0, 128, 0, 0}, {-9, 111, 29, -3}, {-8, 72, 72, -8}, {-3, 29, 111, -9}};
+
+inline int64_t clamp_index(int64_t i, int64_t last) { return i < 0 ? 0 : (i > last ? last : i); }
+
+// One output row y of every channel, cells of whole-pixel vectors copied, quarter-pixel ones read
+// through the cubic: across the four rows first, ((w0 a + w1 b) + w2 c) + w3 d, into `across`
+// (4 x width floats of scratch), then down the same way; the loops over x are contiguous.
+void move_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
+              int32_t gw, int32_t cell, int32_t per_pixel, int32_t y, float* across, float* out) {
+  const int64_t plane = static_cast<int64_t>(height) * width;
+  const int64_t* row_vectors = vectors + 2 * static_cast<int64_t>(y / cell) * gw;
+  for (int32_t column = 0; column < gw; ++column) {
+    const int32_t x0 = column * cell, x1 = std::min(width, x0 + cell);
+    const int64_t vx = row_vectors[2 * column], vy = row_vectors[2 * column + 1];
+    if (per_pixel == 1) {
+      const int64_t sy = clamp_index(y - vy, height - 1);
+      for (int32_t c = 0; c < channels; ++c) {
+        const float* src = picture + c * plane + sy * width;
+        float* dst = out + c * plane + static_cast<int64_t>(y) * width;
+        if (x0 - vx >= 0 && x1 - 1 - vx <= width - 1) {
+          std::copy(src + (x0 - vx), src + (x1 - vx), dst + x0);
+        } else {
+          for (int32_t x = x0; x < x1; ++x) dst[x] = src[clamp_index(x - vx, width - 1)];
+        }
+      }
+      continue;
+    }
+    const int64_t ux = -vx, uy = -vy;  // reading at p + u / 4
+    const int64_t ix = ux >= 0 ? ux / 4 : -((-ux + 3) / 4), iy = uy >= 0 ? uy / 4 : -((-uy + 3) / 4);
+    float wx[4], wy[4];
+    for (int t = 0; t < 4; ++t) {
+      wx[t] = kQuarterTaps[ux - 4 * ix][t] / 128.0f;
+      wy[t] = kQuarterTaps[uy - 4 * iy][t] / 128.0f;
+    }
+    const bool inside = x0 + ix - 1 >= 0 && x1 - 1 + ix + 2 <= width - 1;
+    for (int32_t c = 0; c < channels; ++c) {
+      const float* src = picture + c * plane;
+      for (int j = 0; j < 4; ++j) {
+        const float* line = src + clamp_index(y + iy - 1 + j, height - 1) * width;
+        float* h = across + static_cast<int64_t>(j) * width;
+        if (inside) {
+          const float* at = line + ix - 1;
+          for (int32_t x = x0; x < x1; ++x) {
+            float s = wx[0] * at[x];
+            s = s + wx[1] * at[x + 1];
+            s = s + wx[2] * at[x + 2];
+            s = s + wx[3] * at[x + 3];
+            h[x] = s;
+          }
+        } else {
+          for (int32_t x = x0; x < x1; ++x) {
+            float s = wx[0] * line[clamp_index(x + ix - 1, width - 1)];
+            s = s + wx[1] * line[clamp_index(x + ix, width - 1)];
+            s = s + wx[2] * line[clamp_index(x + ix + 1, width - 1)];
+            s = s + wx[3] * line[clamp_index(x + ix + 2, width - 1)];
+            h[x] = s;
+          }
+        }
+      }
+      float* dst = out + c * plane + static_cast<int64_t>(y) * width;
+      const float *h0 = across, *h1 = across + width, *h2 = across + 2 * static_cast<int64_t>(width),
+                  *h3 = across + 3 * static_cast<int64_t>(width);
+      for (int32_t x = x0; x < x1; ++x) {
+        float v = wy[0] * h0[x];
+        v = v + wy[1] * h1[x];
+        v = v + wy[2] * h2[x];
+        v = v + wy[3] * h3[x];
+        dst[x] = std::min(std::max(v, 0.0f), 1.0f);
+      }
+    }
+  }
+}
+
+#pragma GCC pop_options
+
 }  // namespace
 
 extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 3; }
+int gsvc_capi_version(void) { return 4; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -157,6 +241,28 @@ int64_t gsvc_decay_sequence(int64_t r, int64_t length, int64_t* out) {
   const int64_t nonzero = d;
   for (; d < length; ++d) out[d] = 0;
   return nonzero;
+}
+
+// out [C,H,W] = picture [C,H,W] moved by an M-frame's field: vectors [gh,gw,2] (x, y) int64 in
+// 1/per_pixel pixels (1 or 4), cells of `cell` pixels tiling the frame from its top-left corner.
+int gsvc_move_picture(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
+                      int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, float* out, int threads) {
+  if (channels < 1 || height < 1 || width < 1 || cell < 1 || (per_pixel != 1 && per_pixel != 4) || threads < 1 ||
+      gh != (height - 1) / cell + 1 || gw != (width - 1) / cell + 1)
+    return 1;
+  try {
+    std::vector<float> scratch(static_cast<size_t>(threads) * 4 * static_cast<size_t>(width));
+#pragma omp parallel num_threads(threads)
+    {
+      float* across = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * 4 * static_cast<size_t>(width);
+#pragma omp for schedule(static)
+      for (int32_t y = 0; y < height; ++y)
+        move_row(picture, channels, height, width, vectors, gw, cell, per_pixel, y, across, out);
+    }
+  } catch (const std::bad_alloc&) {
+    return 2;
+  }
+  return 0;
 }
 
 }  // extern "C"

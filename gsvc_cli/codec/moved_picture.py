@@ -38,8 +38,22 @@ def check_grid(motion: MotionVectors, width: int, height: int, what: str) -> Non
 
 
 def move_picture(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
-    """picture [C, H, W] with each cell's pixels read at p - v (v: the cell's vector (x, y) in
-    whole or quarter pixels), coordinates clamped to the frame (edges replicated)."""
+    """picture [C, H, W] float32 with each cell's pixels read at p - v (v: the cell's vector (x, y)
+    in whole or quarter pixels), coordinates clamped to the frame (edges replicated). Through the C
+    kernel when it builds (gsvc_cli.render.capi), else numpy: the same bits either way."""
+    _, height, width = picture.shape
+    check_grid(motion, width, height, "M-frame")
+    from gsvc_cli.render.capi import move_picture as move_native
+    from gsvc_cli.render.capi_build import KernelBuildError
+
+    try:
+        return move_native(picture, motion.vectors, motion.cell, motion.per_pixel)
+    except KernelBuildError:
+        return move_picture_numpy(picture, motion)
+
+
+def move_picture_numpy(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
+    """move_picture without the C kernel."""
     _, height, width = picture.shape
     check_grid(motion, width, height, "M-frame")
     if motion.per_pixel == 4:

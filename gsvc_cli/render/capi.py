@@ -1,6 +1,6 @@
 """The CPU kernels through their C ABI (ext/cpu/capi.cpp), on numpy arrays: rendering, the
-YUV 4:4:4 float -> integer codes conversion and the entropy tables' decay sequence, for callers that
-must not import torch (the decoder).
+YUV 4:4:4 float -> integer codes conversion, the entropy tables' decay sequence and M-frames' moved
+pictures, for callers that must not import torch (the decoder).
 
 The render is the torch extension's forward, compiled from the same sources with the same flags, so
 images are equal bit for bit (tests/test_render_capi.py checks it). Thread counts default to
@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 3
+CAPI_VERSION = 4
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -57,6 +57,8 @@ def _library_cached() -> ctypes.CDLL:
                                        _int]
     lib.gsvc_decay_sequence.restype = _i64
     lib.gsvc_decay_sequence.argtypes = [_i64, _i64, _i64p]
+    lib.gsvc_move_picture.restype = _int
+    lib.gsvc_move_picture.argtypes = [_f32p, _i32, _i32, _i32, _i64p, _i32, _i32, _i32, _i32, _f32p, _int]
     return lib
 
 
@@ -130,4 +132,20 @@ def decay_sequence(r: int, length: int) -> np.ndarray:
     out = np.empty(length, dtype=np.int64)
     if library().gsvc_decay_sequence(r, length, out) < 0:
         raise ValueError("decay_sequence: arguments refused by the kernel")
+    return out
+
+
+def move_picture(picture: np.ndarray, vectors: np.ndarray, cell: int, per_pixel: int,
+                 threads: int | None = None) -> np.ndarray:
+    """picture [C, H, W] float32 moved by an M-frame's field (vectors [gh, gw, 2] int64 in
+    1/per_pixel pixels, per_pixel 1 or 4): the same bits as gsvc_cli.codec.moved_picture's numpy
+    path (FORMAT.md "M-frame"); the caller has checked that the field covers the frame."""
+    picture = np.ascontiguousarray(picture, dtype=np.float32)
+    vectors = np.ascontiguousarray(vectors, dtype=np.int64)
+    channels, height, width = picture.shape
+    gh, gw = vectors.shape[:2]
+    out = np.empty_like(picture)
+    threads = threads or default_threads()
+    _check(library().gsvc_move_picture(picture, channels, height, width, vectors, gh, gw, cell, per_pixel,
+                                       out, threads), "move_picture")
     return out
