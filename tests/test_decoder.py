@@ -47,7 +47,7 @@ def test_gsvc_info_imports_no_torch() -> None:
     command = [sys.executable, "-X", "importtime", "-m", "gsvc_cli", "info", str(GOLDEN), "--json"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len(json.loads(result.stdout)["frames"]) == 5  # the golden file: I P M P I
+    assert len(json.loads(result.stdout)["frames"]) == 6  # the golden file: I P M M P I
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")]
     assert "gsvc_cli.codec.bitstream.frame_coding" in imported
