@@ -324,7 +324,8 @@ class Encoder:
                 vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse)
                 fields = [MotionVectors(vectors.numpy(), cell)]
                 if self.settings.tuning.picture_quarter:
-                    quarter = quarter_refine(reference[:1], image[0], cell, vectors, self.lam, luma)
+                    quarter = quarter_refine(reference[:1], image[0], cell, vectors, self.lam, luma,
+                                             self.settings.tuning.quarter_neighbours)
                     if (quarter % 4).any():
                         fields.append(MotionVectors(quarter.numpy(), cell, 4))
             else:

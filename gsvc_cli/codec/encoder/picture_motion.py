@@ -66,15 +66,20 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
 
 
 def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vectors: torch.Tensor,
-                   lam: float, luma_weight: float) -> torch.Tensor:
+                   lam: float, luma_weight: float, neighbours: bool = False) -> torch.Tensor:
     """Quarter-pixel vectors [gh, gw, 2] int64 refined from the whole-pixel `vectors`: each cell
     tries the 8 vectors a half pixel around its own, then the 8 a quarter pixel around the result,
     by D + lam R as picture_motion chooses. reference: the previous picture's luma [1, H, W]
-    (numpy float32); image: this frame's luma [H, W]."""
+    (numpy float32); image: this frame's luma [H, W]. neighbours: each cell also tries its left
+    and upper neighbours' vectors of the stage before (a residual of zero costs least)."""
     field = vectors * 4
     for step in QUARTER_STEPS:
         offsets = torch.tensor([(dx, dy) for dy in (-step, 0, step) for dx in (-step, 0, step)])
         candidates = field[None] + offsets[:, None, None, :]
+        if neighbours:
+            left = torch.cat([field[:, :1], field[:, :-1]], dim=1)
+            above = torch.cat([field[:1], field[:-1]], dim=0)
+            candidates = torch.cat([candidates, left[None], above[None]])
         errors = torch.stack([
             _block_sums((image - torch.from_numpy(
                 move_picture(reference, MotionVectors(c.numpy(), cell, 4))[0])) ** 2, cell)

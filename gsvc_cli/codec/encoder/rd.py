@@ -97,6 +97,8 @@ class RDTuning:
     picture_quarter: an M-frame's field may be in quarter pixels (read through a cubic): each
     block size's RD field is refined by half and quarter pixels and kept when its J is lower.
     picture_cells: the block sizes (pixels, comma-separated) an M-frame's field is tried at.
+    quarter_neighbours: the quarter-pixel refinement also tries each cell's left and upper
+    neighbours' vectors.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -155,6 +157,7 @@ class RDTuning:
     picture_rd_search: bool = True
     picture_quarter: bool = True
     picture_cells: str = "8,16,32"
+    quarter_neighbours: bool = False
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
