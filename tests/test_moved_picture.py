@@ -96,6 +96,19 @@ def test_a_quarter_pixel_field_round_trips_as_payload_kind_3() -> None:
     assert whole.motion is not None and whole.motion.per_pixel == 1
     with pytest.raises(ValueError, match="quarter"):
         MotionVectors(vectors, 16, 2)
+    picture = _picture(16, 48)  # the field's 3x1 cells of 16 pixels cover it
+    for cut in range(1, 10):
+        with pytest.raises(FormatError):
+            decode_values(coded.payload[:cut], None, "m")
+    for at in range(1, len(coded.payload)):  # a flipped byte: an error, or a field that moves safely
+        data = bytearray(coded.payload)
+        data[at] ^= 0x5A
+        with contextlib.suppress(FormatError):
+            motion = decode_values(bytes(data), None, "m").motion
+            assert motion is not None
+            with contextlib.suppress(FormatError):  # a field of another size: refused, not read
+                moved = move_picture(picture, motion)
+                assert moved.shape == picture.shape and moved.min() >= 0.0 and moved.max() <= 1.0
 
 
 def test_quarter_refinement_finds_a_sub_pixel_translation() -> None:

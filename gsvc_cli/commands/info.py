@@ -77,12 +77,16 @@ def describe(path: Path) -> dict[str, Any]:
                                     f"{path}: frame {k}", record.frame_type)
             prev = decoded.values if record.frame_type != "M" else prev  # an M-frame has no splats
             stats = decoded.stats
+            motion = decoded.motion if record.frame_type == "M" else None
             rows.append({
                 "frame": k, "type": record.frame_type, "splats": stats.n_splats, "new": stats.n_new,
                 "deleted": stats.n_deleted, "bytes": len(record.payload) + record_overhead(),
                 "payload_bits": stats.payload_bits,
                 "bits_per_splat": stats.payload_bits / stats.n_splats if stats.n_splats else None,
                 "bits_by_group": {g: round(v, 3) for g, v in stats.bits_by_group().items()},
+                "field": None if motion is None else {  # an M-frame's block vectors
+                    "cell": motion.cell, "cells": int(motion.vectors.shape[0] * motion.vectors.shape[1]),
+                    "unit": "1/4 px" if motion.per_pixel == 4 else "1 px"},
             })
     fps = Fraction(header.fps_num, header.fps_den)
     n = len(rows)
@@ -189,11 +193,13 @@ def _frames_table(facts: dict[str, Any]) -> Table:
     from rich.table import Table
 
     table = Table(title="frames", title_justify="left")
-    for name in ("frame", "type", "splats", "new", "deleted", "bytes", "bits/splat"):
-        table.add_column(name, justify="left" if name == "type" else "right")
+    for name in ("frame", "type", "splats", "new", "deleted", "bytes", "bits/splat", "M field"):
+        table.add_column(name, justify="left" if name in ("type", "M field") else "right")
     for r in facts["frames"]:
+        field = r["field"]
         table.add_row(str(r["frame"]), r["type"], str(r["splats"]), str(r["new"]), str(r["deleted"]),
-                      str(r["bytes"]), _number(r["bits_per_splat"]))
+                      str(r["bytes"]), _number(r["bits_per_splat"]),
+                      f"{field['cell']}px, {field['unit']}" if field else "")
     return table
 
 
