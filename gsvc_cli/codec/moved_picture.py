@@ -5,10 +5,11 @@ A splat P-frame pays for every splat that must follow the motion; on many frames
 few hundred bits (bench/pixel_prediction.py measured it). Whole-pixel vectors copy; quarter-pixel
 vectors read through a 4-tap cubic (Keys, a = -1/2: sharp enough that a chain of moves does not
 blur as bilinear reads would). The weights are dyadic and every product and sum is one float32
-numpy operation in a fixed order, so the decoder reproduces the encoder's M-frame bit for bit on
-any machine. The splat state is left untouched for the next splat P-frame.
+operation in a fixed order (the C kernel, ext/cpu/capi.cpp, with fused multiply-adds off; numpy
+when the kernel cannot be built: the same bits), so the decoder reproduces the encoder's M-frame
+bit for bit on any machine. The splat state is left untouched for the next splat P-frame.
 
-numpy only: the decoder imports this and must not import torch.
+numpy and the C library only: the decoder imports this and must not import torch.
 """
 
 from __future__ import annotations
