@@ -256,7 +256,7 @@ class Encoder:
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
                 self.p_over_m = p_cost / max(moved[2], 1e-12) if moved is not None else None
-                if moved is not None and moved[2] * self.settings.tuning.m_preference < p_cost:
+                if moved is not None and self._m_beats_p(index, moved[0], moved[2], coded, p_cost):
                     return self._picture_frame(index, frame, image, moved[0], moved[1], start)
                 if by_cost:
                     i_cost = self._intra_cost_estimate()
@@ -339,6 +339,22 @@ class Encoder:
                     best = (coded, moved, cost)
         assert best is not None
         return best
+
+    def _m_beats_p(self, index: int, m_coded: CodedFrame, m_cost: float, p_coded: CodedFrame,
+                   p_cost: float) -> bool:
+        """M rather than the fitted P-frame (J x tuning.m_preference below P's J). With
+        tuning.m_copy_weight w, both distortions count 1 + w x n times, n the M-frames since the
+        last splat frame (up to 8): the later M-frames copy this picture, so its distortion lasts
+        (an mbtree-like weight; the rates count once)."""
+        tuning = self.settings.tuning
+        if tuning.m_copy_weight > 0:
+            assert self.lam is not None and self.splat_frame_index is not None
+            weight = 1.0 + tuning.m_copy_weight * min(8, index - self.splat_frame_index - 1)
+            m_rate = self.lam * 8.0 * len(m_coded.payload)
+            p_rate = self.lam * 8.0 * len(p_coded.payload)
+            m_cost = weight * (m_cost - m_rate) + m_rate
+            p_cost = weight * (p_cost - p_rate) + p_rate
+        return m_cost * tuning.m_preference < p_cost
 
     def _picture_frame(self, index: int, frame: Frame, image: torch.Tensor, coded: CodedFrame,
                        moved: torch.Tensor, start: float) -> tuple[CodedFrame, FrameReport, torch.Tensor]:

@@ -99,6 +99,8 @@ class RDTuning:
     picture_cells: the block sizes (pixels, comma-separated) an M-frame's field is tried at.
     quarter_neighbours: the quarter-pixel refinement also tries each cell's left and upper
     neighbours' vectors.
+    m_copy_weight: in the choice between an M-frame and the fitted P-frame, both distortions
+    count 1 + this x (M-frames since the last splat frame, up to 8) times (0: off).
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -158,6 +160,7 @@ class RDTuning:
     picture_quarter: bool = True
     picture_cells: str = "8,16,32"
     quarter_neighbours: bool = False
+    m_copy_weight: float = 0.0
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
