@@ -103,25 +103,32 @@ constexpr float kQuarterTaps[4][4] = {{0, 128, 0, 0}, {-9, 111, 29, -3}, {-8, 72
 
 inline int64_t clamp_index(int64_t i, int64_t last) { return i < 0 ? 0 : (i > last ? last : i); }
 
-// One output row y of every channel, cells of whole-pixel vectors copied, quarter-pixel ones read
-// through the cubic: across the four rows first, ((w0 a + w1 b) + w2 c) + w3 d, into `across`
-// (4 x width floats of scratch), then down the same way; the loops over x are contiguous.
-void move_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
-              int32_t gw, int32_t cell, int32_t per_pixel, int32_t y, float* across, float* out) {
+// One row of cells (output rows y0 .. y1 - 1) of every channel. Whole-pixel vectors copy; a
+// quarter-pixel cell reads through the cubic: across first, ((w0 a + w1 b) + w2 c) + w3 d, for the
+// rows - 1 .. + 2 around the cell into `across` ((rows + 3) x cell floats of scratch, each source
+// row filtered once for the cell), then down the same way. Each output value is the same sum of the
+// same products as one read at a time (FORMAT.md), so the order of the loops is free.
+void move_cell_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
+                   int32_t gw, int32_t cell, int32_t per_pixel, int32_t y0, float* across, float* out) {
   const int64_t plane = static_cast<int64_t>(height) * width;
-  const int64_t* row_vectors = vectors + 2 * static_cast<int64_t>(y / cell) * gw;
+  const int32_t y1 = std::min(height, y0 + cell), rows = y1 - y0;
+  const int64_t* row_vectors = vectors + 2 * static_cast<int64_t>(y0 / cell) * gw;
   for (int32_t column = 0; column < gw; ++column) {
-    const int32_t x0 = column * cell, x1 = std::min(width, x0 + cell);
+    const int32_t x0 = column * cell, x1 = std::min(width, x0 + cell), n = x1 - x0;
     const int64_t vx = row_vectors[2 * column], vy = row_vectors[2 * column + 1];
     if (per_pixel == 1) {
-      const int64_t sy = clamp_index(y - vy, height - 1);
+      const bool inside = x0 - vx >= 0 && x1 - 1 - vx <= width - 1;
       for (int32_t c = 0; c < channels; ++c) {
-        const float* src = picture + c * plane + sy * width;
-        float* dst = out + c * plane + static_cast<int64_t>(y) * width;
-        if (x0 - vx >= 0 && x1 - 1 - vx <= width - 1) {
-          std::copy(src + (x0 - vx), src + (x1 - vx), dst + x0);
-        } else {
-          for (int32_t x = x0; x < x1; ++x) dst[x] = src[clamp_index(x - vx, width - 1)];
+        for (int32_t y = y0; y < y1; ++y) {
+          const float* src = picture + c * plane + clamp_index(y - vy, height - 1) * width;
+          float* dst = out + c * plane + static_cast<int64_t>(y) * width;
+          if (inside) {
+            const float* from = src + (x0 - vx);
+            float* to = dst + x0;
+            for (int32_t x = 0; x < n; ++x) to[x] = from[x];  // cells are short: no memmove call
+          } else {
+            for (int32_t x = x0; x < x1; ++x) dst[x] = src[clamp_index(x - vx, width - 1)];
+          }
         }
       }
       continue;
@@ -136,12 +143,12 @@ void move_row(const float* picture, int32_t channels, int32_t height, int32_t wi
     const bool inside = x0 + ix - 1 >= 0 && x1 - 1 + ix + 2 <= width - 1;
     for (int32_t c = 0; c < channels; ++c) {
       const float* src = picture + c * plane;
-      for (int j = 0; j < 4; ++j) {
-        const float* line = src + clamp_index(y + iy - 1 + j, height - 1) * width;
-        float* h = across + static_cast<int64_t>(j) * width;
+      for (int32_t j = 0; j < rows + 3; ++j) {
+        const float* line = src + clamp_index(y0 + iy - 1 + j, height - 1) * width;
+        float* h = across + static_cast<int64_t>(j) * n;
         if (inside) {
-          const float* at = line + ix - 1;
-          for (int32_t x = x0; x < x1; ++x) {
+          const float* at = line + x0 + ix - 1;
+          for (int32_t x = 0; x < n; ++x) {
             float s = wx[0] * at[x];
             s = s + wx[1] * at[x + 1];
             s = s + wx[2] * at[x + 2];
@@ -149,24 +156,26 @@ void move_row(const float* picture, int32_t channels, int32_t height, int32_t wi
             h[x] = s;
           }
         } else {
-          for (int32_t x = x0; x < x1; ++x) {
-            float s = wx[0] * line[clamp_index(x + ix - 1, width - 1)];
-            s = s + wx[1] * line[clamp_index(x + ix, width - 1)];
-            s = s + wx[2] * line[clamp_index(x + ix + 1, width - 1)];
-            s = s + wx[3] * line[clamp_index(x + ix + 2, width - 1)];
+          for (int32_t x = 0; x < n; ++x) {
+            const int64_t at = x0 + x + ix;
+            float s = wx[0] * line[clamp_index(at - 1, width - 1)];
+            s = s + wx[1] * line[clamp_index(at, width - 1)];
+            s = s + wx[2] * line[clamp_index(at + 1, width - 1)];
+            s = s + wx[3] * line[clamp_index(at + 2, width - 1)];
             h[x] = s;
           }
         }
       }
-      float* dst = out + c * plane + static_cast<int64_t>(y) * width;
-      const float *h0 = across, *h1 = across + width, *h2 = across + 2 * static_cast<int64_t>(width),
-                  *h3 = across + 3 * static_cast<int64_t>(width);
-      for (int32_t x = x0; x < x1; ++x) {
-        float v = wy[0] * h0[x];
-        v = v + wy[1] * h1[x];
-        v = v + wy[2] * h2[x];
-        v = v + wy[3] * h3[x];
-        dst[x] = std::min(std::max(v, 0.0f), 1.0f);
+      for (int32_t r = 0; r < rows; ++r) {
+        const float *h0 = across + static_cast<int64_t>(r) * n, *h1 = h0 + n, *h2 = h1 + n, *h3 = h2 + n;
+        float* dst = out + c * plane + static_cast<int64_t>(y0 + r) * width + x0;
+        for (int32_t x = 0; x < n; ++x) {
+          float v = wy[0] * h0[x];
+          v = v + wy[1] * h1[x];
+          v = v + wy[2] * h2[x];
+          v = v + wy[3] * h3[x];
+          dst[x] = std::min(std::max(v, 0.0f), 1.0f);
+        }
       }
     }
   }
@@ -251,13 +260,14 @@ int gsvc_move_picture(const float* picture, int32_t channels, int32_t height, in
       gh != (height - 1) / cell + 1 || gw != (width - 1) / cell + 1)
     return 1;
   try {
-    std::vector<float> scratch(static_cast<size_t>(threads) * 4 * static_cast<size_t>(width));
+    const size_t each = static_cast<size_t>(std::min(cell, height) + 3) * static_cast<size_t>(std::min(cell, width));
+    std::vector<float> scratch(static_cast<size_t>(threads) * each);
 #pragma omp parallel num_threads(threads)
     {
-      float* across = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * 4 * static_cast<size_t>(width);
+      float* across = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * each;
 #pragma omp for schedule(static)
-      for (int32_t y = 0; y < height; ++y)
-        move_row(picture, channels, height, width, vectors, gw, cell, per_pixel, y, across, out);
+      for (int32_t row = 0; row < gh; ++row)
+        move_cell_row(picture, channels, height, width, vectors, gw, cell, per_pixel, row * cell, across, out);
     }
   } catch (const std::bad_alloc&) {
     return 2;
