@@ -57,7 +57,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (5, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (6, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -145,14 +145,14 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 6) + good[10:])
-    with pytest.raises(FormatError, match="version 6.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 7) + good[10:])
+    with pytest.raises(FormatError, match="version 7.0 is not supported"):
         GsvcReader(other)
-    # 3.x (before M-frames) and 4.x (before quarter pixels) are read: their payloads mean what
-    # they mean in 5.0
+    # 3.x (before M-frames), 4.x (before quarter pixels) and 5.x (before residual splats) are
+    # read: their payloads mean what they mean in 6.0
     size = struct.unpack_from("<I", good, 12)[0]
     old = bytearray(good)
-    for major in (3, 4):
+    for major in (3, 4, 5):
         old[8:10] = struct.pack("<H", major)
         old[size - 4:size] = struct.pack("<I", zlib.crc32(bytes(old[:size - 4])))
         other.write_bytes(bytes(old))
@@ -197,7 +197,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (5, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (6, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -236,14 +236,18 @@ class Lcg:
 GOLDEN_TYPES = "IPMMPI"
 
 
-def encode_golden(path: Path) -> list[QuantisedSplats | MotionVectors]:
+GoldenFrame = QuantisedSplats | MotionVectors | tuple[MotionVectors, QuantisedSplats]
+
+
+def encode_golden(path: Path) -> list[GoldenFrame]:
     """Frames I, P, M, M, P, I: each P drops every 9th splat of the last splat frame, nudges a
     third, adds 4 new ones; the M-frames move the picture by a 2x2 field of 32-pixel cells (the
-    first in whole pixels, the second in quarter pixels); the second P moves its splats by a motion
-    field. Returns what each frame decodes to (splats, or M's field)."""
+    first in whole pixels, the second in quarter pixels and with 6 residual splats: kind 4); the
+    second P moves its splats by a motion field. Returns what each frame decodes to (splats, M's
+    field, or a kind-4 M's field and residual splats)."""
     rand = Lcg(12345)
     steps = QuantSteps.from_quality(0.5)
-    decoded: list[QuantisedSplats | MotionVectors] = []
+    decoded: list[GoldenFrame] = []
     splats: list[QuantisedSplats] = []
     with GsvcWriter(path, HEADER, overwrite=True) as out:
         for k, kind in enumerate(GOLDEN_TYPES):
@@ -253,9 +257,11 @@ def encode_golden(path: Path) -> list[QuantisedSplats | MotionVectors]:
                 motion = MotionVectors(np.array([[[rand(span) - span // 2, rand(span) - span // 2]
                                                   for _ in range(2)] for _ in range(2)], dtype=np.int64),
                                        32, per_pixel)
-                coded = encode_picture_frame(motion)
-                out.write_frame(coded.frame_type, 0, coded.payload)
-                decoded.append(motion)
+                residual = (QuantisedSplats.from_array(np.array([rand.splat() for _ in range(6)]))
+                            if per_pixel == 4 else None)
+                coded = encode_picture_frame(motion, None if residual is None else (residual, steps))
+                out.write_frame(coded.frame_type, coded.stats.n_splats, coded.payload)
+                decoded.append(motion if residual is None else (motion, residual.select(coded.order)))
                 continue
             if kind == "I":
                 q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(96 - 60 * (k > 0))]))
@@ -280,11 +286,13 @@ def encode_golden(path: Path) -> list[QuantisedSplats | MotionVectors]:
     return decoded
 
 
-def splats_digest(frames: list[QuantisedSplats | MotionVectors]) -> str:
+def splats_digest(frames: list[GoldenFrame]) -> str:
     h = hashlib.sha256()
     for q in frames:
-        values = q.vectors if isinstance(q, MotionVectors) else q.as_array()
-        h.update(values.astype("<i4").tobytes())
+        parts = q if isinstance(q, tuple) else (q,)
+        for part in parts:
+            values = part.vectors if isinstance(part, MotionVectors) else part.as_array()
+            h.update(values.astype("<i4").tobytes())
     return h.hexdigest()
 
 
@@ -305,16 +313,18 @@ def test_golden_bitstream(tmp_path):
                                          "decoded_sha256": splats_digest(reconstruction)}, indent=2) + "\n")
     pins = json.loads(pins_path.read_text())
     assert file_hash == pins["file_sha256"], "encoder output changed: bitstream no longer matches golden"
-    decoded: list[QuantisedSplats | MotionVectors] = []
+    decoded: list[GoldenFrame] = []
     with GsvcReader(GOLDEN / "small.gsvc") as gsvc:
         assert "".join(e.frame_type for e in gsvc.index) == GOLDEN_TYPES
         prev = None
         for k, record in gsvc.frames():
             if record.frame_type == "M":
                 picture = decode_values(record.payload, None, what=f"golden frame {k}")
-                assert record.n_splats == 0 and picture.motion is not None
-                assert picture.motion.per_pixel == (4 if GOLDEN_TYPES[k - 1] == "M" else 1)
-                decoded.append(picture.motion)
+                quarter = GOLDEN_TYPES[k - 1] == "M"  # the second M: quarter pixels and a residual
+                assert picture.motion is not None and picture.motion.per_pixel == (4 if quarter else 1)
+                assert record.n_splats == len(picture.values) == (6 if quarter else 0)
+                decoded.append((picture.motion, QuantisedSplats.from_array(picture.values)) if quarter
+                               else picture.motion)
                 continue
             frame = decode_frame(record.payload, prev, what=f"golden frame {k}")
             assert len(frame.splats) == record.n_splats
@@ -325,7 +335,7 @@ def test_golden_bitstream(tmp_path):
 
 
 def test_any_minor_of_the_major_is_read(tmp_path):
-    """Minor versions only add coding-parameter keys: a file that says 5.0 reads the same with any
+    """Minor versions only add coding-parameter keys: a file that says 6.0 reads the same with any
     minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
@@ -335,6 +345,6 @@ def test_any_minor_of_the_major_is_read(tmp_path):
     struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (5, 5) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (6, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 

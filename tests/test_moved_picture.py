@@ -14,17 +14,20 @@ from gsvc_cli.codec.bitstream.entropy import put_varint
 from gsvc_cli.codec.bitstream.frame_coding import (
     FRAME_M,
     FRAME_M_QUARTER,
+    FRAME_M_RESIDUAL,
     decode_values,
     encode_picture_frame,
 )
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
-from gsvc_cli.codec.decoder import decode_frames
+from gsvc_cli.codec.bitstream.quantise import QuantSteps, dequantise, quantise
+from gsvc_cli.codec.decoder import PictureUpdate, decode_frames, update_picture
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
 from gsvc_cli.codec.encoder.picture_motion import picture_motion, quarter_refine
 from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.codec.moved_picture import grid_shape, move_picture, move_picture_numpy
+from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import FormatError
-from gsvc_cli.render import capi
+from gsvc_cli.render import capi, render
 from gsvc_cli.video import Frame, open_video
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "small.gsvc"
@@ -249,4 +252,101 @@ def test_a_half_pixel_pan_gets_quarter_pixel_m_frames_that_decode_exactly(tmp_pa
         kinds = [record.payload[0] for _, record in reader.frames()]
         assert FRAME_M_QUARTER in kinds, kinds
         for decoded in decode_frames(reader):
+            assert np.array_equal(decoded.image, recon[decoded.index])
+
+
+def _residual_splats(n: int, height: int, width: int, seed: int) -> Splats:
+    """n small splats with colours of both signs (what an M-frame's residual looks like)."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.rand(n, 2, generator=g) * torch.tensor([width, height], dtype=torch.float32)
+    chol = torch.stack([1 + 3 * torch.rand(n, generator=g), torch.rand(n, generator=g) - 0.5,
+                        1 + 3 * torch.rand(n, generator=g)], dim=1)
+    return Splats(means, chol, torch.rand(n, 3, generator=g) * 0.6 - 0.3)
+
+
+@pytest.mark.parametrize("per_pixel", [1, 4])
+def test_residual_splats_round_trip_as_kind_4_and_add_to_the_moved_picture(per_pixel: int) -> None:
+    """Kind 4: the field and its residual splats (own steps) come back exactly, and the decoder's
+    picture is the encoder's clamp(moved + render(residual)) bit for bit."""
+    height, width = 16, 48
+    motion = MotionVectors(np.array([[[5, -2], [0, 0], [-7, 13]]], dtype=np.int64), 16, per_pixel)
+    steps = QuantSteps.default().scaled(2.0)
+    q = quantise(_residual_splats(7, height, width, per_pixel), steps)
+    coded = encode_picture_frame(motion, (q, steps))
+    assert coded.payload[0] == FRAME_M_RESIDUAL and coded.frame_type == "M" and coded.stats.n_splats == 7
+    decoded = decode_values(coded.payload, None, "m", "M")
+    ordered = q.select(coded.order)
+    assert decoded.motion is not None and decoded.motion.per_pixel == per_pixel
+    assert np.array_equal(decoded.motion.vectors, motion.vectors) and decoded.steps == steps
+    assert np.array_equal(decoded.values, ordered.as_array())
+    picture = _picture(height, width)
+    splats = dequantise(ordered, steps)
+    expected = (torch.from_numpy(move_picture(picture, motion))
+                + render(splats.means, splats.chol, splats.colors, height, width)).clamp(0, 1)
+    arrays = tuple(t.numpy() for t in (splats.means, splats.chol, splats.colors))
+    got = update_picture(picture, PictureUpdate(decoded.motion, arrays))
+    assert np.array_equal(got, expected.numpy())
+    assert not np.array_equal(got, move_picture(picture, motion))  # the residual changed it
+    with pytest.raises(ValueError, match="at least one"):
+        encode_picture_frame(motion, (q.select(torch.zeros(0, dtype=torch.long)), steps))
+
+
+def test_kind_4_payloads_cut_or_flipped_give_an_error_or_a_safe_picture() -> None:
+    motion = MotionVectors(np.array([[[5, -2], [0, 0], [-7, 13]]], dtype=np.int64), 16, 4)
+    steps = QuantSteps.default()
+    coded = encode_picture_frame(motion, (quantise(_residual_splats(5, 16, 48, 3), steps), steps))
+    head = bytearray([FRAME_M_RESIDUAL, 0]) + coded.payload[2:]  # no splats: refused
+    with pytest.raises(FormatError, match="at least one splat"):
+        decode_values(bytes(head), None, "m")
+    bad_unit = bytearray(coded.payload)
+    bad_unit[2] = 2
+    with pytest.raises(FormatError, match="1/2 pixels"):
+        decode_values(bytes(bad_unit), None, "m")
+    for cut in range(1, 34):  # inside the header (30 bytes) and the stream models
+        with pytest.raises(FormatError):
+            decode_values(coded.payload[:cut], None, "m")
+    picture = _picture(16, 48)
+    for at in range(1, len(coded.payload)):
+        data = bytearray(coded.payload)
+        data[at] ^= 0x5A
+        with contextlib.suppress(FormatError):
+            decoded = decode_values(bytes(data), None, "m")
+            assert decoded.motion is not None and decoded.steps is not None
+            from gsvc_cli.codec.bitstream.dequant import dequantise_values
+
+            with contextlib.suppress(FormatError):
+                got = update_picture(picture, PictureUpdate(decoded.motion,
+                                                            dequantise_values(decoded.values, decoded.steps)))
+                assert got.shape == picture.shape and got.min() >= 0.0 and got.max() <= 1.0
+
+
+def test_an_m_frame_adds_residual_splats_where_the_moved_picture_misses(tmp_path: Path) -> None:
+    """A pan in which a bright spot appears: moving the picture explains the pan, not the spot, so
+    the encoder adds residual splats (kind 4) on a moved picture, and the decoder reproduces them."""
+    with open_video(BUNDLED) as reader:
+        info = reader.info
+        source = next(iter(reader))
+    frames = []
+    yy, xx = np.mgrid[0:96, 0:128]
+    for k in range(4):
+        x, y = 100 + 2 * k, 60
+        luma = source.y[y:y + 96, x:x + 128].astype(np.float32)
+        if k >= 2:  # a spot of 6 px radius, brighter at k = 3
+            luma = luma + (60.0 + 40 * (k - 2)) * np.exp(-((xx - 40) ** 2 + (yy - 50) ** 2) / 72.0)
+        planes = (np.clip(luma, 0, 255).astype(np.uint8), source.u[y // 2:y // 2 + 48, x // 2:x // 2 + 64],
+                  source.v[y // 2:y // 2 + 48, x // 2:x // 2 + 64])
+        frames.append(Frame(tuple(np.ascontiguousarray(p) for p in planes), source.pix_fmt,
+                            source.color_matrix, source.color_range, k))
+    info = info.with_(width=128, height=96, frame_count=4)
+    recon: dict[int, np.ndarray] = {}
+    out = tmp_path / "spot.gsvc"
+    encode_video(iter(frames), info, out, EncoderSettings(RateTarget(quality=27), "fast"), frame_count=4,
+                 on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
+    with GsvcReader(out) as reader:
+        kinds = [record.payload[0] for _, record in reader.frames()]
+        assert FRAME_M_RESIDUAL in kinds, kinds
+        for decoded in decode_frames(reader):
+            assert np.array_equal(decoded.image, recon[decoded.index])
+        start = kinds.index(FRAME_M_RESIDUAL)
+        for decoded in decode_frames(reader, start):  # seeking into a kind-4 frame
             assert np.array_equal(decoded.image, recon[decoded.index])

@@ -84,9 +84,10 @@ _fallback: list[str] = []
 
 
 def render_image(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, height: int,
-                 width: int) -> np.ndarray:
+                 width: int, clamp: bool = True) -> np.ndarray:
     """The decoded picture of float32 splats: [3, height, width] float32 clamped to [0, 1], as the
-    encoder's `render_splats` makes it (bit for bit: the same kernels)."""
+    encoder's `render_splats` makes it (bit for bit: the same kernels); unclamped with clamp=False
+    (an M-frame's residual, as the encoder's `render`)."""
     from gsvc_cli.render import ENV_BACKEND
     from gsvc_cli.render.capi import render_image as render_native
     from gsvc_cli.render.capi_build import KernelBuildError
@@ -94,7 +95,7 @@ def render_image(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, height
     backend = os.environ.get(ENV_BACKEND, "").strip() or "auto"
     if backend in ("auto", "cpu") and not _fallback:
         try:
-            return render_native(means, chol, colors, height, width, clamp=True)
+            return render_native(means, chol, colors, height, width, clamp=clamp)
         except KernelBuildError as error:
             if backend == "cpu":
                 raise
@@ -103,9 +104,33 @@ def render_image(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, height
     import torch
 
     from gsvc_cli.codec.splats import Splats, render_splats
+    from gsvc_cli.render import render
 
     splats = Splats(*(torch.from_numpy(a) for a in (means, chol, colors)))
+    if not clamp:
+        return render(splats.means, splats.chol, splats.colors, height, width).numpy()
     return render_splats(splats, height, width).numpy()
+
+
+@dataclass(frozen=True)
+class PictureUpdate:
+    """What an M-frame holds: its field and, in a kind-4 frame, residual splats (float32 arrays)
+    rendered and added to the moved picture."""
+
+    motion: MotionVectors
+    residual: SplatArrays | None = None
+
+
+def update_picture(picture: np.ndarray, update: PictureUpdate) -> np.ndarray:
+    """An M-frame's picture: `picture` moved by the field, plus the residual's render, clamped to
+    [0, 1] (float32 sums: the encoder's `moved + render(residual)`, bit for bit)."""
+    moved = move_picture(picture, update.motion)
+    if update.residual is None:
+        return moved
+    _, height, width = moved.shape
+    out = render_image(*update.residual, height, width, clamp=False)
+    np.add(moved, out, out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
@@ -121,9 +146,10 @@ def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
     height, width = reader.header.height, reader.header.width
     picture: np.ndarray | None = None
     for k, frame_type, content, shown in read_ahead(_splat_frames(reader, start, count, ignore_errors)):
-        if isinstance(content, MotionVectors):
+        if isinstance(content, PictureUpdate):
             assert picture is not None  # _splat_frames yields an M-frame only after its reference
-            picture, n_splats, arrays = move_picture(picture, content), 0, None
+            picture, arrays = update_picture(picture, content), None
+            n_splats = 0 if content.residual is None else len(content.residual[0])
         else:
             picture, n_splats, arrays = render_image(*content, height, width), len(content[0]), content
         if shown:
@@ -131,8 +157,8 @@ def decode_frames(reader: GsvcReader, start: int = 0, count: int | None = None,
 
 
 def _splat_frames(reader: GsvcReader, start: int, count: int | None, ignore_errors: bool
-                  ) -> Iterator[tuple[int, str, SplatArrays | MotionVectors, bool]]:
-    """(index, type, float32 splat arrays or an M-frame's field, shown) of frames [start, start +
+                  ) -> Iterator[tuple[int, str, SplatArrays | PictureUpdate, bool]]:
+    """(index, type, float32 splat arrays or an M-frame's update, shown) of frames [start, start +
     count), plus (not shown) the frames before `start` that an M-frame at `start` builds on:
     `decode_frames` less the render."""
     total = len(reader)
@@ -144,7 +170,8 @@ def _splat_frames(reader: GsvcReader, start: int, count: int | None, ignore_erro
     prev: np.ndarray | None = None  # integers of the last I- or P-frame
     steps: QuantSteps | None = None
     broken = False
-    hidden: list[tuple[int, str, SplatArrays | MotionVectors]] = []  # since the last splat frame
+    # since the last splat frame: its integers and steps, and the M-frames after it
+    hidden: list[tuple[int, str, tuple[np.ndarray, QuantSteps] | PictureUpdate]] = []
     for k in range(first, end):
         what = f"{reader.path}: frame {k}"
         try:
@@ -169,9 +196,10 @@ def _splat_frames(reader: GsvcReader, start: int, count: int | None, ignore_erro
             prev, broken = None, True
             continue
         broken = False
-        content: SplatArrays | MotionVectors
+        content: SplatArrays | PictureUpdate | tuple[np.ndarray, QuantSteps]
         if frame.motion is not None:
-            content = frame.motion
+            residual = dequantise_values(frame.values, frame.steps) if frame.steps is not None else None
+            content = PictureUpdate(frame.motion, residual)
         else:
             steps = _steps_of(frame, steps, reader.path, k)
             prev = frame.values
@@ -182,9 +210,8 @@ def _splat_frames(reader: GsvcReader, start: int, count: int | None, ignore_erro
             continue
         if k == start and frame.frame_type == "M":
             for j, kind, earlier in hidden:
-                if not isinstance(earlier, MotionVectors):
-                    earlier = dequantise_values(*earlier)
-                yield j, kind, earlier, False
+                made = earlier if isinstance(earlier, PictureUpdate) else dequantise_values(*earlier)
+                yield j, kind, made, False
         yield k, frame.frame_type, content, True
 
 

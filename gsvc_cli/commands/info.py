@@ -86,7 +86,8 @@ def describe(path: Path) -> dict[str, Any]:
                 "bits_by_group": {g: round(v, 3) for g, v in stats.bits_by_group().items()},
                 "field": None if motion is None else {  # an M-frame's block vectors
                     "cell": motion.cell, "cells": int(motion.vectors.shape[0] * motion.vectors.shape[1]),
-                    "unit": "1/4 px" if motion.per_pixel == 4 else "1 px"},
+                    "unit": "1/4 px" if motion.per_pixel == 4 else "1 px",
+                    "residual_splats": stats.n_splats},  # kind 4: splats added to the moved picture
             })
     fps = Fraction(header.fps_num, header.fps_den)
     n = len(rows)
@@ -161,6 +162,13 @@ def _overview(facts: dict[str, Any]) -> Table:
     return table
 
 
+def _field_text(field: dict[str, Any] | None) -> str:
+    if field is None:
+        return ""
+    text = f"{field['cell']}px, {field['unit']}"
+    return text + (f", +{field['residual_splats']} residual splats" if field["residual_splats"] else "")
+
+
 def _types_tables(facts: dict[str, Any]) -> tuple[Table, Table]:
     """(count, bytes and bits/splat by frame type; bits/splat by parameter group and frame type)."""
     from rich.table import Table
@@ -199,7 +207,7 @@ def _frames_table(facts: dict[str, Any]) -> Table:
         field = r["field"]
         table.add_row(str(r["frame"]), r["type"], str(r["splats"]), str(r["new"]), str(r["deleted"]),
                       str(r["bytes"]), _number(r["bits_per_splat"]),
-                      f"{field['cell']}px, {field['unit']}" if field else "")
+                      _field_text(field))
     return table
 
 

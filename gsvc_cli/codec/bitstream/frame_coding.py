@@ -48,7 +48,8 @@ FRAME_I = 0
 FRAME_P = 1
 FRAME_M = 2
 FRAME_M_QUARTER = 3  # an M-frame whose vectors are in quarter pixels (format 5.0)
-TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M"}
+FRAME_M_RESIDUAL = 4  # an M-frame plus residual splats added to the moved picture (format 6.0)
+TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M", FRAME_M_RESIDUAL: "M"}
 MAX_SPLATS = 1 << 22
 """Most splats a frame may hold (bounds a decoder's memory; FORMAT.md)."""
 RAW_BITS_PER_SPLAT = 8 * 32
@@ -61,6 +62,8 @@ _INTRA_STREAMS = (
     ("c0", "colors"), ("c1", "colors"), ("c2", "colors"),
 )
 """Streams of intra-coded splats, in coding order (FORMAT.md, "I-frame entropy block")."""
+RESIDUAL_PREFIX = "res."
+"""Stream names of an M-frame's residual splats (kind 4)."""
 N_CONTEXTS = 4
 """Buckets of the context-coded intra streams (l3, shear, c1, c2) and of d7 in P-frames."""
 _DELTA_GROUPS = (("means", 0, 2, 1), ("chol", 2, 5, 2), ("colors", 5, 8, 4))
@@ -142,8 +145,10 @@ class DecodedValues:
     """A decoded frame as numpy integers, for the torch-free decoder (`decode_values`).
 
     values: [N, 8] int64 in the coding order (x, y, l1, shear, l3, c0, c1, c2), the decoder's
-    splat order. steps: the GOP's steps (I-frames only). kept: [n_kept] int64 survivors' indices.
-    motion: an M-frame's field (whole or quarter pixels per cell; its values are empty: it has no splats).
+    splat order. steps: the GOP's steps (I-frames), or an M-frame's residual's own. kept: [n_kept]
+    int64 survivors' indices. motion: an M-frame's field (whole or quarter pixels per cell); its
+    values are its residual splats (kind 4), else empty. An M-frame's values and steps never become
+    the next P-frame's reference: that stays the last I- or P-frame.
     """
 
     frame_type: str
@@ -482,16 +487,38 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     return CodedFrame(payload, _tensor(order), stats)
 
 
-def encode_picture_frame(motion: MotionVectors) -> CodedFrame:
+def encode_picture_frame(motion: MotionVectors,
+                         residual: tuple[QuantisedSplats, QuantSteps] | None = None) -> CodedFrame:
     """M-frame: no splats, the previous decoded picture moved by `motion` (whole or quarter pixels,
-    per cell of `motion.cell` pixels, covering the frame: gsvc_cli.codec.moved_picture)."""
-    head = bytearray([FRAME_M_QUARTER if motion.per_pixel == 4 else FRAME_M])
-    put_varint(head, 0)
+    per cell of `motion.cell` pixels, covering the frame: gsvc_cli.codec.moved_picture). With
+    `residual` (N >= 1 quantised splats and their steps), kind 4: those splats, intra-coded, are
+    rendered and added to the moved picture (`order` then applies to them, as an I-frame's)."""
+    if residual is None:
+        head = bytearray([FRAME_M_QUARTER if motion.per_pixel == 4 else FRAME_M])
+        put_varint(head, 0)
+        writer = EntropyWriter()
+        _write_motion(head, writer, motion)
+        payload = bytes(head) + writer.finish()
+        stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), writer.stats, _stream_groups(()))
+        return CodedFrame(payload, _tensor(np.zeros(0, dtype=np.int64)), stats)
+    q, steps = residual
+    values = q.as_array()
+    if len(values) == 0:
+        raise ValueError("an M-frame's residual needs at least one splat")
+    _check_range(values, "M-frame residual")
+    order = _position_order(values)
+    values = values[order]
+    head = bytearray([FRAME_M_RESIDUAL])
+    put_varint(head, len(values))
+    head.append(motion.per_pixel)
+    head += struct.pack("<6f", *steps.as_tuple())
     writer = EntropyWriter()
     _write_motion(head, writer, motion)
+    _write_intra(writer, values, RESIDUAL_PREFIX)
     payload = bytes(head) + writer.finish()
-    stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), writer.stats, _stream_groups(()))
-    return CodedFrame(payload, _tensor(np.zeros(0, dtype=np.int64)), stats)
+    stats = FrameStats("M", len(values), 0, len(values), 0, 8 * len(payload), writer.stats,
+                       _stream_groups((RESIDUAL_PREFIX,)))
+    return CodedFrame(payload, _tensor(order), stats)
 
 
 def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "frame",
@@ -523,11 +550,7 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
     if n_cur > MAX_SPLATS:
         raise FormatError(f"{what}: {n_cur} splats is more than a frame may hold ({MAX_SPLATS})")
     if frame_type == FRAME_I:
-        steps_raw = struct.unpack("<6f", reader.bytes(24))
-        try:
-            steps = QuantSteps.from_tuple(steps_raw)
-        except GsvcError as exc:
-            raise FormatError(f"{what}: bad quantiser steps ({exc})") from exc
+        steps = _read_steps(reader, what)
         entropy = EntropyReader(reader.remaining(), what)
         values = _read_intra(entropy, n_cur, "")
         entropy.check_consumed()
@@ -536,6 +559,8 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
         return DecodedValues("I", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats)
     if frame_type in (FRAME_M, FRAME_M_QUARTER):
         return _decode_picture_frame(reader, n_cur, payload, what, 4 if frame_type == FRAME_M_QUARTER else 1)
+    if frame_type == FRAME_M_RESIDUAL:
+        return _decode_residual_picture_frame(reader, n_cur, payload, what)
     if frame_type != FRAME_P:
         raise FormatError(f"{what}: unknown frame type {frame_type}")
     if prev is None:
@@ -579,6 +604,14 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
     return DecodedValues("P", _check_decoded(values, what), None, kept, stats)
 
 
+def _read_steps(reader: ByteReader, what: str) -> QuantSteps:
+    steps_raw = struct.unpack("<6f", reader.bytes(24))
+    try:
+        return QuantSteps.from_tuple(steps_raw)
+    except GsvcError as exc:
+        raise FormatError(f"{what}: bad quantiser steps ({exc})") from exc
+
+
 def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str,
                           per_pixel: int) -> DecodedValues:
     """The rest of an M-frame's payload: its field (which the decoder checks against the frame size)."""
@@ -593,3 +626,25 @@ def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: 
     stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), entropy.stats, _stream_groups(()))
     empty = np.zeros((0, 8), dtype=np.int64)
     return DecodedValues("M", empty, None, np.zeros(0, dtype=np.int64), stats, motion)
+
+
+def _decode_residual_picture_frame(reader: ByteReader, n_cur: int, payload: bytes,
+                                   what: str) -> DecodedValues:
+    """Kind 4: an M-frame's field, then its residual splats (values, with their own steps)."""
+    if n_cur < 1:
+        raise FormatError(f"{what}: an M-frame with a residual holds at least one splat, "
+                          f"payload says {n_cur}")
+    per_pixel = reader.u8()
+    if per_pixel not in (1, 4):
+        raise FormatError(f"{what}: M-frame vectors in 1/{per_pixel} pixels (only 1 and 4 exist)")
+    steps = _read_steps(reader, what)
+    gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
+    if not (gw >= 1 and gh >= 1):
+        raise FormatError(f"{what}: M-frame without a motion field")
+    entropy = EntropyReader(reader.remaining(), what)
+    motion = _read_motion(entropy, gw, gh, cell, what, per_pixel)
+    values = _read_intra(entropy, n_cur, RESIDUAL_PREFIX)
+    entropy.check_consumed()
+    stats = FrameStats("M", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
+                       _stream_groups((RESIDUAL_PREFIX,)))
+    return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion)

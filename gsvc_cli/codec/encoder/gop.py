@@ -74,9 +74,16 @@ from gsvc_cli.codec.splats import Splats, render_splats
 from gsvc_cli.errors import InputError, UsageError
 from gsvc_cli.metrics.psnr import frame_psnr
 from gsvc_cli.progress import ProgressCallback, report
+from gsvc_cli.render import render
 from gsvc_cli.video import Frame, VideoInfo
 
 CHANNEL_WEIGHTS = (6.0, 1.0, 1.0)
+_PictureChoice = tuple[CodedFrame, torch.Tensor, float]
+"""An M-frame as _picture_rd weighs it: (coded, its picture, J)."""
+RESIDUAL_STEP_SCALES = (1.0, 2.0, 4.0)
+"""Quantiser step scales (times the I-frame's) an M-frame's residual splats are tried at."""
+RESIDUAL_MAX_STEPS = 200
+"""Most fitting steps for an M-frame's residual splats (a few hundred splats settle early)."""
 ENCODER_NAME = "gsvc-encoder 1"
 PSNR_MARGIN_DB = 0.3  # starting allowance for quantisation and chroma subsampling (--psnr)
 PSNR_TOLERANCE_DB = 0.25
@@ -315,6 +322,7 @@ class Encoder:
         assert self.lam is not None and self.picture is not None
         reference = self.picture.numpy()
         best: tuple[CodedFrame, torch.Tensor, float] | None = None
+        best_motion: MotionVectors | None = None
         luma = luma_share(CHANNEL_WEIGHTS)
         by_rd = self.settings.tuning.picture_rd_search
         large = self.height * self.width > SEARCH_PIXELS
@@ -336,8 +344,38 @@ class Encoder:
                 coded = encode_picture_frame(motion)
                 cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
                 if best is None or cost < best[2]:
-                    best = (coded, moved, cost)
+                    best, best_motion = (coded, moved, cost), motion
         assert best is not None
+        if self.settings.tuning.picture_residual:
+            best = self._with_residual(image, best_motion, best)
+        return best
+
+    def _with_residual(self, image: torch.Tensor, motion: MotionVectors,
+                       plain: _PictureChoice) -> _PictureChoice:
+        """The M-frame plus residual splats (format kind 4) when that lowers J: splats fitted to
+        what the moved picture misses, at each count of tuning.picture_residual (pixels per
+        splat) and each step scale of RESIDUAL_STEP_SCALES times the I-frame's; else `plain`.
+        The "new splats where the error is" of the method, added to the picture instead of to
+        the splat state (which the next P-frame still predicts from)."""
+        assert self.lam is not None
+        _, moved, _ = plain
+        best = plain
+        target = image - moved
+        config = replace(self.preset.intra, max_steps=min(self.preset.intra.max_steps, RESIDUAL_MAX_STEPS))
+        pixels = self.height * self.width
+        for per_splat in (float(c) for c in self.settings.tuning.picture_residual.split(",")):
+            count = max(1, int(pixels // per_splat))
+            splats, _ = self._fit(target, count, None, config, self.settings.seed, None)
+            for scale in RESIDUAL_STEP_SCALES:
+                steps = QuantSteps.default().scaled(self.intra_scale * scale)
+                q = quantise(splats, steps)
+                coded = encode_picture_frame(motion, (q, steps))
+                decoded = dequantise(q.select(coded.order), steps)
+                added = render(decoded.means, decoded.chol, decoded.colors, self.height, self.width)
+                picture = (moved + added).clamp(0, 1)
+                cost = weighted_sse(picture, image, self.weights) + self.lam * 8.0 * len(coded.payload)
+                if cost < best[2]:
+                    best = (coded, picture, cost)
         return best
 
     def _m_beats_p(self, index: int, m_coded: CodedFrame, m_cost: float, p_coded: CodedFrame,
