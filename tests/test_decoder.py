@@ -48,9 +48,10 @@ def test_gsvc_info_imports_no_torch() -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     frames = json.loads(result.stdout)["frames"]
-    assert len(frames) == 6  # the golden file: I P M M P I, the second M in quarter pixels
+    assert len(frames) == 6  # the golden file: I P M M P I, the second M in quarter pixels + residual
     assert [f["field"] and f["field"]["unit"] for f in frames] == [None, None, "1 px", "1/4 px", None, None]
-    assert frames[2]["field"] == {"cell": 32, "cells": 4, "unit": "1 px"}
+    assert frames[2]["field"] == {"cell": 32, "cells": 4, "unit": "1 px", "residual_splats": 0}
+    assert frames[3]["field"]["residual_splats"] == frames[3]["splats"] == 6
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")]
     assert "gsvc_cli.codec.bitstream.frame_coding" in imported

@@ -264,8 +264,15 @@ class Encoder:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
                 self.p_over_m = p_cost / max(moved[2], 1e-12) if moved is not None else None
                 if moved is not None and self._m_beats_p(index, moved[0], moved[2], coded, p_cost):
-                    return self._picture_frame(index, frame, image, moved[0], moved[1], start)
-                if by_cost:
+                    looks_cut = (by_cost and frame_type is None and moved[0].stats.n_splats > 0
+                                 and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate())
+                    intra = self._real_intra_over_m(index, image, moved) if looks_cut else None
+                    if intra is None:
+                        return self._picture_frame(index, frame, image, moved[0], moved[1], start)
+                    coded, result, fit_psnr = intra
+                    cut = True
+                    self.gop_length = 0
+                elif by_cost:
                     i_cost = self._intra_cost_estimate()
                     if frame_type is None and p_cost > self.settings.tuning.p_preference * i_cost:
                         coded, cut = None, True  # the fitted P-frame costs more than an I-frame would
@@ -280,7 +287,14 @@ class Encoder:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
         if coded is None and moved is not None and (moved[2] * self.settings.tuning.m_preference
                                                      < self._intra_cost_estimate()):
-            return self._picture_frame(index, frame, image, moved[0], moved[1], start)
+            # At a frame the cost test called a cut, the estimate (the GOP's first I-frame's J)
+            # says little: an M-frame with residual splats beat it at a real cut. A real I-fit
+            # decides there (its J against the M-frame's).
+            intra = self._real_intra_over_m(index, image, moved) if cut and moved[0].stats.n_splats else None
+            if intra is None:
+                return self._picture_frame(index, frame, image, moved[0], moved[1], start)
+            coded, result, fit_psnr = intra
+            self.gop_length = 0
         if coded is None:
             coded, result, fit_psnr = (self._intra_rd(index, image) if self.lam is not None
                                        else self._intra(index, image, self.rate.plan_intra()))
@@ -346,7 +360,10 @@ class Encoder:
                 if best is None or cost < best[2]:
                     best, best_motion = (coded, moved, cost), motion
         assert best is not None
-        if self.settings.tuning.picture_residual:
+        # Below 720p only: a residual fit at 1080p would cost tens of seconds per M-frame (not
+        # measured yet; #10's encode time is already over its target there).
+        small = self.height * self.width < self.preset.intra.coarse_min_pixels
+        if self.settings.tuning.picture_residual and small:
             best = self._with_residual(image, best_motion, best)
         return best
 
@@ -421,6 +438,13 @@ class Encoder:
             return coded, result, fit_psnr
         self.steps, self.intra_scale, self.intra_count, self.intra_cost = saved
         return None
+
+    def _real_intra_over_m(self, index: int, image: torch.Tensor, moved: _PictureChoice
+                           ) -> tuple[CodedFrame, _Reference, float] | None:
+        """At what looks like a cut, a real I-frame fit when its J beats the M-frame's (an M-frame
+        with residual splats can beat the I-frame estimate there and still lose to a real I-frame);
+        else None, the encoder's I-frame state as it was."""
+        return self._real_intra_if_cheaper(index, image, moved[2] * self.settings.tuning.p_preference)
 
     def _p_fit_pointless(self) -> bool:
         """The last P-fit cost more than tuning.m_skip_ratio x its M-frame: skip the P-fit, at most
