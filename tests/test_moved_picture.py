@@ -181,6 +181,26 @@ def test_decoding_from_an_m_frame_builds_the_pictures_it_moves() -> None:
                 assert np.array_equal(d.image, whole[d.index].image)
 
 
+def _encode_128x96(frames: list[Frame], info, out: Path):
+    """Encode 4 frames of 128x96 at quality 27, preset fast: (summary, the encoder's pictures)."""
+    recon: dict[int, np.ndarray] = {}
+    summary = encode_video(iter(frames), info.with_(width=128, height=96, frame_count=4), out,
+                           EncoderSettings(RateTarget(quality=27), "fast"), frame_count=4,
+                           on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
+    return summary, recon
+
+
+def _check_kind_decodes_exactly(out: Path, recon: dict[int, np.ndarray], kind: int) -> None:
+    """`out` holds a payload of `kind`; decoding from the start, and from that frame (a seek),
+    gives the encoder's pictures bit for bit."""
+    with GsvcReader(out) as reader:
+        kinds = [record.payload[0] for _, record in reader.frames()]
+        assert kind in kinds, kinds
+        for start in (0, kinds.index(kind)):
+            for decoded in decode_frames(reader, start):
+                assert np.array_equal(decoded.image, recon[decoded.index])
+
+
 def _luma(scale: int = 1) -> torch.Tensor:
     """The bundled clip's first luma plane in [0, 1], upscaled `scale` times (a frame larger than
     the direct search covers)."""
@@ -215,11 +235,8 @@ def test_m_frames_are_chosen_on_a_pan_and_decode_exactly(tmp_path: Path) -> None
                   source.v[y // 2:y // 2 + 48, x // 2:x // 2 + 64])
         frames.append(Frame(tuple(np.ascontiguousarray(p) for p in planes), source.pix_fmt,
                             source.color_matrix, source.color_range, k))
-    info = info.with_(width=128, height=96, frame_count=4)
-    recon: dict[int, np.ndarray] = {}
     out = tmp_path / "pan.gsvc"
-    summary = encode_video(iter(frames), info, out, EncoderSettings(RateTarget(quality=27), "fast"),
-                           frame_count=4, on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
+    summary, recon = _encode_128x96(frames, info, out)
     types = "".join(f.frame_type for f in summary.frames)
     assert types[0] == "I" and "M" in types, types
     for f in summary.frames:
@@ -243,16 +260,9 @@ def test_a_half_pixel_pan_gets_quarter_pixel_m_frames_that_decode_exactly(tmp_pa
         flat = np.full((48, 64), 128, dtype=np.uint8)
         frames.append(Frame((luma, flat, flat.copy()), source.pix_fmt, source.color_matrix,
                             source.color_range, k))
-    info = info.with_(width=128, height=96, frame_count=4)
-    recon: dict[int, np.ndarray] = {}
     out = tmp_path / "half.gsvc"
-    encode_video(iter(frames), info, out, EncoderSettings(RateTarget(quality=27), "fast"), frame_count=4,
-                 on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
-    with GsvcReader(out) as reader:
-        kinds = [record.payload[0] for _, record in reader.frames()]
-        assert FRAME_M_QUARTER in kinds, kinds
-        for decoded in decode_frames(reader):
-            assert np.array_equal(decoded.image, recon[decoded.index])
+    _, recon = _encode_128x96(frames, info, out)
+    _check_kind_decodes_exactly(out, recon, FRAME_M_QUARTER)
 
 
 def _residual_splats(n: int, height: int, width: int, seed: int) -> Splats:
@@ -337,16 +347,6 @@ def test_an_m_frame_adds_residual_splats_where_the_moved_picture_misses(tmp_path
                   source.v[y // 2:y // 2 + 48, x // 2:x // 2 + 64])
         frames.append(Frame(tuple(np.ascontiguousarray(p) for p in planes), source.pix_fmt,
                             source.color_matrix, source.color_range, k))
-    info = info.with_(width=128, height=96, frame_count=4)
-    recon: dict[int, np.ndarray] = {}
     out = tmp_path / "spot.gsvc"
-    encode_video(iter(frames), info, out, EncoderSettings(RateTarget(quality=27), "fast"), frame_count=4,
-                 on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
-    with GsvcReader(out) as reader:
-        kinds = [record.payload[0] for _, record in reader.frames()]
-        assert FRAME_M_RESIDUAL in kinds, kinds
-        for decoded in decode_frames(reader):
-            assert np.array_equal(decoded.image, recon[decoded.index])
-        start = kinds.index(FRAME_M_RESIDUAL)
-        for decoded in decode_frames(reader, start):  # seeking into a kind-4 frame
-            assert np.array_equal(decoded.image, recon[decoded.index])
+    _, recon = _encode_128x96(frames, info, out)
+    _check_kind_decodes_exactly(out, recon, FRAME_M_RESIDUAL)
