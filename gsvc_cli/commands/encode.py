@@ -60,9 +60,9 @@ constant quality lands (the rate can jump between neighbouring qualities), up to
 move the quality frame by frame to follow the closest pass's bits, scaled to B. --psnr and
 --splats are the older per-frame targets, kept for experiments. Each GOP starts with an I-frame
 fitted from scratch; P-frames start from the last I- or P-frame's splats, moved by the motion
-found between the frames; M-frames carry no splats, only a field of block vectors that move the
-previous decoded picture (cheap where the picture just moves). Each frame is the type of least
-cost (an I-frame also when --gop forces it).
+found between the frames; M-frames move the previous decoded picture by a field of block vectors
+(cheap where the picture just moves) and may add a few residual splats where it misses. Each
+frame is the type of least cost (an I-frame also when --gop forces it).
 
 "-" reads Y4M from standard input, as x264 and x265 do, so ffmpeg can feed any format in a pipe
 (ffmpeg -i IN -f yuv4mpegpipe - | gsvc encode - -o OUT.gsvc). The length of a pipe is unknown, so
