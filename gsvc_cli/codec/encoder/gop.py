@@ -359,7 +359,7 @@ class Encoder:
                 cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
                 if best is None or cost < best[2]:
                     best, best_motion = (coded, moved, cost), motion
-        assert best is not None
+        assert best is not None and best_motion is not None
         # Below 720p only: a residual fit at 1080p would cost tens of seconds per M-frame (not
         # measured yet; #10's encode time is already over its target there).
         small = self.height * self.width < self.preset.intra.coarse_min_pixels
