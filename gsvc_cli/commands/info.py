@@ -82,7 +82,8 @@ def describe(path: Path) -> dict[str, Any]:
                 "frame": k, "type": record.frame_type, "splats": stats.n_splats, "new": stats.n_new,
                 "deleted": stats.n_deleted, "bytes": len(record.payload) + record_overhead(),
                 "payload_bits": stats.payload_bits,
-                "bits_per_splat": stats.payload_bits / stats.n_splats if stats.n_splats else None,
+                "bits_per_splat": (stats.payload_bits / stats.n_splats
+                                   if stats.n_splats and record.frame_type != "M" else None),
                 "bits_by_group": {g: round(v, 3) for g, v in stats.bits_by_group().items()},
                 "field": None if motion is None else {  # an M-frame's block vectors
                     "cell": motion.cell, "cells": int(motion.vectors.shape[0] * motion.vectors.shape[1]),
@@ -96,7 +97,8 @@ def describe(path: Path) -> dict[str, Any]:
     by_type: dict[str, Any] = {}
     for t in ("I", "P", "M"):
         sel = [r for r in rows if r["type"] == t]
-        splats = sum(r["splats"] for r in sel)
+        # An M-frame's bits are mostly its field: per residual splat they would mislead.
+        splats = sum(r["splats"] for r in sel) if t != "M" else 0
         total = sum(r["bytes"] for r in sel)
         groups = {g: sum(r["bits_by_group"][g] for r in sel) / splats if splats else None
                   for g in (*GROUPS, "side")}
@@ -105,7 +107,7 @@ def describe(path: Path) -> dict[str, Any]:
             "bits_per_splat": sum(r["payload_bits"] for r in sel) / splats if splats else None,
             "bits_per_splat_by_group": groups,
         }
-    splat_counts = [r["splats"] for r in rows if r["type"] != "M"] or [0]  # M-frames have none
+    splat_counts = [r["splats"] for r in rows if r["type"] != "M"] or [0]  # not an M-frame's residual
     gop_lengths: list[int] = []
     for t in types:
         if t == "I" or not gop_lengths:
