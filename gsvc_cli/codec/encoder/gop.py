@@ -360,9 +360,7 @@ class Encoder:
                 if best is None or cost < best[2]:
                     best, best_motion = (coded, moved, cost), motion
         assert best is not None and best_motion is not None
-        # Below 720p only: a residual fit at 1080p would cost tens of seconds per M-frame (not
-        # measured yet; #10's encode time is already over its target there).
-        small = self.height * self.width < self.preset.intra.coarse_min_pixels
+        small = self.height * self.width < self.settings.tuning.residual_max_pixels
         if self.settings.tuning.picture_residual and small:
             best = self._with_residual(image, best_motion, best)
         return best
