@@ -360,7 +360,7 @@ class Encoder:
                 if best is None or cost < best[2]:
                     best, best_motion = (coded, moved, cost), motion
         assert best is not None and best_motion is not None
-        small = self.height * self.width < self.settings.tuning.residual_max_pixels
+        small = self.height * self.width < self.preset.residual_max_pixels
         if self.settings.tuning.picture_residual and small:
             best = self._with_residual(image, best_motion, best)
         return best

@@ -59,29 +59,37 @@ class Preset:
     intra: the I-frame fit from scratch. fine_tune: the quantisation-aware fine-tune of an I-frame at
     its chosen quantiser steps (a short warm-started fit with small learning rates). inter_steps:
     iterations of a P-frame fit (inter_fit.fit_inter, whose learning rates are INTER_LRS).
+    residual_max_pixels: M-frames of frames with fewer pixels may add residual splats (two small
+    fits per M-frame: ~18 s at 1080p, where fast leaves them out).
     """
 
     name: str
     intra: FitConfig
     fine_tune: FitConfig
     inter_steps: int
+    residual_max_pixels: int
 
 
 INTER_LRS = (0.1, 0.02, 0.005)
 """P-frame learning rates (means px, chol px, colours) of inter_fit.fit_inter, every preset."""
 
 
-def _preset(name: str, intra_steps: int, inter_steps: int) -> Preset:
+ALL_SIZES = 1 << 62
+
+
+def _preset(name: str, intra_steps: int, inter_steps: int, residual_max_pixels: int) -> Preset:
     tune_steps = max(30, max(60, intra_steps // 5) // 2)
     fine_tune = FitConfig(max_steps=tune_steps, min_steps=20, lr_means=0.05, lr_chol=0.005,
                           lr_colors=0.004, densify_until=0.0, stop_window=20, refit_every=50)
-    return Preset(name, FitConfig(max_steps=intra_steps), fine_tune, inter_steps)
+    return Preset(name, FitConfig(max_steps=intra_steps), fine_tune, inter_steps, residual_max_pixels)
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    _preset("fast", 250, 40),
-    _preset("medium", 600, 80),
-    _preset("slow", 1500, 160),
+    # Residual splats at 1080p (street, 12 frames, Q 27): +26% bytes for +2.0 dB, 2.9x the encode
+    # time (BENCHMARKS.md): on in medium and slow, below 1280x720 in fast.
+    _preset("fast", 250, 40, 1280 * 720),
+    _preset("medium", 600, 80, ALL_SIZES),
+    _preset("slow", 1500, 160, ALL_SIZES),
 )}
 PRESET_NAMES = tuple(PRESETS)
 

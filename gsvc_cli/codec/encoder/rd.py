@@ -103,7 +103,7 @@ class RDTuning:
     count 1 + this x (M-frames since the last splat frame, up to 8) times (0: off).
     picture_residual: an M-frame may add residual splats to its moved picture (kind 4), fitted at
     each of these densities (pixels per splat, comma-separated) and kept when J is lower ("": off),
-    on frames of fewer than residual_max_pixels pixels (speed: at 1080p the two fits take ~18 s).
+    on frames below the preset's residual_max_pixels.
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -165,7 +165,6 @@ class RDTuning:
     quarter_neighbours: bool = False
     m_copy_weight: float = 0.0
     picture_residual: str = "2000,700"
-    residual_max_pixels: int = 1280 * 720
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
