@@ -612,16 +612,24 @@ def _read_steps(reader: ByteReader, what: str) -> QuantSteps:
         raise FormatError(f"{what}: bad quantiser steps ({exc})") from exc
 
 
-def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str,
-                          per_pixel: int) -> DecodedValues:
-    """The rest of an M-frame's payload: its field (which the decoder checks against the frame size)."""
-    if n_cur != 0:
-        raise FormatError(f"{what}: an M-frame holds no splats, payload says {n_cur}")
+def _read_picture_field(reader: ByteReader, what: str, per_pixel: int) -> tuple[EntropyReader, MotionVectors]:
+    """An M-frame's field size (header varints), then its streams mv.x, mv.y: the entropy reader
+    positioned after them, and the field."""
     gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
     if not (gw >= 1 and gh >= 1):
         raise FormatError(f"{what}: M-frame without a motion field")
     entropy = EntropyReader(reader.remaining(), what)
     motion = _read_motion(entropy, gw, gh, cell, what, per_pixel)
+    assert motion is not None  # gw, gh >= 1
+    return entropy, motion
+
+
+def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str,
+                          per_pixel: int) -> DecodedValues:
+    """The rest of an M-frame's payload: its field (which the decoder checks against the frame size)."""
+    if n_cur != 0:
+        raise FormatError(f"{what}: an M-frame holds no splats, payload says {n_cur}")
+    entropy, motion = _read_picture_field(reader, what, per_pixel)
     entropy.check_consumed()
     stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), entropy.stats, _stream_groups(()))
     empty = np.zeros((0, 8), dtype=np.int64)
@@ -638,11 +646,7 @@ def _decode_residual_picture_frame(reader: ByteReader, n_cur: int, payload: byte
     if per_pixel not in (1, 4):
         raise FormatError(f"{what}: M-frame vectors in 1/{per_pixel} pixels (only 1 and 4 exist)")
     steps = _read_steps(reader, what)
-    gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
-    if not (gw >= 1 and gh >= 1):
-        raise FormatError(f"{what}: M-frame without a motion field")
-    entropy = EntropyReader(reader.remaining(), what)
-    motion = _read_motion(entropy, gw, gh, cell, what, per_pixel)
+    entropy, motion = _read_picture_field(reader, what, per_pixel)
     values = _read_intra(entropy, n_cur, RESIDUAL_PREFIX)
     entropy.check_consumed()
     stats = FrameStats("M", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
