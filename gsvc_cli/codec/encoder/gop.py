@@ -64,6 +64,7 @@ from gsvc_cli.codec.encoder.rate_control import (
 from gsvc_cli.codec.encoder.rd import (
     RDTuning,
     change_bits,
+    intra_base_steps,
     lagrangian,
     replacement_cost,
     residual_products,
@@ -505,11 +506,16 @@ class Encoder:
     def _intra_cost_at(self, splats: Splats, image: torch.Tensor, scale: float) -> tuple[float, float, float]:
         """(J, weighted SSE, payload bits) of coding `splats` as an I-frame at step scale `scale`."""
         assert self.lam is not None
-        steps = QuantSteps.default().scaled(scale)
+        steps = self._intra_base_steps().scaled(scale)
         q = quantise(splats, steps)
         bits = 8.0 * len(encode_intra_frame(q, steps).payload)
         sse = weighted_sse(render_splats(dequantise(q, steps), self.height, self.width), image, self.weights)
         return sse + self.lam * self.settings.tuning.ip_lambda_ratio * bits, sse, bits
+
+    def _intra_base_steps(self) -> QuantSteps:
+        """The constant-quality I-frame's steps before the step scale (rd.intra_base_steps)."""
+        assert self.lam is not None
+        return intra_base_steps(self.settings.tuning, self.lam)
 
     def _best_step_scale(self, splats: Splats, image: torch.Tensor) -> tuple[float, float, float]:
         """The quantiser step scale of least J on a small grid around the last I-frame's, with its
@@ -544,7 +550,7 @@ class Encoder:
             count = best
         self.intra_scale = scale
         self.intra_count = count if attempt == 1 else best
-        self.steps = QuantSteps.default().scaled(scale)
+        self.steps = self._intra_base_steps().scaled(scale)
         final = len(splats)
         if self.settings.tuning.count_follows_lambda:
             # The count the model asks for, within the band that needed no refit: the fine-tune

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gsvc_cli.codec.bitstream.dequant import QuantSteps
 from gsvc_cli.codec.encoder.colour_refit import apply_wt, splat_energy
 from gsvc_cli.codec.splats import Splats
 
@@ -104,6 +105,10 @@ class RDTuning:
     picture_residual: an M-frame may add residual splats to its moved picture (kind 4), fitted at
     each of these densities (pixels per splat, comma-separated) and kept when J is lower ("": off),
     on frames below the preset's residual_max_pixels.
+    intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
+    (centres, log-scales, shear, colours) are the default steps times these multipliers at Q 30,
+    and the multipliers other than the log-scales' follow lambda as (lambda / lambda(30))^exponent:
+    the RD-optimal step grows with lambda (sqrt(lambda) at high rate; measured weaker here).
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -169,11 +174,26 @@ class RDTuning:
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
+    intra_step_groups: str = "1,1,1,1"
+    intra_step_exponent: float = 0.0
 
 
 def lagrangian(quality: float) -> float:
     """lambda (weighted squared error per bit) of quality Q: 2 ln2 * 10^(-Q/10)."""
     return 2.0 * LN2 * 10.0 ** (-quality / 10.0)
+
+
+STEP_REFERENCE_QUALITY = 30.0
+"""The quality at which RDTuning.intra_step_groups holds as given."""
+
+
+def intra_base_steps(tuning: RDTuning, lam: float) -> QuantSteps:
+    """The I-frame's base quantiser steps at lambda `lam` (RDTuning.intra_step_groups)."""
+    mean, log_scale, shear, color = (float(v) for v in tuning.intra_step_groups.split(","))
+    follow = (lam / lagrangian(STEP_REFERENCE_QUALITY)) ** tuning.intra_step_exponent
+    d = QuantSteps.default()
+    return QuantSteps(d.mean * mean * follow, d.log_scale * log_scale, d.shear * shear * follow,
+                      tuple(c * color * follow for c in d.color))  # type: ignore[arg-type]
 
 
 def weighted_sse(rendered: torch.Tensor, image: torch.Tensor, weights: torch.Tensor) -> float:
