@@ -374,8 +374,13 @@ class Encoder:
         The "new splats where the error is" of the method, added to the picture instead of to
         the splat state (which the next P-frame still predicts from)."""
         assert self.lam is not None
-        _, moved, _ = plain
+        _, moved, plain_cost = plain
         best = plain
+        # Choose by lambda x residual_lambda_ratio (residual splats stay in the pictures of the
+        # M-frames after this one); return J at lambda, which the frame-type choice compares.
+        lam_choice = self.lam * self.settings.tuning.residual_lambda_ratio
+        plain_bits = 8.0 * len(plain[0].payload)
+        best_choice = plain_cost - (self.lam - lam_choice) * plain_bits
         target = image - moved
         config = replace(self.preset.intra, max_steps=min(self.preset.intra.max_steps, RESIDUAL_MAX_STEPS))
         pixels = self.height * self.width
@@ -389,9 +394,9 @@ class Encoder:
                 decoded = dequantise(q.select(coded.order), steps)
                 added = render(decoded.means, decoded.chol, decoded.colors, self.height, self.width)
                 picture = (moved + added).clamp(0, 1)
-                cost = weighted_sse(picture, image, self.weights) + self.lam * 8.0 * len(coded.payload)
-                if cost < best[2]:
-                    best = (coded, picture, cost)
+                sse, bits = weighted_sse(picture, image, self.weights), 8.0 * len(coded.payload)
+                if sse + lam_choice * bits < best_choice:
+                    best, best_choice = (coded, picture, sse + self.lam * bits), sse + lam_choice * bits
         return best
 
     def _m_beats_p(self, index: int, m_coded: CodedFrame, m_cost: float, p_coded: CodedFrame,

@@ -105,6 +105,8 @@ class RDTuning:
     picture_residual: an M-frame may add residual splats to its moved picture (kind 4), fitted at
     each of these densities (pixels per splat, comma-separated) and kept when J is lower ("": off),
     on frames below the preset's residual_max_pixels.
+    residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
+    the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
     (centres, log-scales, shear, colours) are the default steps times these multipliers at Q 30,
     and the multipliers other than the log-scales' follow lambda as (lambda / lambda(30))^exponent:
@@ -170,6 +172,7 @@ class RDTuning:
     quarter_neighbours: bool = False
     m_copy_weight: float = 0.0
     picture_residual: str = "2000,700"
+    residual_lambda_ratio: float = 1.0
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
