@@ -116,9 +116,13 @@ class RDTuning:
     trying a handful and coding nothing new while the content moves on.
     """
 
-    # Defaults chosen by the 12-frame ablation of BENCHMARKS.md (vt2people, cars, cuts_qcif, same run):
-    # lambda_I = lambda saved 6-8% of bits on two clips over lambda / 2 (-1% on the third), and the
-    # step search lost 5-14% on all three against the default steps, so it is off.
+    # The step search lost 5-14% on three clips (12-frame ablation of BENCHMARKS.md) against the
+    # default steps, so it is off.
+    # ip_lambda_ratio 0.5 by the whole-clip ablation of 2026-12-03 23:30 (seven clips, same run): with
+    # M-frames an I-frame's picture lasts for the whole run after it, and lambda / 2 saved 3.2-22.7%
+    # on all seven against lambda (lambda / 4: 0.3-34.1%, more than lambda / 2 on four clips, less on
+    # three, and further from x264 medium on all seven; the 12-frame ablation of the P-frame encoder
+    # had found lambda best).
     # motion_by_cost off by the whole-clip ablation of 2026-12-03 (seven clips, same run): carrying
     # the field saved 0.2-33% on six clips (+1.1% on the pan, within noise), but choosing it by J
     # instead of a 1 dB warm-start gain lost on five clips (foreman +11%, scenecut +21%).
@@ -142,7 +146,7 @@ class RDTuning:
     # m_preference stays 1.0: 1.3 lost 5-41% on five clips (won 11% on the pan, 4% on scenecut).
     # count_follows_lambda off by the whole-clip ablation of 2026-12-03 (seven clips, same run):
     # pruning or adding splats in the fine-tune lost on every clip against keeping the fitted count.
-    ip_lambda_ratio: float = 1.0
+    ip_lambda_ratio: float = 0.5
     cost_ip: bool = True
     rd_changes: bool = True
     rd_new: bool = True
