@@ -69,10 +69,13 @@ def test_directory_target_refused(tmp_path: Path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_leave_nothing(tmp_path: Path, signum: int):
-    """A signal while the temp file is open removes it (it used to stay behind on SIGTERM)."""
+    """A signal while the temp file is open removes it (it used to stay behind on SIGTERM). The
+    child restores the default handler first: a test run under nohup passes SIGHUP on ignored,
+    which gsvc rightly leaves ignored (next test)."""
     script = (
         "import os, signal, sys, time\n"
         "from gsvc_cli.atomic import atomic_output\n"
+        f"signal.signal({int(signum)}, signal.SIG_DFL)\n"
         "with atomic_output(sys.argv[1]) as tmp:\n"
         "    tmp.write_bytes(b'partial')\n"
         f"    os.kill(os.getpid(), {int(signum)})\n"
@@ -84,3 +87,21 @@ def test_sigterm_and_sighup_leave_nothing(tmp_path: Path, signum: int):
     assert proc.returncode != 0
     assert "Terminated" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ignored_sighup_stays_ignored(tmp_path: Path):
+    """Under nohup (SIGHUP ignored) a hang-up does not stop the write: the output appears whole."""
+    script = (
+        "import os, signal, sys\n"
+        "from gsvc_cli.atomic import atomic_output\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "with atomic_output(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'whole')\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+    )
+    target = tmp_path / "out.gsvc"
+    proc = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert list(tmp_path.iterdir()) == [target]
+    assert target.read_bytes() == b"whole"
