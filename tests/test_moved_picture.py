@@ -24,6 +24,7 @@ from gsvc_cli.codec.decoder import PictureUpdate, decode_frames, update_picture
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
 from gsvc_cli.codec.encoder.picture_motion import picture_motion, quarter_refine
 from gsvc_cli.codec.encoder.rate_control import RateTarget
+from gsvc_cli.codec.encoder.rd import RDTuning
 from gsvc_cli.codec.moved_picture import grid_shape, move_picture, move_picture_numpy
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import FormatError
@@ -182,10 +183,15 @@ def test_decoding_from_an_m_frame_builds_the_pictures_it_moves() -> None:
 
 
 def _encode_128x96(frames: list[Frame], info, out: Path):
-    """Encode 4 frames of 128x96 at quality 27, preset fast: (summary, the encoder's pictures)."""
+    """Encode 4 frames of 128x96 at quality 27, preset fast: (summary, the encoder's pictures).
+    The I-frame at lambda (ip_lambda_ratio 1.0, the default until f287c24), where these clips were
+    made to bring out each M-frame kind: at lambda / 2 the sharper I-frame tips their 3 inter
+    frames elsewhere (the spot clip: I M P M with no residual splats). What these tests check is
+    the M-frame kinds and their exact decoding, not the I-frame's lambda."""
     recon: dict[int, np.ndarray] = {}
-    summary = encode_video(iter(frames), info.with_(width=128, height=96, frame_count=4), out,
-                           EncoderSettings(RateTarget(quality=27), "fast"), frame_count=4,
+    settings = EncoderSettings(RateTarget(quality=27), "fast", tuning=RDTuning(ip_lambda_ratio=1.0))
+    summary = encode_video(iter(frames), info.with_(width=128, height=96, frame_count=4), out, settings,
+                           frame_count=4,
                            on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
     return summary, recon
 
