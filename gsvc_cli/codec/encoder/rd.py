@@ -176,6 +176,9 @@ class RDTuning:
     quarter_neighbours: bool = False
     m_copy_weight: float = 0.0
     picture_residual: str = "2000,700"
+    # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
+    # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
+    # some clips and lost on others (-6% to +5%), so both stay off.
     residual_lambda_ratio: float = 1.0
     m_preference: float = 1.0
     real_intra_after_m: bool = True
