@@ -13,6 +13,7 @@ from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.bitstream.entropy import put_varint
 from gsvc_cli.codec.bitstream.frame_coding import (
     FRAME_M,
+    FRAME_M_FLAGGED,
     FRAME_M_QUARTER,
     FRAME_M_RESIDUAL,
     decode_values,
@@ -91,7 +92,7 @@ def test_the_c_kernel_moves_pictures_to_the_same_bits_as_numpy(height: int, widt
 
 def test_a_quarter_pixel_field_round_trips_as_payload_kind_3() -> None:
     vectors = np.array([[[5, -2], [0, 0], [-7, 13]]], dtype=np.int64)
-    coded = encode_picture_frame(MotionVectors(vectors, 16, 4))
+    coded = encode_picture_frame(MotionVectors(vectors, 16, 4), field_coding="neighbour")
     assert coded.payload[0] == FRAME_M_QUARTER and coded.frame_type == "M"
     decoded = decode_values(coded.payload, None, "m", "M")
     assert decoded.motion is not None and decoded.motion.per_pixel == 4
@@ -140,8 +141,9 @@ def test_a_field_that_does_not_cover_the_frame_is_refused() -> None:
 
 def test_m_frame_payload_round_trip_and_bad_payloads() -> None:
     vectors = np.array([[[1, -2], [0, 0], [5, 3]]], dtype=np.int64)
-    coded = encode_picture_frame(MotionVectors(vectors, 16))
-    assert coded.frame_type == "M" and len(coded.order) == 0 and coded.stats.n_splats == 0
+    coded = encode_picture_frame(MotionVectors(vectors, 16), field_coding="neighbour")
+    assert coded.payload[0] == FRAME_M and coded.frame_type == "M"
+    assert len(coded.order) == 0 and coded.stats.n_splats == 0
     assert len(coded.payload) < 40
     decoded = decode_values(coded.payload, None, "m", "M")
     assert decoded.frame_type == "M" and decoded.values.shape == (0, 8) and decoded.motion is not None
@@ -182,14 +184,17 @@ def test_decoding_from_an_m_frame_builds_the_pictures_it_moves() -> None:
                 assert np.array_equal(d.image, whole[d.index].image)
 
 
-def _encode_128x96(frames: list[Frame], info, out: Path):
+def _encode_128x96(frames: list[Frame], info, out: Path, field_coding: str = "neighbour"):
     """Encode 4 frames of 128x96 at quality 27, preset fast: (summary, the encoder's pictures).
+    Fields coded as format 6.0 did (kinds 2-4) unless `field_coding` says otherwise, so that the
+    kind each test looks for is the one written.
     The I-frame at lambda (ip_lambda_ratio 1.0, the default until f287c24), where these clips were
     made to bring out each M-frame kind: at lambda / 2 the sharper I-frame tips their 3 inter
     frames elsewhere (the spot clip: I M P M with no residual splats). What these tests check is
     the M-frame kinds and their exact decoding, not the I-frame's lambda."""
     recon: dict[int, np.ndarray] = {}
-    settings = EncoderSettings(RateTarget(quality=27), "fast", tuning=RDTuning(ip_lambda_ratio=1.0))
+    settings = EncoderSettings(RateTarget(quality=27), "fast",
+                               tuning=RDTuning(ip_lambda_ratio=1.0, field_coding=field_coding))
     summary = encode_video(iter(frames), info.with_(width=128, height=96, frame_count=4), out, settings,
                            frame_count=4,
                            on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
@@ -288,7 +293,7 @@ def test_residual_splats_round_trip_as_kind_4_and_add_to_the_moved_picture(per_p
     motion = MotionVectors(np.array([[[5, -2], [0, 0], [-7, 13]]], dtype=np.int64), 16, per_pixel)
     steps = QuantSteps.default().scaled(2.0)
     q = quantise(_residual_splats(7, height, width, per_pixel), steps)
-    coded = encode_picture_frame(motion, (q, steps))
+    coded = encode_picture_frame(motion, (q, steps), "neighbour")
     assert coded.payload[0] == FRAME_M_RESIDUAL and coded.frame_type == "M" and coded.stats.n_splats == 7
     decoded = decode_values(coded.payload, None, "m", "M")
     ordered = q.select(coded.order)
@@ -310,7 +315,8 @@ def test_residual_splats_round_trip_as_kind_4_and_add_to_the_moved_picture(per_p
 def test_kind_4_payloads_cut_or_flipped_give_an_error_or_a_safe_picture() -> None:
     motion = MotionVectors(np.array([[[5, -2], [0, 0], [-7, 13]]], dtype=np.int64), 16, 4)
     steps = QuantSteps.default()
-    coded = encode_picture_frame(motion, (quantise(_residual_splats(5, 16, 48, 3), steps), steps))
+    residual = (quantise(_residual_splats(5, 16, 48, 3), steps), steps)
+    coded = encode_picture_frame(motion, residual, "neighbour")
     head = bytearray([FRAME_M_RESIDUAL, 0]) + coded.payload[2:]  # no splats: refused
     with pytest.raises(FormatError, match="at least one splat"):
         decode_values(bytes(head), None, "m")
@@ -334,6 +340,82 @@ def test_kind_4_payloads_cut_or_flipped_give_an_error_or_a_safe_picture() -> Non
                 got = update_picture(picture, PictureUpdate(decoded.motion,
                                                             dequantise_values(decoded.values, decoded.steps)))
                 assert got.shape == picture.shape and got.min() >= 0.0 and got.max() <= 1.0
+
+
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_flagged_fields_round_trip_as_kind_5_and_best_is_the_shorter(with_residual: bool) -> None:
+    """Kind 5 codes the same field (and residual splats) as kinds 2-4; "best" writes the shorter of
+    the two payloads. Fields as a motion search leaves them: mostly their neighbour's vector."""
+    rng = np.random.default_rng(5)
+    steps = QuantSteps.default().scaled(2.0)
+    for trial in range(40):
+        gh, gw = (int(v) for v in rng.integers(1, 14, size=2))
+        per_pixel = (1, 4)[trial % 2]
+        jumps = rng.integers(-6, 7, size=(gh, gw, 2)) * (rng.random((gh, gw, 1)) < 0.25)
+        motion = MotionVectors(np.cumsum(jumps, axis=1), 8, per_pixel)
+        residual = None
+        if with_residual:
+            q = quantise(_residual_splats(3 + trial % 4, 8 * gh, 8 * gw, trial), steps)
+            residual = (q, steps)
+        payloads = {}
+        for coding in ("neighbour", "flagged", "best"):
+            coded = encode_picture_frame(motion, residual, coding)
+            decoded = decode_values(coded.payload, None, "m", "M")
+            assert decoded.motion is not None and decoded.motion.per_pixel == per_pixel
+            assert np.array_equal(decoded.motion.vectors, motion.vectors)
+            if residual is not None:
+                assert decoded.steps == steps
+                assert np.array_equal(decoded.values, residual[0].select(coded.order).as_array())
+            else:
+                assert decoded.steps is None and decoded.values.shape == (0, 8)
+            payloads[coding] = coded.payload
+        assert payloads["flagged"][0] == FRAME_M_FLAGGED and payloads["neighbour"][0] != FRAME_M_FLAGGED
+        assert len(payloads["best"]) == min(len(payloads["neighbour"]), len(payloads["flagged"]))
+    with pytest.raises(ValueError, match="field coding"):
+        encode_picture_frame(motion, None, "median")
+
+
+def test_kind_5_payloads_cut_or_flipped_give_an_error_or_a_field() -> None:
+    jumps = np.array([[[2, 0], [0, 0], [0, 0], [-3, 1]], [[0, 0], [0, 0], [0, 0], [0, 0]]])
+    vectors = np.cumsum(jumps, axis=1)
+    motion = MotionVectors(vectors, 16, 4)
+    steps = QuantSteps.default()
+    for residual in (None, (quantise(_residual_splats(4, 32, 64, 9), steps), steps)):
+        coded = encode_picture_frame(motion, residual, "flagged")
+        assert coded.payload[0] == FRAME_M_FLAGGED
+        bad_unit = bytearray(coded.payload)
+        bad_unit[2] = 3
+        with pytest.raises(FormatError, match="1/3 pixels"):
+            decode_values(bytes(bad_unit), None, "m")
+        for cut in range(1, len(coded.payload) - 4):  # the header, the models, the body
+            with contextlib.suppress(FormatError):
+                decoded = decode_values(coded.payload[:cut], None, "m")
+                assert decoded.motion is not None  # a cut body may still decode: never a crash
+        for at in range(1, len(coded.payload)):
+            data = bytearray(coded.payload)
+            data[at] ^= 0x5A
+            with contextlib.suppress(FormatError):
+                decoded = decode_values(bytes(data), None, "m")
+                assert decoded.motion is not None and len(decoded.values) == (0 if residual is None else 4)
+
+
+def test_the_default_encoder_writes_flagged_fields_that_decode_exactly(tmp_path: Path) -> None:
+    """The pan of test_m_frames_are_chosen_on_a_pan... with the default field coding: its M-frames
+    carry kind 5 (a rigid pan's field is nearly all zero residuals), decoded bit for bit also
+    from the first M-frame on (a seek)."""
+    with open_video(BUNDLED) as reader:
+        info = reader.info
+        source = next(iter(reader))
+    frames = []
+    for k in range(4):
+        x, y = 100 + 2 * k, 60
+        planes = (source.y[y:y + 96, x:x + 128], source.u[y // 2:y // 2 + 48, x // 2:x // 2 + 64],
+                  source.v[y // 2:y // 2 + 48, x // 2:x // 2 + 64])
+        frames.append(Frame(tuple(np.ascontiguousarray(p) for p in planes), source.pix_fmt,
+                            source.color_matrix, source.color_range, k))
+    out = tmp_path / "pan5.gsvc"
+    _, recon = _encode_128x96(frames, info, out, field_coding=RDTuning().field_coding)
+    _check_kind_decodes_exactly(out, recon, FRAME_M_FLAGGED)
 
 
 def test_an_m_frame_adds_residual_splats_where_the_moved_picture_misses(tmp_path: Path) -> None:

@@ -49,7 +49,11 @@ FRAME_P = 1
 FRAME_M = 2
 FRAME_M_QUARTER = 3  # an M-frame whose vectors are in quarter pixels (format 5.0)
 FRAME_M_RESIDUAL = 4  # an M-frame plus residual splats added to the moved picture (format 6.0)
-TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M", FRAME_M_RESIDUAL: "M"}
+FRAME_M_FLAGGED = 5  # kinds 2-4 in one, the field coded with zero flags (format 7.0)
+TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M", FRAME_M_RESIDUAL: "M",
+               FRAME_M_FLAGGED: "M"}
+FIELD_CODINGS = ("best", "neighbour", "flagged")
+"""How encode_picture_frame codes an M-frame's field: the smaller of the two, or one of them."""
 MAX_SPLATS = 1 << 22
 """Most splats a frame may hold (bounds a decoder's memory; FORMAT.md)."""
 RAW_BITS_PER_SPLAT = 8 * 32
@@ -353,6 +357,43 @@ def _write_motion(head: bytearray, writer: EntropyWriter, motion: MotionVectors 
     writer.add("mv.y", ry)
 
 
+def _write_flagged_motion(head: bytearray, writer: EntropyWriter, motion: MotionVectors) -> None:
+    """Kind 5's field: its size in the header, then the neighbour residuals as streams mv.zero (1:
+    both components 0), and mv.x, mv.y over the cells flagged 0 only, mv.y with contexts "mv.x is
+    0" (then mv.y is not). Most cells of a chosen field repeat their neighbour's vector: a flag
+    codes them in a fraction of a bit where two zero residuals cost about one bit each."""
+    gh, gw, _ = motion.vectors.shape
+    for value in (gw, gh, motion.cell):
+        put_varint(head, value)
+    rx, ry = motion.residuals()
+    moving = (rx != 0) | (ry != 0)
+    writer.add("mv.zero", (~moving).astype(np.int64))
+    writer.add("mv.x", rx[moving])
+    writer.add("mv.y", ry[moving], (rx[moving] != 0).astype(np.int64), 2)
+
+
+def _read_flagged_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str,
+                         per_pixel: int) -> MotionVectors:
+    _check_field_size(gw, gh, cell, what)
+    zero = entropy.read(gw * gh, "mv.zero")
+    if len(zero) and (zero.min() < 0 or zero.max() > 1):
+        raise FormatError(f"{what}: bad motion field flags")
+    moving = zero == 0
+    rx = np.zeros(gw * gh, dtype=np.int64)
+    ry = np.zeros(gw * gh, dtype=np.int64)
+    rx[moving] = entropy.read(int(moving.sum()), "mv.x")
+    ry[moving] = entropy.read(int(moving.sum()), "mv.y", (rx[moving] != 0).astype(np.int64), 2)
+    try:
+        return MotionVectors.from_residuals(rx, ry, gw, gh, cell, per_pixel)
+    except ValueError as exc:
+        raise FormatError(f"{what}: bad motion field ({exc})") from exc
+
+
+def _check_field_size(gw: int, gh: int, cell: int, what: str) -> None:
+    if not (gw >= 1 and gh >= 1 and gw * gh <= MAX_CELLS and 1 <= cell <= MAX_CELL):
+        raise FormatError(f"{what}: bad motion field size ({gw}x{gh} cells of {cell})")
+
+
 def motion_field_bits(motion: MotionVectors) -> int:
     """What carrying `motion` adds to a P-frame, in bits (its streams and its size varints)."""
     head, writer = bytearray(), EntropyWriter()
@@ -364,8 +405,7 @@ def _read_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str,
                  per_pixel: int = 1) -> MotionVectors | None:
     if gw == 0 and gh == 0:
         return None
-    if not (gw >= 1 and gh >= 1 and gw * gh <= MAX_CELLS and 1 <= cell <= MAX_CELL):
-        raise FormatError(f"{what}: bad motion field size ({gw}x{gh} cells of {cell})")
+    _check_field_size(gw, gh, cell, what)
     rx = entropy.read(gw * gh, "mv.x")
     ry = entropy.read(gw * gh, "mv.y")
     try:
@@ -375,7 +415,8 @@ def _read_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str,
 
 
 def _stream_groups(prefixes: tuple[str, ...]) -> dict[str, str]:
-    groups = {"deleted": "structure", "change": "structure", "mv.x": "means", "mv.y": "means"}
+    groups = {"deleted": "structure", "change": "structure", "mv.zero": "means", "mv.x": "means",
+              "mv.y": "means"}
     for prefix in prefixes:
         for name, group in _INTRA_STREAMS:
             groups[prefix + name] = group
@@ -487,38 +528,61 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
     return CodedFrame(payload, _tensor(order), stats)
 
 
-def encode_picture_frame(motion: MotionVectors,
-                         residual: tuple[QuantisedSplats, QuantSteps] | None = None) -> CodedFrame:
+def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats, QuantSteps] | None = None,
+                         field_coding: str = "best") -> CodedFrame:
     """M-frame: no splats, the previous decoded picture moved by `motion` (whole or quarter pixels,
     per cell of `motion.cell` pixels, covering the frame: gsvc_cli.codec.moved_picture). With
-    `residual` (N >= 1 quantised splats and their steps), kind 4: those splats, intra-coded, are
-    rendered and added to the moved picture (`order` then applies to them, as an I-frame's)."""
-    if residual is None:
+    `residual` (N >= 1 quantised splats and their steps), those splats, intra-coded, are rendered
+    and added to the moved picture (`order` then applies to them, as an I-frame's). field_coding
+    (FIELD_CODINGS): "neighbour" writes kinds 2-4 (format 6.0), "flagged" kind 5, "best" the
+    shorter payload of the two."""
+    if field_coding not in FIELD_CODINGS:
+        raise ValueError(f"field coding {field_coding!r}: one of {', '.join(FIELD_CODINGS)}")
+    order = np.zeros(0, dtype=np.int64)
+    values = np.zeros((0, 8), dtype=np.int64)
+    steps: QuantSteps | None = None
+    if residual is not None:
+        q, steps = residual
+        values = q.as_array()
+        if len(values) == 0:
+            raise ValueError("an M-frame's residual needs at least one splat")
+        _check_range(values, "M-frame residual")
+        order = _position_order(values)
+        values = values[order]
+    options = [_picture_payload(motion, values, steps, flagged) for flagged in (False, True)
+               if field_coding == "best" or (field_coding == "flagged") == flagged]
+    payload, writer = min(options, key=lambda option: len(option[0]))
+    prefixes = (RESIDUAL_PREFIX,) if len(values) else ()
+    stats = FrameStats("M", len(values), 0, len(values), 0, 8 * len(payload), writer.stats,
+                       _stream_groups(prefixes))
+    return CodedFrame(payload, _tensor(order), stats)
+
+
+def _picture_payload(motion: MotionVectors, values: np.ndarray, steps: QuantSteps | None,
+                     flagged: bool) -> tuple[bytes, EntropyWriter]:
+    """An M-frame's payload of kind 2, 3 or 4 (flagged False) or 5, and its writer (the stats)."""
+    writer = EntropyWriter()
+    if flagged:
+        head = bytearray([FRAME_M_FLAGGED])
+        put_varint(head, len(values))
+        head.append(motion.per_pixel)
+    elif len(values):
+        head = bytearray([FRAME_M_RESIDUAL])
+        put_varint(head, len(values))
+        head.append(motion.per_pixel)
+    else:
         head = bytearray([FRAME_M_QUARTER if motion.per_pixel == 4 else FRAME_M])
         put_varint(head, 0)
-        writer = EntropyWriter()
+    if len(values):
+        assert steps is not None
+        head += struct.pack("<6f", *steps.as_tuple())
+    if flagged:
+        _write_flagged_motion(head, writer, motion)
+    else:
         _write_motion(head, writer, motion)
-        payload = bytes(head) + writer.finish()
-        stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), writer.stats, _stream_groups(()))
-        return CodedFrame(payload, _tensor(np.zeros(0, dtype=np.int64)), stats)
-    q, steps = residual
-    values = q.as_array()
-    if len(values) == 0:
-        raise ValueError("an M-frame's residual needs at least one splat")
-    _check_range(values, "M-frame residual")
-    order = _position_order(values)
-    values = values[order]
-    head = bytearray([FRAME_M_RESIDUAL])
-    put_varint(head, len(values))
-    head.append(motion.per_pixel)
-    head += struct.pack("<6f", *steps.as_tuple())
-    writer = EntropyWriter()
-    _write_motion(head, writer, motion)
-    _write_intra(writer, values, RESIDUAL_PREFIX)
-    payload = bytes(head) + writer.finish()
-    stats = FrameStats("M", len(values), 0, len(values), 0, 8 * len(payload), writer.stats,
-                       _stream_groups((RESIDUAL_PREFIX,)))
-    return CodedFrame(payload, _tensor(order), stats)
+    if len(values):
+        _write_intra(writer, values, RESIDUAL_PREFIX)
+    return bytes(head) + writer.finish(), writer
 
 
 def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "frame",
@@ -561,6 +625,8 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
         return _decode_picture_frame(reader, n_cur, payload, what, 4 if frame_type == FRAME_M_QUARTER else 1)
     if frame_type == FRAME_M_RESIDUAL:
         return _decode_residual_picture_frame(reader, n_cur, payload, what)
+    if frame_type == FRAME_M_FLAGGED:
+        return _decode_flagged_picture_frame(reader, n_cur, payload, what)
     if frame_type != FRAME_P:
         raise FormatError(f"{what}: unknown frame type {frame_type}")
     if prev is None:
@@ -651,4 +717,21 @@ def _decode_residual_picture_frame(reader: ByteReader, n_cur: int, payload: byte
     entropy.check_consumed()
     stats = FrameStats("M", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
                        _stream_groups((RESIDUAL_PREFIX,)))
+    return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion)
+
+
+def _decode_flagged_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str) -> DecodedValues:
+    """Kind 5: an M-frame's unit, steps when it has residual splats, its flagged field, then the
+    splats (none, or at least one)."""
+    per_pixel = reader.u8()
+    if per_pixel not in (1, 4):
+        raise FormatError(f"{what}: M-frame vectors in 1/{per_pixel} pixels (only 1 and 4 exist)")
+    steps = _read_steps(reader, what) if n_cur else None
+    gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
+    entropy = EntropyReader(reader.remaining(), what)
+    motion = _read_flagged_motion(entropy, gw, gh, cell, what, per_pixel)
+    values = _read_intra(entropy, n_cur, RESIDUAL_PREFIX)
+    entropy.check_consumed()
+    prefixes = (RESIDUAL_PREFIX,) if n_cur else ()
+    stats = FrameStats("M", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats, _stream_groups(prefixes))
     return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion)

@@ -41,7 +41,13 @@ from gsvc_cli.codec.encoder.fitting import fit_frame
 from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, warm_start
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, block_motion
-from gsvc_cli.codec.encoder.picture_motion import coarse_field, luma_share, picture_motion, quarter_refine
+from gsvc_cli.codec.encoder.picture_motion import (
+    VectorCosts,
+    coarse_field,
+    luma_share,
+    picture_motion,
+    quarter_refine,
+)
 from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
@@ -219,6 +225,7 @@ class Encoder:
         self.p_over_m: float | None = None  # J of the last P-fit over its M-frame's
         self.p_fits_skipped = 0  # P-fits skipped in a row for M-frames (RDTuning.m_skip_ratio)
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
+        self.field_zero_share = 0.5  # zero residuals in the last M-frame field searched (its flag's price)
 
     def set_quality(self, quality: float) -> None:
         """Move lambda for the frames that follow (a steered --bpp pass); constant-quality only."""
@@ -342,13 +349,16 @@ class Encoder:
         by_rd = self.settings.tuning.picture_rd_search
         large = self.height * self.width > SEARCH_PIXELS
         coarse = coarse_field(self.picture[0], image[0]) if by_rd and large else None
-        for cell in (int(c) for c in self.settings.tuning.picture_cells.split(",")):
+        tuning = self.settings.tuning
+        costs = (VectorCosts.flagged(self.field_zero_share)
+                 if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())
+        for cell in (int(c) for c in tuning.picture_cells.split(",")):
             if by_rd:
-                vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse)
+                vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse, costs)
                 fields = [MotionVectors(vectors.numpy(), cell)]
-                if self.settings.tuning.picture_quarter:
+                if tuning.picture_quarter:
                     quarter = quarter_refine(reference[:1], image[0], cell, vectors, self.lam, luma,
-                                             self.settings.tuning.quarter_neighbours)
+                                             tuning.quarter_neighbours, costs)
                     if (quarter % 4).any():
                         fields.append(MotionVectors(quarter.numpy(), cell, 4))
             else:
@@ -356,11 +366,13 @@ class Encoder:
                 fields = [MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)]
             for motion in fields:
                 moved = torch.from_numpy(move_picture(reference, motion))
-                coded = encode_picture_frame(motion)
+                coded = encode_picture_frame(motion, field_coding=self.settings.tuning.field_coding)
                 cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
                 if best is None or cost < best[2]:
                     best, best_motion = (coded, moved, cost), motion
         assert best is not None and best_motion is not None
+        residuals = best_motion.residuals()
+        self.field_zero_share = float(((residuals[0] == 0) & (residuals[1] == 0)).mean())
         small = self.height * self.width < self.preset.residual_max_pixels
         if self.settings.tuning.picture_residual and small:
             best = self._with_residual(image, best_motion, best)
@@ -390,7 +402,7 @@ class Encoder:
             for scale in RESIDUAL_STEP_SCALES:
                 steps = QuantSteps.default().scaled(self.intra_scale * scale)
                 q = quantise(splats, steps)
-                coded = encode_picture_frame(motion, (q, steps))
+                coded = encode_picture_frame(motion, (q, steps), self.settings.tuning.field_coding)
                 decoded = dequantise(q.select(coded.order), steps)
                 added = render(decoded.means, decoded.chol, decoded.colors, self.height, self.width)
                 picture = (moved + added).clamp(0, 1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,18 +34,39 @@ REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector on la
 QUARTER_STEPS = (2, 1)  # the half-pixel, then the quarter-pixel ring (in quarter pixels)
 
 
-def vector_bits(residual: torch.Tensor) -> torch.Tensor:
-    """Estimated bits of one vector component's residual: 1 + 2 log2(1 + |r|) (an Elias-gamma-like
-    code; the field coder's adaptive models do about as well on fields of a few hundred cells)."""
-    return 1.0 + 2.0 * torch.log2(1.0 + residual.abs())
+@dataclass(frozen=True)
+class VectorCosts:
+    """What a vector's residual costs beyond its components' codes: zero_bits for (0, 0),
+    moving_bits for any other. The defaults are the 6.0 coding (a zero residual is two zero
+    components, 1 bit each); `flagged` prices kind 5's zero flag from the share of zero residuals
+    the last field had (a flag of probability p costs -log2 p)."""
+
+    zero_bits: float = 2.0
+    moving_bits: float = 0.0
+
+    @staticmethod
+    def flagged(zero_share: float) -> VectorCosts:
+        share = min(0.95, max(0.05, zero_share))
+        return VectorCosts(-math.log2(share), -math.log2(1.0 - share))
+
+
+def vector_bits(residual: torch.Tensor, costs: VectorCosts = VectorCosts()) -> torch.Tensor:
+    """Estimated bits of residual vectors [..., 2]: per component 1 + 2 log2(1 + |r|) (an
+    Elias-gamma-like code; the field coder's models do about as well on fields of a few hundred
+    cells), plus `costs`' flag; (0, 0) costs costs.zero_bits alone."""
+    components = (1.0 + 2.0 * torch.log2(1.0 + residual.abs())).sum(-1)
+    zero = (residual == 0).all(-1)
+    return torch.where(zero, torch.full_like(components, costs.zero_bits), components + costs.moving_bits)
 
 
 def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam: float,
-                   luma_weight: float, coarse: MotionField | None = None) -> torch.Tensor:
+                   luma_weight: float, coarse: MotionField | None = None,
+                   costs: VectorCosts = VectorCosts()) -> torch.Tensor:
     """Vectors [gh, gw, 2] int64 (x, y; whole pixels, image(p) ~ reference(p - v)) for the cells of
     `cell` pixels that tile the [H, W] luma planes from the top-left corner. lam: lambda per unit of
     weighted squared error (gop.Encoder's); luma_weight: luma's share of the channel weights.
-    coarse: on large frames, the block search to refine around (`coarse_field`; made when None)."""
+    coarse: on large frames, the block search to refine around (`coarse_field`; made when None).
+    costs: how the field coder prices a residual (VectorCosts)."""
     height, width = image.shape
     gh, gw = -(-height // cell), -(-width // cell)
     if height * width <= SEARCH_PIXELS:
@@ -62,11 +84,12 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
     def own(rows: slice, col: int, vectors: torch.Tensor) -> torch.Tensor:
         return luma_weight * _column_errors(reference, image, cell, rows, col, vectors)
 
-    return _choose(errors * luma_weight, candidates, lam, own)
+    return _choose(errors * luma_weight, candidates, lam, costs, own)
 
 
 def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vectors: torch.Tensor,
-                   lam: float, luma_weight: float, neighbours: bool = False) -> torch.Tensor:
+                   lam: float, luma_weight: float, neighbours: bool = False,
+                   costs: VectorCosts = VectorCosts()) -> torch.Tensor:
     """Quarter-pixel vectors [gh, gw, 2] int64 refined from the whole-pixel `vectors`: each cell
     tries the 8 vectors a half pixel around its own, then the 8 a quarter pixel around the result,
     by D + lam R as picture_motion chooses. reference: the previous picture's luma [1, H, W]
@@ -84,7 +107,7 @@ def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vector
             _block_sums((image - torch.from_numpy(
                 move_picture(reference, MotionVectors(c.numpy(), cell, 4))[0])) ** 2, cell)
             for c in candidates])
-        field = _choose(errors * luma_weight, candidates, lam)
+        field = _choose(errors * luma_weight, candidates, lam, costs)
     return field
 
 
@@ -131,7 +154,7 @@ def _window_errors(reference: torch.Tensor, image: torch.Tensor, cell: int, base
     return torch.stack(out)
 
 
-def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float,
+def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float, costs: VectorCosts,
             own: Callable[[slice, int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Per cell, the candidate of least error + lam * bits, left to right (first column top down).
     With `own` (the weighted error of cells rows x col at given vectors), each cell also tries its
@@ -145,7 +168,7 @@ def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float,
         if own is not None:
             k_vectors = torch.cat([k_vectors, predictor[None]])
             k_errors = torch.cat([k_errors, own(rows, col, predictor)[None]])
-        bits = vector_bits((k_vectors - predictor).float()).sum(-1)
+        bits = vector_bits((k_vectors - predictor).float(), costs)
         best = (k_errors + lam * bits).argmin(0)
         return k_vectors.gather(0, best[None, ..., None].expand(1, *best.shape, 2))[0]
 

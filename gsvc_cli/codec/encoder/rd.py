@@ -105,6 +105,11 @@ class RDTuning:
     picture_residual: an M-frame may add residual splats to its moved picture (kind 4), fitted at
     each of these densities (pixels per splat, comma-separated) and kept when J is lower ("": off),
     on frames below the preset's residual_max_pixels.
+    field_coding: how an M-frame's field is coded (frame_coding.FIELD_CODINGS): "best" the shorter
+    of the neighbour residuals (format 6.0, kinds 2-4) and zero flags (kind 5); "neighbour" is the
+    ablation (the 6.0 coding only).
+    field_flag_costs: the M-frame motion search prices a zero residual as kind 5's flag does, from
+    the share of zero residuals in the last field searched (off: as the 6.0 coding does).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
@@ -180,6 +185,8 @@ class RDTuning:
     # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
     # some clips and lost on others (-6% to +5%), so both stay off.
     residual_lambda_ratio: float = 1.0
+    field_coding: str = "best"
+    field_flag_costs: bool = True
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
