@@ -23,7 +23,7 @@ from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantSteps, dequantise, quantise
 from gsvc_cli.codec.decoder import PictureUpdate, decode_frames, update_picture
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
-from gsvc_cli.codec.encoder.picture_motion import picture_motion, quarter_refine
+from gsvc_cli.codec.encoder.picture_motion import VectorCosts, picture_motion, quarter_refine, vector_bits
 from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.codec.encoder.rd import RDTuning
 from gsvc_cli.codec.moved_picture import grid_shape, move_picture, move_picture_numpy
@@ -218,6 +218,31 @@ def _luma(scale: int = 1) -> torch.Tensor:
     with open_video(BUNDLED) as reader:
         y = next(iter(reader)).y.astype(np.float32) / 255
     return torch.from_numpy(np.kron(y, np.ones((scale, scale), dtype=np.float32)))
+
+
+def test_vector_costs_price_the_zero_flag() -> None:
+    """By default a residual costs what the 6.0 coding's two components cost (zero: 1 bit each);
+    flagged, a zero residual costs -log2 of the zero share and any other the flag of the rest on
+    top of its components; the search under flagged costs keeps more of a field rigid."""
+    residuals = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-3.0, 2.0]])
+    components = 1.0 + 2.0 * torch.log2(1.0 + residuals.abs())
+    assert torch.allclose(vector_bits(residuals), components.sum(-1))
+    flagged = vector_bits(residuals, VectorCosts.flagged(0.8))
+    flag = -np.log2(0.2)
+    expected = torch.tensor([-np.log2(0.8), components[1].sum() + flag, components[2].sum() + flag])
+    assert torch.allclose(flagged, expected.float())
+    assert VectorCosts.flagged(1.0) == VectorCosts.flagged(0.95)  # a share of 1 would make the flag free
+    luma = _luma()
+    noise = 0.03 * torch.randn(luma.shape, generator=torch.Generator().manual_seed(0))
+    moved = (torch.roll(luma, shifts=(-2, 3), dims=(0, 1)) + noise).clamp(0, 1)  # noise: vectors waver
+    plain = picture_motion(luma, moved, 8, lam=2e-4, luma_weight=0.75)
+    priced = picture_motion(luma, moved, 8, lam=2e-4, luma_weight=0.75, costs=VectorCosts.flagged(0.9))
+
+    def zero_residuals(v: torch.Tensor) -> int:
+        rx, ry = MotionVectors(v.numpy(), 8).residuals()
+        return int(((rx == 0) & (ry == 0)).sum())
+
+    assert zero_residuals(priced) > zero_residuals(plain) + 60  # 830 against 656 of 1200 cells
 
 
 @pytest.mark.parametrize("scale", [1, 2])
