@@ -371,6 +371,30 @@ def test_clear_p_losses_after_i_frames_skip_the_next_p_fits() -> None:
     assert off.p_skips_left == 0
 
 
+def test_a_gop_refresh_follows_a_run_of_frames_above_the_mean_cost() -> None:
+    """refresh_run 2: an I-frame once two inter frames in a row cost more (J) than the mean J per
+    frame since the last I-frame (that I-frame included); one frame above the mean, a steered
+    pass (frame type given) or the switch off (the default) refresh nothing."""
+    enc = _encoder(RDTuning(refresh_run=2))
+    for cost in (100.0, 40.0, 50.0):  # the I-frame's J, then two inter frames: mean 63.3
+        enc._count_cost(cost)
+    assert not enc._refresh_due(70.0, None)  # the first frame above the mean
+    enc._count_cost(70.0)  # mean 65
+    assert not enc._refresh_due(60.0, None)  # below it: the run starts again
+    enc._count_cost(60.0)  # mean 64
+    assert not enc._refresh_due(65.0, None)
+    assert enc._refresh_due(66.0, None)  # two in a row
+    steered = _encoder(RDTuning(refresh_run=1))
+    for cost in (100.0, 40.0, 50.0):
+        steered._count_cost(cost)
+    assert not steered._refresh_due(90.0, "P") and steered._refresh_due(90.0, None)
+    off = _encoder()
+    assert off.settings.tuning.refresh_run == 0
+    for cost in (100.0, 40.0, 50.0):
+        off._count_cost(cost)
+    assert not off._refresh_due(1e9, None)
+
+
 def test_skipped_p_fits_code_i_frames_the_decoder_reproduces(tmp_path: Path, monkeypatch) -> None:
     """Frames whose P-fit is skipped become I-frames (no warm start, no fit), and the file decodes
     to the encoder's reconstruction."""

@@ -226,6 +226,8 @@ class Encoder:
         self.p_fits_skipped = 0  # P-fits skipped in a row for M-frames (RDTuning.m_skip_ratio)
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
         self.field_zero_share = 0.5  # zero residuals in the last M-frame field searched (its flag's price)
+        self.gop_cost = (0.0, 0)  # (sum of J, frames) since the last I-frame, that I-frame included
+        self.above_mean = 0  # inter frames in a row whose J exceeded the GOP's mean J (refresh_run)
 
     def set_quality(self, quality: float) -> None:
         """Move lambda for the frames that follow (a steered --bpp pass); constant-quality only."""
@@ -275,11 +277,14 @@ class Encoder:
                     looks_cut = (by_cost and frame_type is None and moved[0].stats.n_splats > 0
                                  and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate())
                     intra = self._real_intra_over_m(index, image, moved) if looks_cut else None
-                    if intra is None:
-                        return self._picture_frame(index, frame, image, moved[0], moved[1], start)
-                    coded, result, fit_psnr = intra
-                    cut = True
-                    self.gop_length = 0
+                    if intra is None and not self._refresh_due(moved[2], frame_type):
+                        return self._picture_frame(index, frame, image, moved[0], moved[1], start, moved[2])
+                    if intra is not None:
+                        coded, result, fit_psnr = intra
+                        cut = True
+                        self.gop_length = 0
+                    else:
+                        coded = None  # an I-frame refreshes the GOP (_refresh_due)
                 elif by_cost:
                     i_cost = self._intra_cost_estimate()
                     if frame_type is None and p_cost > self.settings.tuning.p_preference * i_cost:
@@ -291,6 +296,11 @@ class Encoder:
                             cut = True
                             self.gop_length = 0
                     self._note_p_attempt(p_cost / max(i_cost, 1e-12))
+                if coded is not None and coded.frame_type == "P":
+                    if self._refresh_due(p_cost, frame_type):
+                        coded = None  # an I-frame refreshes the GOP
+                    else:
+                        self._count_cost(p_cost)
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
         if coded is None and moved is not None and (moved[2] * self.settings.tuning.m_preference
@@ -299,15 +309,19 @@ class Encoder:
             # says little: an M-frame with residual splats beat it at a real cut. A real I-fit
             # decides there (its J against the M-frame's).
             intra = self._real_intra_over_m(index, image, moved) if cut and moved[0].stats.n_splats else None
-            if intra is None:
-                return self._picture_frame(index, frame, image, moved[0], moved[1], start)
-            coded, result, fit_psnr = intra
-            self.gop_length = 0
+            if intra is None and not (not cut and self._refresh_due(moved[2], frame_type)):
+                return self._picture_frame(index, frame, image, moved[0], moved[1], start, moved[2])
+            if intra is not None:
+                coded, result, fit_psnr = intra
+                self.gop_length = 0
         if coded is None:
             coded, result, fit_psnr = (self._intra_rd(index, image) if self.lam is not None
                                        else self._intra(index, image, self.rate.plan_intra()))
             self.gop_length = 0
             self.p_over_m = None  # fresh splats: the next P-fit is worth trying
+        if coded.frame_type == "I" and self.lam is not None:
+            self.gop_cost, self.above_mean = (0.0, 0), 0
+            self._count_cost(self._intra_cost_estimate())
         self.reference = result
         self.prev_luma = image[0]
         self.splat_frame_index = index
@@ -428,11 +442,34 @@ class Encoder:
         return m_cost * tuning.m_preference < p_cost
 
     def _picture_frame(self, index: int, frame: Frame, image: torch.Tensor, coded: CodedFrame,
-                       moved: torch.Tensor, start: float) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
+                       moved: torch.Tensor, start: float, cost: float | None = None
+                       ) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
         """Code an M-frame: the splat state (and the luma the next P-frame's motion starts from)
-        stays the last splat frame's."""
+        stays the last splat frame's. cost: its J (constant quality), counted in the GOP's."""
+        if cost is not None:
+            self._count_cost(cost)
         return self._finish(index, frame, image, coded, moved, weighted_psnr(moved, image, CHANNEL_WEIGHTS),
                             start)
+
+    def _count_cost(self, cost: float) -> None:
+        """Add a coded frame's J to the GOP's (an inter frame's after _refresh_due saw it)."""
+        total, frames = self.gop_cost
+        self.gop_cost = (total + cost, frames + 1)
+
+    def _refresh_due(self, inter_cost: float, frame_type: str | None) -> bool:
+        """An I-frame instead of the best inter frame (J `inter_cost`) when that J and the J of the
+        tuning.refresh_run - 1 inter frames before it exceed the mean J per frame since the last
+        I-frame, that I-frame included. P- and M-frames drift from their source as a GOP goes on,
+        so their J grows; if the next GOP costs what this one did, the mean J per frame over a GOP
+        is least when the GOP ends where a frame's J passes that mean (renewal: the marginal cost
+        meets the average). A run of frames, not one, so that one hard frame in a GOP whose J has
+        levelled off does not end it. Not in a steered pass, whose pattern is given."""
+        total, frames = self.gop_cost
+        run = self.settings.tuning.refresh_run
+        if run <= 0 or frame_type is not None or self.lam is None or frames < 2:
+            return False
+        self.above_mean = self.above_mean + 1 if inter_cost > total / frames else 0
+        return self.above_mean >= run
 
     def _reference_is_stale(self, index: int) -> bool:
         """M-frames came between the splat reference and frame `index` (tuning.real_intra_after_m)."""

@@ -108,6 +108,12 @@ class RDTuning:
     field_coding: how an M-frame's field is coded (frame_coding.FIELD_CODINGS): "best" the shorter
     of the neighbour residuals (format 6.0, kinds 2-4) and zero flags (kind 5); "neighbour" is the
     ablation (the 6.0 coding only).
+    refresh_run: an I-frame where the best inter frame's J, and that of the refresh_run - 1 inter
+    frames before it, exceed the mean J per frame since the last I-frame (Encoder._refresh_due): a
+    GOP whose P- and M-frames drift ends where ending it lowers the mean J (0: off, an I-frame
+    only where it beats the inter frame by itself). Off by the whole-clip ablation (BENCHMARKS.md,
+    "GOP refresh by the mean J"): it pays where P-frames drift (the Kodak pan) and loses where
+    the J after a refresh is no lower than before it (foreman).
     field_flag_costs: the M-frame motion search prices a zero residual as kind 5's flag does, from
     the share of zero residuals in the last field searched (off: as the 6.0 coding does).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
@@ -186,6 +192,7 @@ class RDTuning:
     # some clips and lost on others (-6% to +5%), so both stay off.
     residual_lambda_ratio: float = 1.0
     field_coding: str = "best"
+    refresh_run: int = 0
     field_flag_costs: bool = True
     m_preference: float = 1.0
     real_intra_after_m: bool = True
