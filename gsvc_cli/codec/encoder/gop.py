@@ -225,7 +225,8 @@ class Encoder:
         self.p_over_m: float | None = None  # J of the last P-fit over its M-frame's
         self.p_fits_skipped = 0  # P-fits skipped in a row for M-frames (RDTuning.m_skip_ratio)
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
-        self.field_zero_share = 0.5  # zero residuals in the last M-frame field searched (its flag's price)
+        self.field_zero_share = 0.5  # zero residuals in the last M-frame's field (the flag's price)
+        self.searched_field: MotionVectors | None = None  # the field of this frame's M-frame candidate
         self.gop_cost = (0.0, 0)  # (sum of J, frames) since the last I-frame, that I-frame included
         self.above_mean = 0  # inter frames in a row whose J exceeded the GOP's mean J (refresh_run)
 
@@ -385,8 +386,7 @@ class Encoder:
                 if best is None or cost < best[2]:
                     best, best_motion = (coded, moved, cost), motion
         assert best is not None and best_motion is not None
-        residuals = best_motion.residuals()
-        self.field_zero_share = float(((residuals[0] == 0) & (residuals[1] == 0)).mean())
+        self.searched_field = best_motion
         small = self.height * self.width < self.preset.residual_max_pixels
         if self.settings.tuning.picture_residual and small:
             best = self._with_residual(image, best_motion, best)
@@ -445,9 +445,14 @@ class Encoder:
                        moved: torch.Tensor, start: float, cost: float | None = None
                        ) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
         """Code an M-frame: the splat state (and the luma the next P-frame's motion starts from)
-        stays the last splat frame's. cost: its J (constant quality), counted in the GOP's."""
+        stays the last splat frame's. cost: its J (constant quality), counted in the GOP's. The
+        zero flag's price follows coded M-frames only, so that a steered pass, which searches M-frames
+        only where its reference pass coded them, prices them alike."""
         if cost is not None:
             self._count_cost(cost)
+        if self.searched_field is not None:
+            rx, ry = self.searched_field.residuals()
+            self.field_zero_share = float(((rx == 0) & (ry == 0)).mean())
         return self._finish(index, frame, image, coded, moved, weighted_psnr(moved, image, CHANNEL_WEIGHTS),
                             start)
 
