@@ -258,9 +258,8 @@ def test_the_rd_search_finds_a_translation_and_lambda_makes_the_field_rigid(scal
     assert (rigid == rigid[0, 0]).all()
 
 
-def test_m_frames_are_chosen_on_a_pan_and_decode_exactly(tmp_path: Path) -> None:
-    """A window panning 2 px a frame at a low quality: moving the picture costs less than updating
-    splats, and the decoder reproduces every M-frame."""
+def _pan_frames() -> tuple[list[Frame], object]:
+    """4 frames of 128x96 from the bundled clip's first frame, the window moving 2 px a frame."""
     with open_video(BUNDLED) as reader:
         info = reader.info
         source = next(iter(reader))
@@ -271,6 +270,13 @@ def test_m_frames_are_chosen_on_a_pan_and_decode_exactly(tmp_path: Path) -> None
                   source.v[y // 2:y // 2 + 48, x // 2:x // 2 + 64])
         frames.append(Frame(tuple(np.ascontiguousarray(p) for p in planes), source.pix_fmt,
                             source.color_matrix, source.color_range, k))
+    return frames, info
+
+
+def test_m_frames_are_chosen_on_a_pan_and_decode_exactly(tmp_path: Path) -> None:
+    """A window panning 2 px a frame at a low quality: moving the picture costs less than updating
+    splats, and the decoder reproduces every M-frame."""
+    frames, info = _pan_frames()
     out = tmp_path / "pan.gsvc"
     summary, recon = _encode_128x96(frames, info, out)
     types = "".join(f.frame_type for f in summary.frames)
@@ -428,16 +434,7 @@ def test_the_default_encoder_writes_flagged_fields_that_decode_exactly(tmp_path:
     """The pan of test_m_frames_are_chosen_on_a_pan... with the default field coding: its M-frames
     carry kind 5 (a rigid pan's field is nearly all zero residuals), decoded bit for bit also
     from the first M-frame on (a seek)."""
-    with open_video(BUNDLED) as reader:
-        info = reader.info
-        source = next(iter(reader))
-    frames = []
-    for k in range(4):
-        x, y = 100 + 2 * k, 60
-        planes = (source.y[y:y + 96, x:x + 128], source.u[y // 2:y // 2 + 48, x // 2:x // 2 + 64],
-                  source.v[y // 2:y // 2 + 48, x // 2:x // 2 + 64])
-        frames.append(Frame(tuple(np.ascontiguousarray(p) for p in planes), source.pix_fmt,
-                            source.color_matrix, source.color_range, k))
+    frames, info = _pan_frames()
     out = tmp_path / "pan5.gsvc"
     _, recon = _encode_128x96(frames, info, out, field_coding=RDTuning().field_coding)
     _check_kind_decodes_exactly(out, recon, FRAME_M_FLAGGED)
