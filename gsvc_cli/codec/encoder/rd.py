@@ -112,7 +112,7 @@ class RDTuning:
     frames before it, exceed the mean J per frame since the last I-frame (Encoder._refresh_due): a
     GOP whose P- and M-frames drift ends where ending it lowers the mean J (0: off, an I-frame
     only where it beats the inter frame by itself). Off by the whole-clip ablation (BENCHMARKS.md,
-    "GOP refresh by the mean J"): it pays where P-frames drift (the Kodak pan) and loses where
+    "a GOP refresh by the mean J"): it pays where P-frames drift (the Kodak pan) and loses where
     the J after a refresh is no lower than before it (foreman).
     field_flag_costs: the M-frame motion search prices a zero residual as kind 5's flag does, from
     the share of zero residuals in the last field searched (off: as the 6.0 coding does).
