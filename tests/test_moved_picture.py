@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from gsvc_cli.codec.bitstream.entropy import put_varint
 from gsvc_cli.codec.bitstream.frame_coding import (
     FRAME_M,
     FRAME_M_FLAGGED,
+    FRAME_M_OVERLAPPED,
     FRAME_M_QUARTER,
     FRAME_M_RESIDUAL,
     decode_values,
@@ -26,7 +28,7 @@ from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
 from gsvc_cli.codec.encoder.picture_motion import VectorCosts, picture_motion, quarter_refine, vector_bits
 from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.codec.encoder.rd import RDTuning
-from gsvc_cli.codec.moved_picture import grid_shape, move_picture, move_picture_numpy
+from gsvc_cli.codec.moved_picture import border_weights, grid_shape, move_picture, move_picture_numpy
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import FormatError
 from gsvc_cli.render import capi, render
@@ -184,17 +186,17 @@ def test_decoding_from_an_m_frame_builds_the_pictures_it_moves() -> None:
                 assert np.array_equal(d.image, whole[d.index].image)
 
 
-def _encode_128x96(frames: list[Frame], info, out: Path, field_coding: str = "neighbour"):
+def _encode_128x96(frames: list[Frame], info, out: Path, field_coding: str = "neighbour", **tuning):
     """Encode 4 frames of 128x96 at quality 27, preset fast: (summary, the encoder's pictures).
     Fields coded as format 6.0 did (kinds 2-4) unless `field_coding` says otherwise, so that the
-    kind each test looks for is the one written.
+    kind each test looks for is the one written; `tuning`: other RDTuning fields.
     The I-frame at lambda (ip_lambda_ratio 1.0, the default until f287c24), where these clips were
     made to bring out each M-frame kind: at lambda / 2 the sharper I-frame tips their 3 inter
     frames elsewhere (the spot clip: I M P M with no residual splats). What these tests check is
     the M-frame kinds and their exact decoding, not the I-frame's lambda."""
     recon: dict[int, np.ndarray] = {}
     settings = EncoderSettings(RateTarget(quality=27), "fast",
-                               tuning=RDTuning(ip_lambda_ratio=1.0, field_coding=field_coding))
+                               tuning=RDTuning(ip_lambda_ratio=1.0, field_coding=field_coding, **tuning))
     summary = encode_video(iter(frames), info.with_(width=128, height=96, frame_count=4), out, settings,
                            frame_count=4,
                            on_frame=lambda k, img: recon.__setitem__(k, img.numpy().copy()))
@@ -430,14 +432,80 @@ def test_kind_5_payloads_cut_or_flipped_give_an_error_or_a_field() -> None:
                 assert decoded.motion is not None and len(decoded.values) == (0 if residual is None else 4)
 
 
-def test_the_default_encoder_writes_flagged_fields_that_decode_exactly(tmp_path: Path) -> None:
-    """The pan of test_m_frames_are_chosen_on_a_pan... with the default field coding: its M-frames
-    carry kind 5 (a rigid pan's field is nearly all zero residuals), decoded bit for bit also
-    from the first M-frame on (a seek)."""
+def test_the_default_field_coding_writes_flagged_fields_that_decode_exactly(tmp_path: Path) -> None:
+    """The pan of test_m_frames_are_chosen_on_a_pan... with the default field coding (overlapped
+    cells off: kind 6 is tested below): its M-frames carry kind 5 (a rigid pan's field is nearly
+    all zero residuals), decoded bit for bit also from the first M-frame on (a seek)."""
     frames, info = _pan_frames()
     out = tmp_path / "pan5.gsvc"
-    _, recon = _encode_128x96(frames, info, out, field_coding=RDTuning().field_coding)
+    _, recon = _encode_128x96(frames, info, out, field_coding=RDTuning().field_coding, overlapped_cells=False)
     _check_kind_decodes_exactly(out, recon, FRAME_M_FLAGGED)
+
+
+def test_border_weights_blend_the_pixels_next_to_a_cell_edge() -> None:
+    """k = cell // 8 pixels (at least 1) on each side of an edge blend, keeping (2k + 2j + 1) / 4k
+    of their own cell's prediction; a cell of one pixel does not blend."""
+    own, side = border_weights(8, 20)
+    assert side.tolist() == [-1, 0, 0, 0, 0, 0, 0, 1] * 2 + [-1, 0, 0, 0]
+    assert own.tolist() == [0.75, 1, 1, 1, 1, 1, 1, 0.75] * 2 + [0.75, 1, 1, 1]
+    own, side = border_weights(32, 32)
+    assert own[:4].tolist() == [0.5625, 0.6875, 0.8125, 0.9375] and own[-4:].tolist() == own[:4][::-1].tolist()
+    assert side[:4].tolist() == [-1] * 4 and side[-4:].tolist() == [1] * 4 and not side[4:-4].any()
+    own, side = border_weights(1, 5)
+    assert own.tolist() == [1.0] * 5 and not side.any()
+
+
+def test_overlapped_cells_blend_only_at_edges_between_different_vectors() -> None:
+    """An overlapped field is the plain move away from cell edges and wherever neighbouring vectors
+    agree (a uniform field: the same bits); at an edge between two vectors the pixel takes 3/4 of
+    its own cell's prediction and 1/4 of its neighbour's. The C kernel and numpy agree bit for bit."""
+    rng = np.random.default_rng(11)
+    picture = rng.random((3, 24, 32), dtype=np.float32)
+    uniform = MotionVectors(np.tile([5, -6], (3, 4, 1)), 8, 4)
+    assert np.array_equal(move_picture(picture, replace(uniform, overlapped=True)), move_picture(picture, uniform))
+    vectors = np.zeros((3, 4, 2), dtype=np.int64)
+    vectors[:, 2:] = [2, 0]  # cells of columns 16.. read 2 pixels to the left
+    plain = MotionVectors(vectors, 8)
+    overlapped = replace(plain, overlapped=True)
+    moved, blended = move_picture(picture, plain), move_picture(picture, overlapped)
+    assert np.array_equal(move_picture_numpy(picture, overlapped), blended)
+    changed = np.flatnonzero((moved != blended).any(axis=(0, 1)))
+    assert changed.tolist() == [15, 16]  # the two columns at the one edge between different vectors
+    assert np.allclose(blended[:, :, 15], 0.75 * picture[:, :, 15] + 0.25 * picture[:, :, 13], atol=1e-6)
+    assert np.allclose(blended[:, :, 16], 0.75 * picture[:, :, 14] + 0.25 * picture[:, :, 16], atol=1e-6)
+    for trial in range(6):  # random fields, quarter and whole pixels, ragged frames
+        height, width, cell = 17 + 5 * trial, 23 + 7 * trial, (4, 8, 16)[trial % 3]
+        field = MotionVectors(rng.integers(-12, 13, size=(*grid_shape(width, height, cell), 2)), cell,
+                              (1, 4)[trial % 2], overlapped=True)
+        image = rng.random((3, height, width), dtype=np.float32)
+        assert np.array_equal(move_picture(image, field), move_picture_numpy(image, field))
+
+
+def test_overlapped_fields_round_trip_as_kind_6(tmp_path: Path) -> None:
+    """Kind 6 is kind 5 with the overlap: the field and residual splats come back with the flag
+    set; the 6.0 coding cannot carry it; cut or flipped payloads give an error or a field. The
+    default encoder writes kind 6 on a pan and decodes it bit for bit, also from a seek."""
+    vectors = np.cumsum(np.array([[[2, 0], [0, 0], [-3, 1]], [[0, 0], [1, 0], [0, 0]]]), axis=1)
+    motion = MotionVectors(vectors, 16, 4, overlapped=True)
+    steps = QuantSteps.default()
+    for residual in (None, (quantise(_residual_splats(4, 32, 48, 3), steps), steps)):
+        coded = encode_picture_frame(motion, residual)
+        assert coded.payload[0] == FRAME_M_OVERLAPPED
+        decoded = decode_values(coded.payload, None, "m", "M")
+        assert decoded.motion is not None and decoded.motion.overlapped and decoded.motion.per_pixel == 4
+        assert np.array_equal(decoded.motion.vectors, vectors)
+        assert len(decoded.values) == (0 if residual is None else 4)
+        for at in range(1, len(coded.payload)):
+            data = bytearray(coded.payload)
+            data[at] ^= 0x5A
+            with contextlib.suppress(FormatError):
+                assert decode_values(bytes(data), None, "m").motion is not None
+    with pytest.raises(ValueError, match="overlapped"):
+        encode_picture_frame(motion, None, "neighbour")
+    frames, info = _pan_frames()
+    out = tmp_path / "pan6.gsvc"
+    _, recon = _encode_128x96(frames, info, out, field_coding=RDTuning().field_coding)
+    _check_kind_decodes_exactly(out, recon, FRAME_M_OVERLAPPED)
 
 
 def test_an_m_frame_adds_residual_splats_where_the_moved_picture_misses(tmp_path: Path) -> None:

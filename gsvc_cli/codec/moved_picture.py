@@ -14,6 +14,8 @@ numpy and the C library only: the decoder imports this and must not import torch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
@@ -40,23 +42,99 @@ def check_grid(motion: MotionVectors, width: int, height: int, what: str) -> Non
 
 def move_picture(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
     """picture [C, H, W] float32 with each cell's pixels read at p - v (v: the cell's vector (x, y)
-    in whole or quarter pixels), coordinates clamped to the frame (edges replicated). Through the C
-    kernel when it builds (gsvc_cli.render.capi), else numpy: the same bits either way."""
+    in whole or quarter pixels), coordinates clamped to the frame (edges replicated); with
+    motion.overlapped, blended at the cells' borders (`overlap_blend`). Through the C kernel when
+    it builds (gsvc_cli.render.capi), else numpy: the same bits either way."""
     _, height, width = picture.shape
     check_grid(motion, width, height, "M-frame")
     from gsvc_cli.render.capi import move_picture as move_native
     from gsvc_cli.render.capi_build import KernelBuildError
 
-    try:
-        return move_native(picture, motion.vectors, motion.cell, motion.per_pixel)
-    except KernelBuildError:
-        return move_picture_numpy(picture, motion)
+    def move(field: MotionVectors) -> np.ndarray:
+        try:
+            return move_native(picture, field.vectors, field.cell, field.per_pixel)
+        except KernelBuildError:
+            return _move_numpy(picture, field)
+
+    return overlap_blend(motion, move) if motion.overlapped else move(motion)
 
 
 def move_picture_numpy(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
     """move_picture without the C kernel."""
     _, height, width = picture.shape
     check_grid(motion, width, height, "M-frame")
+    if motion.overlapped:
+        return overlap_blend(motion, lambda field: _move_numpy(picture, field))
+    return _move_numpy(picture, motion)
+
+
+def border_weights(cell: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Along one axis of `size` pixels cut into cells of `cell`: each pixel's own weight (float32)
+    and the side (-1, 0, +1) of the neighbour cell it blends with. The k = max(1, cell // 8)
+    pixels next to a cell's edge (none when cell is 1) blend, the one j pixels in from the edge
+    keeping (2k + 2j + 1) / 4k of its own prediction: 3/4 at the edge when k is 1, a ramp from
+    near 1/2 to near 1 for larger cells (FORMAT.md, "Overlapped cells")."""
+    k = max(1, cell // 8) if cell > 1 else 0
+    offset = np.arange(size) % cell
+    from_left, from_right = offset, cell - 1 - offset
+    side = np.where(from_left < k, -1, np.where(from_right < k, 1, 0))
+    j = np.where(side < 0, from_left, from_right)
+    own = np.ones(size, dtype=np.float32)
+    blend = side != 0
+    own[blend] = (np.float32(2 * k + 1) + np.float32(2) * j[blend].astype(np.float32)) / np.float32(4 * k)
+    return own, side
+
+
+def overlap_blend(motion: MotionVectors, move: Callable[[MotionVectors], np.ndarray]) -> np.ndarray:
+    """Overlapped cells: a pixel near a cell's border is its own cell's prediction blended with
+    the prediction its neighbour's vector gives (edges: the horizontal, the vertical and the
+    diagonal neighbour), so a field's block edges do not show as steps that residual splats,
+    smooth by nature, cannot fix. move(field) gives the plain moved picture of a field; each
+    neighbour's prediction is the plain move of the field shifted by one cell (clamped at the
+    frame). One float32 operation at a time in a fixed order: exact on every machine."""
+    gh, gw = motion.vectors.shape[:2]
+    cell = motion.cell
+    plain = MotionVectors(motion.vectors, cell, motion.per_pixel)
+    own = move(plain)
+    _, height, width = own.shape
+    wx, side_x = border_weights(cell, width)
+    wy, side_y = border_weights(cell, height)
+    predictions: dict[tuple[int, int], np.ndarray] = {}
+
+    def shifted(dy: int, dx: int) -> np.ndarray:
+        if (dy, dx) not in predictions:
+            rows = np.clip(np.arange(gh) + dy, 0, gh - 1)
+            cols = np.clip(np.arange(gw) + dx, 0, gw - 1)
+            vectors = np.ascontiguousarray(motion.vectors[rows][:, cols])
+            same = np.array_equal(vectors, motion.vectors)
+            predictions[dy, dx] = own if same else move(MotionVectors(vectors, cell, motion.per_pixel))
+        return predictions[dy, dx]
+
+    def by_side(dy_of: np.ndarray, dx_of: np.ndarray) -> np.ndarray:
+        """Per pixel, the prediction of the neighbour at (dy_of [H, 1], dx_of [1, W]) cells (own
+        where both are 0)."""
+        out = own
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                mask = (dy_of == dy) & (dx_of == dx)
+                if (dy, dx) != (0, 0) and mask.any():
+                    out = np.where(mask[None], shifted(dy, dx), out)
+        return out
+
+    rows_side, cols_side = side_y[:, None], side_x[None, :]
+    across = by_side(np.zeros_like(rows_side), cols_side)
+    down = by_side(rows_side, np.zeros_like(cols_side))
+    diagonal = by_side(rows_side, cols_side)
+    ax = (np.float32(1) - wx)[None, None, :]  # the neighbours' shares
+    ay = (np.float32(1) - wy)[None, :, None]
+    top = own + ax * (across - own)  # exactly own where a pixel does not blend or vectors agree
+    bottom = down + ax * (diagonal - down)
+    return np.clip(top + ay * (bottom - top), 0.0, 1.0).astype(np.float32)
+
+
+def _move_numpy(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
+    """The plain move (no overlap) in numpy."""
+    _, height, width = picture.shape
     if motion.per_pixel == 4:
         return _move_quarter(picture, motion)
     cell = motion.cell

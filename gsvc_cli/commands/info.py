@@ -88,6 +88,7 @@ def describe(path: Path) -> dict[str, Any]:
                 "field": None if motion is None else {  # an M-frame's block vectors
                     "cell": motion.cell, "cells": int(motion.vectors.shape[0] * motion.vectors.shape[1]),
                     "unit": "1/4 px" if motion.per_pixel == 4 else "1 px",
+                    "overlapped": motion.overlapped,
                     "residual_splats": stats.n_splats},  # kind 4: splats added to the moved picture
             })
     fps = Fraction(header.fps_num, header.fps_den)
@@ -167,7 +168,7 @@ def _overview(facts: dict[str, Any]) -> Table:
 def _field_text(field: dict[str, Any] | None) -> str:
     if field is None:
         return ""
-    text = f"{field['cell']}px, {field['unit']}"
+    text = f"{field['cell']}px, {field['unit']}" + (", overlapped" if field["overlapped"] else "")
     return text + (f", +{field['residual_splats']} residual splats" if field["residual_splats"] else "")
 
 

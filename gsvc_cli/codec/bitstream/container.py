@@ -42,7 +42,7 @@ MAGIC = b"GSVC\r\n\x1a\n"
 RECORD_MAGIC = b"GSFR"
 INDEX_MAGIC = b"GSIX"
 TRAILER_MAGIC = b"GSVE"
-FORMAT_MAJOR = 7
+FORMAT_MAJOR = 8
 FORMAT_MINOR = 0
 # 7.0: M-frame fields with zero flags; 6.0: M-frames with residual splats;
 # 5.0: quarter-pixel M-frames; 4.0: M-frames; 3.0: P-frame motion field; 2.0: context modelling;
@@ -59,8 +59,8 @@ COLOUR_SPACES = ("rgb", "yuv")
 MATRICES = ("none", "bt601", "bt709")
 RANGES = ("full", "limited")
 FRAME_TYPES = ("I", "P", "M")
-READABLE_MAJORS = (3, 4, 5, 6, FORMAT_MAJOR)  # 3.x: 7.0 without M-frames; 4.x: without quarter
-# pixels; 5.x: without residual splats; 6.x: without flagged fields
+READABLE_MAJORS = (3, 4, 5, 6, 7, FORMAT_MAJOR)  # 3.x: 8.0 without M-frames; 4.x: without quarter
+# pixels; 5.x: without residual splats; 6.x: without flagged fields; 7.x: without overlapped cells
 MAX_RECORD_PAYLOAD = (1 << 32) - 1
 
 

@@ -50,8 +50,9 @@ FRAME_M = 2
 FRAME_M_QUARTER = 3  # an M-frame whose vectors are in quarter pixels (format 5.0)
 FRAME_M_RESIDUAL = 4  # an M-frame plus residual splats added to the moved picture (format 6.0)
 FRAME_M_FLAGGED = 5  # kinds 2-4 in one, the field coded with zero flags (format 7.0)
+FRAME_M_OVERLAPPED = 6  # kind 5 with overlapped cells (format 8.0)
 TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M", FRAME_M_RESIDUAL: "M",
-               FRAME_M_FLAGGED: "M"}
+               FRAME_M_FLAGGED: "M", FRAME_M_OVERLAPPED: "M"}
 FIELD_CODINGS = ("best", "neighbour", "flagged")
 """How encode_picture_frame codes an M-frame's field: the smaller of the two, or one of them."""
 MAX_SPLATS = 1 << 22
@@ -373,7 +374,7 @@ def _write_flagged_motion(head: bytearray, writer: EntropyWriter, motion: Motion
 
 
 def _read_flagged_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str,
-                         per_pixel: int) -> MotionVectors:
+                         per_pixel: int, overlapped: bool = False) -> MotionVectors:
     _check_field_size(gw, gh, cell, what)
     zero = entropy.read(gw * gh, "mv.zero")
     if len(zero) and (zero.min() < 0 or zero.max() > 1):
@@ -384,7 +385,7 @@ def _read_flagged_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, wh
     rx[moving] = entropy.read(int(moving.sum()), "mv.x")
     ry[moving] = entropy.read(int(moving.sum()), "mv.y", (rx[moving] != 0).astype(np.int64), 2)
     try:
-        return MotionVectors.from_residuals(rx, ry, gw, gh, cell, per_pixel)
+        return MotionVectors.from_residuals(rx, ry, gw, gh, cell, per_pixel, overlapped)
     except ValueError as exc:
         raise FormatError(f"{what}: bad motion field ({exc})") from exc
 
@@ -535,9 +536,14 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
     `residual` (N >= 1 quantised splats and their steps), those splats, intra-coded, are rendered
     and added to the moved picture (`order` then applies to them, as an I-frame's). field_coding
     (FIELD_CODINGS): "neighbour" writes kinds 2-4 (format 6.0), "flagged" kind 5, "best" the
-    shorter payload of the two."""
+    shorter payload of the two. An overlapped field (motion.overlapped) has one coding: kind 6,
+    kind 5's with the overlap."""
     if field_coding not in FIELD_CODINGS:
         raise ValueError(f"field coding {field_coding!r}: one of {', '.join(FIELD_CODINGS)}")
+    if motion.overlapped:
+        if field_coding == "neighbour":
+            raise ValueError("an overlapped field is coded with zero flags only (kind 6)")
+        field_coding = "flagged"
     order = np.zeros(0, dtype=np.int64)
     values = np.zeros((0, 8), dtype=np.int64)
     steps: QuantSteps | None = None
@@ -560,10 +566,11 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
 
 def _picture_payload(motion: MotionVectors, values: np.ndarray, steps: QuantSteps | None,
                      flagged: bool) -> tuple[bytes, EntropyWriter]:
-    """An M-frame's payload of kind 2, 3 or 4 (flagged False) or 5, and its writer (the stats)."""
+    """An M-frame's payload of kind 2, 3 or 4 (flagged False) or 5 (6 when the field is
+    overlapped), and its writer (the stats)."""
     writer = EntropyWriter()
     if flagged:
-        head = bytearray([FRAME_M_FLAGGED])
+        head = bytearray([FRAME_M_OVERLAPPED if motion.overlapped else FRAME_M_FLAGGED])
         put_varint(head, len(values))
         head.append(motion.per_pixel)
     elif len(values):
@@ -625,8 +632,8 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
         return _decode_picture_frame(reader, n_cur, payload, what, 4 if frame_type == FRAME_M_QUARTER else 1)
     if frame_type == FRAME_M_RESIDUAL:
         return _decode_residual_picture_frame(reader, n_cur, payload, what)
-    if frame_type == FRAME_M_FLAGGED:
-        return _decode_flagged_picture_frame(reader, n_cur, payload, what)
+    if frame_type in (FRAME_M_FLAGGED, FRAME_M_OVERLAPPED):
+        return _decode_flagged_picture_frame(reader, n_cur, payload, what, frame_type == FRAME_M_OVERLAPPED)
     if frame_type != FRAME_P:
         raise FormatError(f"{what}: unknown frame type {frame_type}")
     if prev is None:
@@ -720,16 +727,17 @@ def _decode_residual_picture_frame(reader: ByteReader, n_cur: int, payload: byte
     return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion)
 
 
-def _decode_flagged_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str) -> DecodedValues:
-    """Kind 5: an M-frame's unit, steps when it has residual splats, its flagged field, then the
-    splats (none, or at least one)."""
+def _decode_flagged_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str,
+                                  overlapped: bool) -> DecodedValues:
+    """Kinds 5 and 6: an M-frame's unit, steps when it has residual splats, its flagged field, then
+    the splats (none, or at least one)."""
     per_pixel = reader.u8()
     if per_pixel not in (1, 4):
         raise FormatError(f"{what}: M-frame vectors in 1/{per_pixel} pixels (only 1 and 4 exist)")
     steps = _read_steps(reader, what) if n_cur else None
     gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
     entropy = EntropyReader(reader.remaining(), what)
-    motion = _read_flagged_motion(entropy, gw, gh, cell, what, per_pixel)
+    motion = _read_flagged_motion(entropy, gw, gh, cell, what, per_pixel, overlapped)
     values = _read_intra(entropy, n_cur, RESIDUAL_PREFIX)
     entropy.check_consumed()
     prefixes = (RESIDUAL_PREFIX,) if n_cur else ()

@@ -26,11 +26,14 @@ MAX_VECTOR = 1 << 16
 class MotionVectors:
     """vectors [gh, gw, 2] int64 (x, y) at the centres of cells of `cell` units, from the origin.
     per_pixel: vector units per pixel of an M-frame's field (1: whole pixels, 4: quarter pixels);
-    a P-frame's field is always 1 (its units are the centre quantiser's)."""
+    a P-frame's field is always 1 (its units are the centre quantiser's). overlapped: an M-frame's
+    cells blend into their neighbours' at their borders (payload kind 6, gsvc_cli.codec.moved_picture).
+    """
 
     vectors: np.ndarray
     cell: int
     per_pixel: int = 1
+    overlapped: bool = False
 
     def __post_init__(self) -> None:
         v = self.vectors
@@ -86,10 +89,10 @@ class MotionVectors:
 
     @staticmethod
     def from_residuals(rx: np.ndarray, ry: np.ndarray, gw: int, gh: int, cell: int,
-                       per_pixel: int = 1) -> MotionVectors:
+                       per_pixel: int = 1, overlapped: bool = False) -> MotionVectors:
         """Inverse of `residuals`."""
         planes = [_undo_residuals(r.reshape(gh, gw)) for r in (rx, ry)]
-        return MotionVectors(np.stack(planes, axis=-1), cell, per_pixel)
+        return MotionVectors(np.stack(planes, axis=-1), cell, per_pixel, overlapped)
 
 
 def _neighbour_residuals(plane: np.ndarray) -> np.ndarray:

@@ -379,6 +379,8 @@ class Encoder:
             else:
                 field = block_motion(self.picture[0], image[0], cell)
                 fields = [MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)]
+            if tuning.overlapped_cells and tuning.field_coding != "neighbour":
+                fields += [replace(motion, overlapped=True) for motion in fields]
             for motion in fields:
                 moved = torch.from_numpy(move_picture(reference, motion))
                 coded = encode_picture_frame(motion, field_coding=self.settings.tuning.field_coding)

@@ -116,6 +116,8 @@ class RDTuning:
     the J after a refresh is no lower than before it (foreman).
     field_flag_costs: the M-frame motion search prices a zero residual as kind 5's flag does, from
     the share of zero residuals in the last field searched (off: as the 6.0 coding does).
+    overlapped_cells: each M-frame field is also tried with overlapped cells (kind 6, blended at the
+    cells' borders: moved_picture.overlap_blend) and kept where J is lower (off: the ablation).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
@@ -194,6 +196,7 @@ class RDTuning:
     field_coding: str = "best"
     refresh_run: int = 0
     field_flag_costs: bool = True
+    overlapped_cells: bool = True
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
