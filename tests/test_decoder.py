@@ -50,7 +50,8 @@ def test_gsvc_info_imports_no_torch() -> None:
     frames = json.loads(result.stdout)["frames"]
     assert len(frames) == 6  # the golden file: I P M M P I, the second M in quarter pixels + residual
     assert [f["field"] and f["field"]["unit"] for f in frames] == [None, None, "1 px", "1/4 px", None, None]
-    assert frames[2]["field"] == {"cell": 32, "cells": 4, "unit": "1 px", "overlapped": True, "residual_splats": 0}
+    assert frames[2]["field"] == {"cell": 32, "cells": 4, "unit": "1 px", "overlapped": True,
+                                  "residual_splats": 0}
     assert frames[3]["field"]["residual_splats"] == frames[3]["splats"] == 6
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")]

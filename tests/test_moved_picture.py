@@ -449,7 +449,8 @@ def test_border_weights_blend_the_pixels_next_to_a_cell_edge() -> None:
     assert side.tolist() == [-1, 0, 0, 0, 0, 0, 0, 1] * 2 + [-1, 0, 0, 0]
     assert own.tolist() == [0.75, 1, 1, 1, 1, 1, 1, 0.75] * 2 + [0.75, 1, 1, 1]
     own, side = border_weights(32, 32)
-    assert own[:4].tolist() == [0.5625, 0.6875, 0.8125, 0.9375] and own[-4:].tolist() == own[:4][::-1].tolist()
+    assert own[:4].tolist() == [0.5625, 0.6875, 0.8125, 0.9375]
+    assert own[-4:].tolist() == own[:4][::-1].tolist()
     assert side[:4].tolist() == [-1] * 4 and side[-4:].tolist() == [1] * 4 and not side[4:-4].any()
     own, side = border_weights(1, 5)
     assert own.tolist() == [1.0] * 5 and not side.any()
@@ -462,7 +463,8 @@ def test_overlapped_cells_blend_only_at_edges_between_different_vectors() -> Non
     rng = np.random.default_rng(11)
     picture = rng.random((3, 24, 32), dtype=np.float32)
     uniform = MotionVectors(np.tile([5, -6], (3, 4, 1)), 8, 4)
-    assert np.array_equal(move_picture(picture, replace(uniform, overlapped=True)), move_picture(picture, uniform))
+    same = move_picture(picture, replace(uniform, overlapped=True))
+    assert np.array_equal(same, move_picture(picture, uniform))
     vectors = np.zeros((3, 4, 2), dtype=np.int64)
     vectors[:, 2:] = [2, 0]  # cells of columns 16.. read 2 pixels to the left
     plain = MotionVectors(vectors, 8)
