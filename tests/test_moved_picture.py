@@ -77,19 +77,22 @@ def test_quarter_pixel_reads_are_cubic_exact_on_whole_pixels_and_stay_in_range()
 @pytest.mark.parametrize("height, width, cell",
                          [(24, 40, 8), (37, 53, 4), (7, 5, 1), (30, 40, 64), (96, 128, 16)])
 def test_the_c_kernel_moves_pictures_to_the_same_bits_as_numpy(height: int, width: int, cell: int) -> None:
-    """FORMAT.md fixes every float32 operation of a quarter-pixel read: the decoder's C kernel (no
-    fused multiply-add, whatever -march allows) and the numpy fallback must agree bit for bit,
-    vectors far outside the frame included."""
+    """FORMAT.md fixes every float32 operation of a quarter-pixel read and of the overlapped blend:
+    the decoder's C kernel (no fused multiply-add, whatever -march allows) and the numpy fallback
+    must agree bit for bit, vectors far outside the frame included."""
     rng = np.random.default_rng(height * width + cell)
     picture = rng.random((3, height, width), dtype=np.float32)
     shape = (*grid_shape(width, height, cell), 2)
     for per_pixel in (1, 4):
         for reach in (3, 80):
-            motion = MotionVectors(rng.integers(-reach * per_pixel, reach * per_pixel + 1, size=shape), cell,
-                                   per_pixel)
-            native = capi.move_picture(picture, motion.vectors, cell, per_pixel, threads=2)
-            assert np.array_equal(native, move_picture_numpy(picture, motion))
-            assert np.array_equal(move_picture(picture, motion), native)
+            vectors = rng.integers(-reach * per_pixel, reach * per_pixel + 1, size=shape)
+            vectors[rng.random(shape[:2]) < 0.5] = vectors[0, 0]  # fields repeat vectors: blends skip them
+            for overlapped in (False, True):
+                motion = MotionVectors(vectors, cell, per_pixel, overlapped)
+                native = capi.move_picture(picture, motion.vectors, cell, per_pixel, threads=2,
+                                           overlapped=overlapped)
+                assert np.array_equal(native, move_picture_numpy(picture, motion))
+                assert np.array_equal(move_picture(picture, motion), native)
 
 
 def test_a_quarter_pixel_field_round_trips_as_payload_kind_3() -> None:

@@ -1,6 +1,6 @@
 // A plain C ABI over the CPU kernels, for callers without torch (the decoder loads it with ctypes).
 //
-// Three entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
+// Five entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
 //   gsvc_render_forward: splats -> image [3,H,W] (prepare_splats + bin_tiles + forward, the same
 //     calls as the torch binding, so the image is the same bit for bit);
 //   gsvc_yuv444_to_codes: YUV 4:4:4 floats [3,H,W] (code value / peak) -> integer code planes,
@@ -10,6 +10,7 @@
 //     (docs/FORMAT.md), a serial recurrence that costs ~0.5 us a term in Python;
 //   gsvc_move_picture: an M-frame's picture, the previous one moved by its field (FORMAT.md
 //     "M-frame"; gsvc_cli/codec/moved_picture.py is the same arithmetic in numpy).
+//   gsvc_move_picture_overlapped: the same with kind 6's overlapped cells.
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
 // the ABI.
 #include <omp.h>
@@ -181,6 +182,84 @@ void move_cell_row(const float* picture, int32_t channels, int32_t height, int32
   }
 }
 
+// One value of a plane moved by one vector (vx, vy) at pixel (x, y): the products and sums of
+// move_cell_row for that pixel, in its order, so the value is the same bit for bit.
+float moved_value(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t per_pixel,
+                  int32_t x, int32_t y) {
+  if (per_pixel == 1) return src[clamp_index(y - vy, height - 1) * width + clamp_index(x - vx, width - 1)];
+  const int64_t ux = -vx, uy = -vy;
+  const int64_t ix = ux >= 0 ? ux / 4 : -((-ux + 3) / 4), iy = uy >= 0 ? uy / 4 : -((-uy + 3) / 4);
+  const float* tx = kQuarterTaps[ux - 4 * ix];
+  const float* ty = kQuarterTaps[uy - 4 * iy];
+  const int64_t at = x + ix;
+  const int64_t c0 = clamp_index(at - 1, width - 1), c1 = clamp_index(at, width - 1),
+                c2 = clamp_index(at + 1, width - 1), c3 = clamp_index(at + 2, width - 1);
+  float h[4];
+  for (int j = 0; j < 4; ++j) {
+    const float* line = src + clamp_index(y + iy - 1 + j, height - 1) * width;
+    float s = (tx[0] / 128.0f) * line[c0];
+    s = s + (tx[1] / 128.0f) * line[c1];
+    s = s + (tx[2] / 128.0f) * line[c2];
+    s = s + (tx[3] / 128.0f) * line[c3];
+    h[j] = s;
+  }
+  float v = (ty[0] / 128.0f) * h[0];
+  v = v + (ty[1] / 128.0f) * h[1];
+  v = v + (ty[2] / 128.0f) * h[2];
+  v = v + (ty[3] / 128.0f) * h[3];
+  return std::min(std::max(v, 0.0f), 1.0f);
+}
+
+// Along one axis: the side (-1, 0, +1) of the neighbour a pixel at `offset` in its cell blends
+// with, and that neighbour's share a = 1 - (2k + 1 + 2j) / 4k (FORMAT.md "Overlapped cells").
+inline int border_side(int32_t offset, int32_t cell, int32_t k, float* share) {
+  int side = 0, j = 0;
+  if (offset < k) {
+    side = -1;
+    j = offset;
+  } else if (cell - 1 - offset < k) {
+    side = 1;
+    j = cell - 1 - offset;
+  }
+  *share = side ? 1.0f - static_cast<float>(2 * k + 1 + 2 * j) / static_cast<float>(4 * k) : 0.0f;
+  return side;
+}
+
+// The border pixels of row y of an overlapped M-frame, blended in place over the plain move in
+// `out`: only where a pixel blends and a neighbour's vector differs from its cell's does anything
+// change (elsewhere the formula gives the plain value exactly).
+void blend_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
+               int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, int32_t k, int32_t y, float* out) {
+  const int64_t plane = static_cast<int64_t>(height) * width;
+  float ay;
+  const int sy = border_side(y % cell, cell, k, &ay);
+  const int32_t r = y / cell, rn = static_cast<int32_t>(clamp_index(r + sy, gh - 1));
+  for (int32_t x = 0; x < width; ++x) {
+    float ax;
+    const int sx = border_side(x % cell, cell, k, &ax);
+    if (sx == 0 && sy == 0) continue;
+    const int32_t c = x / cell, cn = static_cast<int32_t>(clamp_index(c + sx, gw - 1));
+    const int64_t* own = vectors + 2 * (static_cast<int64_t>(r) * gw + c);
+    const int64_t* across = vectors + 2 * (static_cast<int64_t>(r) * gw + cn);
+    const int64_t* down = vectors + 2 * (static_cast<int64_t>(rn) * gw + c);
+    const int64_t* diagonal = vectors + 2 * (static_cast<int64_t>(rn) * gw + cn);
+    auto same = [own](const int64_t* v) { return v[0] == own[0] && v[1] == own[1]; };
+    if (same(across) && same(down) && same(diagonal)) continue;
+    for (int32_t ch = 0; ch < channels; ++ch) {
+      const float* src = picture + ch * plane;
+      float* dst = out + ch * plane + static_cast<int64_t>(y) * width + x;
+      const float m = *dst;
+      auto read = [&](const int64_t* v) {
+        return same(v) ? m : moved_value(src, height, width, v[0], v[1], per_pixel, x, y);
+      };
+      const float m_across = read(across), m_down = read(down), m_diagonal = read(diagonal);
+      const float top = m + ax * (m_across - m);
+      const float bottom = m_down + ax * (m_diagonal - m_down);
+      *dst = std::min(std::max(top + ay * (bottom - top), 0.0f), 1.0f);
+    }
+  }
+}
+
 #pragma GCC pop_options
 
 }  // namespace
@@ -189,7 +268,7 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 4; }
+int gsvc_capi_version(void) { return 5; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -272,6 +351,22 @@ int gsvc_move_picture(const float* picture, int32_t channels, int32_t height, in
   } catch (const std::bad_alloc&) {
     return 2;
   }
+  return 0;
+}
+
+// An overlapped M-frame (payload kind 6): the plain move, then each cell's border pixels blended with
+// the moves by its neighbours' vectors (FORMAT.md "Overlapped cells"; the numpy path is
+// gsvc_cli/codec/moved_picture.overlap_blend). Same arguments and return values as gsvc_move_picture.
+int gsvc_move_picture_overlapped(const float* picture, int32_t channels, int32_t height, int32_t width,
+                                 const int64_t* vectors, int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel,
+                                 float* out, int threads) {
+  const int status = gsvc_move_picture(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, out,
+                                       threads);
+  if (status != 0 || cell < 2) return status;
+  const int32_t k = std::max(1, cell / 8);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int32_t y = 0; y < height; ++y)
+    blend_row(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, k, y, out);
   return 0;
 }
 

@@ -50,13 +50,11 @@ def move_picture(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
     from gsvc_cli.render.capi import move_picture as move_native
     from gsvc_cli.render.capi_build import KernelBuildError
 
-    def move(field: MotionVectors) -> np.ndarray:
-        try:
-            return move_native(picture, field.vectors, field.cell, field.per_pixel)
-        except KernelBuildError:
-            return _move_numpy(picture, field)
-
-    return overlap_blend(motion, move) if motion.overlapped else move(motion)
+    try:
+        return move_native(picture, motion.vectors, motion.cell, motion.per_pixel,
+                           overlapped=motion.overlapped)
+    except KernelBuildError:
+        return move_picture_numpy(picture, motion)
 
 
 def move_picture_numpy(picture: np.ndarray, motion: MotionVectors) -> np.ndarray:
