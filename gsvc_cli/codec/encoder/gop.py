@@ -47,6 +47,7 @@ from gsvc_cli.codec.encoder.picture_motion import (
     luma_share,
     picture_motion,
     quarter_refine,
+    refine_field,
 )
 from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
@@ -388,6 +389,15 @@ class Encoder:
                 if best is None or cost < best[2]:
                     best, best_motion = (coded, moved, cost), motion
         assert best is not None and best_motion is not None
+        if by_rd and tuning.field_refine_passes:
+            refined = refine_field(reference, image.numpy(), best_motion, self.lam, self.weights.numpy(),
+                                   costs, tuning.field_refine_passes)
+            if (refined.vectors != best_motion.vectors).any():
+                moved = torch.from_numpy(move_picture(reference, refined))
+                coded = encode_picture_frame(refined, field_coding=tuning.field_coding)
+                cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
+                if cost < best[2]:
+                    best, best_motion = (coded, moved, cost), refined
         self.searched_field = best_motion
         small = self.height * self.width < self.preset.residual_max_pixels
         if self.settings.tuning.picture_residual and small:

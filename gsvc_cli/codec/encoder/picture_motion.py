@@ -111,6 +111,77 @@ def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vector
     return field
 
 
+def refine_field(reference: np.ndarray, image: np.ndarray, motion: MotionVectors, lam: float,
+                 channel_weights: np.ndarray, costs: VectorCosts = VectorCosts(), passes: int = 2
+                 ) -> MotionVectors:
+    """The field `motion` polished by D + lam R over the whole picture as the M-frame will have
+    it (overlapped or not, every channel weighted as J weighs it): cells of one colour of a
+    checkerboard at a time, each trying its four neighbours' vectors and one step (a quarter or a
+    whole pixel, as the field's unit) in each direction. The search above chooses each vector
+    before the vectors right of it and below it exist, so it cannot see that a vector also sets
+    its right neighbour's (and in the first column, its lower neighbour's) residual, nor that
+    overlapped cells blend across edges; here the other colour is fixed, so both are exact under
+    the bit model (vector_bits). reference, image: [C, H, W] float32; channel_weights: [C], sum 1."""
+    vectors = motion.vectors.copy()
+    gh, gw = vectors.shape[:2]
+    rows, cols = np.mgrid[0:gh, 0:gw]
+    reach = max(1, motion.cell // 8) if motion.overlapped else 0  # pixels a cell's vector reaches past it
+    steps = [np.array(d) for d in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+    weights = np.asarray(channel_weights, dtype=np.float32)[:, None, None]
+    for _ in range(passes):
+        for parity in (0, 1):
+            mine = ((rows + cols) % 2 == parity)[..., None]
+
+            neighbours = [vectors[np.clip(rows + dy, 0, gh - 1), np.clip(cols + dx, 0, gw - 1)]
+                          for dy, dx in ((0, -1), (-1, 0), (0, 1), (1, 0))]
+            best_cost: np.ndarray | None = None
+            best = vectors
+            for option in [vectors, *neighbours, *(vectors + d for d in steps)]:
+                field = np.where(mine, option, vectors)
+                try:
+                    trial = MotionVectors(np.ascontiguousarray(field), motion.cell, motion.per_pixel,
+                                          motion.overlapped)
+                except ValueError:  # a step past the largest vector
+                    continue
+                errors = ((weights * (move_picture(reference, trial) - image) ** 2).sum(0))
+                cost = (_window_sums(errors, motion.cell, reach, gh, gw)
+                        + lam * _field_bits_by_cell(field, costs))
+                if best_cost is None:
+                    best_cost, best = cost, field
+                else:
+                    better = cost < best_cost
+                    best_cost = np.where(better, cost, best_cost)
+                    best = np.where(better[..., None], field, best)
+            vectors = np.where(mine, best, vectors)
+    return MotionVectors(np.ascontiguousarray(vectors), motion.cell, motion.per_pixel, motion.overlapped)
+
+
+def _window_sums(errors: np.ndarray, cell: int, reach: int, gh: int, gw: int) -> np.ndarray:
+    """[gh, gw]: per cell, the sum of `errors` [H, W] over the cell and `reach` pixels around it."""
+    height, width = errors.shape
+    padded = np.zeros((gh * cell + 2 * reach + 1, gw * cell + 2 * reach + 1))
+    padded[1 + reach:1 + reach + height, 1 + reach:1 + reach + width] = errors
+    table = padded.cumsum(0).cumsum(1)  # table[y, x]: sum of padded[:y, :x] shifted by one
+    y0 = np.arange(gh) * cell
+    x0 = np.arange(gw) * cell
+    y1, x1 = y0 + cell + 2 * reach, x0 + cell + 2 * reach
+    return (table[y1][:, x1] - table[y0][:, x1] - table[y1][:, x0] + table[y0][:, x0])
+
+
+def _field_bits_by_cell(field: np.ndarray, costs: VectorCosts) -> np.ndarray:
+    """[gh, gw]: the estimated bits that depend on each cell's vector: its own residual (from its
+    left neighbour, in the first column from the one above) and the residual of the cell that
+    predicts from it (right; in the first column also the one below)."""
+    predictor = np.zeros_like(field)
+    predictor[:, 1:] = field[:, :-1]
+    predictor[1:, 0] = field[:-1, 0]
+    own = vector_bits(torch.from_numpy((field - predictor).astype(np.float32)), costs).numpy()
+    bits = own.astype(np.float64)
+    bits[:, :-1] += own[:, 1:]
+    bits[:-1, 0] += own[1:, 0]
+    return bits
+
+
 def _block_sums(values: torch.Tensor, cell: int) -> torch.Tensor:
     """[H, W] -> [gh, gw] sums over the cells (the last row and column of cells cropped)."""
     return F.avg_pool2d(values[None, None], cell, ceil_mode=True, divisor_override=1)[0, 0]

@@ -118,6 +118,10 @@ class RDTuning:
     the share of zero residuals in the last field searched (off: as the 6.0 coding does).
     overlapped_cells: each M-frame field is also tried with overlapped cells (kind 6, blended at the
     cells' borders: moved_picture.overlap_blend) and kept where J is lower (off: the ablation).
+    field_refine_passes: checkerboard passes that polish the chosen M-frame field by D + lambda R
+    over the whole picture (picture_motion.refine_field: each cell tries its neighbours' vectors
+    and a step each way, its right and lower neighbours' residual bits counted); kept where J is
+    lower (0: off, the ablation).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
@@ -197,6 +201,7 @@ class RDTuning:
     refresh_run: int = 0
     field_flag_costs: bool = True
     overlapped_cells: bool = True
+    field_refine_passes: int = 2
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
