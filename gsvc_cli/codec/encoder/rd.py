@@ -122,6 +122,8 @@ class RDTuning:
     over the whole picture (picture_motion.refine_field: each cell tries its neighbours' vectors
     and a step each way, its right and lower neighbours' residual bits counted); kept where J is
     lower (0: off, the ablation).
+    field_refine_all: refine every candidate field (each block size, plain and overlapped) before
+    the choice among them, not only the chosen one.
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
@@ -202,6 +204,7 @@ class RDTuning:
     field_flag_costs: bool = True
     overlapped_cells: bool = True
     field_refine_passes: int = 2
+    field_refine_all: bool = False
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
