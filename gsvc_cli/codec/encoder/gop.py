@@ -383,8 +383,8 @@ class Encoder:
             if tuning.overlapped_cells and tuning.field_coding != "neighbour":
                 fields += [replace(motion, overlapped=True) for motion in fields]
             if by_rd and tuning.field_refine_all and tuning.field_refine_passes:
-                fields += [refine_field(reference, image.numpy(), motion, self.lam, self.weights.numpy(), costs,
-                                        tuning.field_refine_passes) for motion in fields]
+                fields += [refine_field(reference, image.numpy(), motion, self.lam, self.weights.numpy(),
+                                        costs, tuning.field_refine_passes) for motion in fields]
             for motion in fields:
                 moved = torch.from_numpy(move_picture(reference, motion))
                 coded = encode_picture_frame(motion, field_coding=self.settings.tuning.field_coding)
