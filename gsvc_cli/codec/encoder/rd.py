@@ -123,7 +123,9 @@ class RDTuning:
     and a step each way, its right and lower neighbours' residual bits counted); kept where J is
     lower (0: off, the ablation).
     field_refine_all: refine every candidate field (each block size, plain and overlapped) before
-    the choice among them, not only the chosen one.
+    the choice among them, not only the chosen one. Off: on the seven whole clips it saved 0.3-7%
+    on five and halved the Kodak pan's bits, lost 0.2-0.5% on two, at up to six refinements per
+    M-frame (BENCHMARKS.md, "Refining every candidate field"); to be made cheap first.
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
