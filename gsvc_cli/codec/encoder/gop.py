@@ -368,6 +368,14 @@ class Encoder:
         tuning = self.settings.tuning
         costs = (VectorCosts.flagged(self.field_zero_share)
                  if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())
+        target, weights = image.numpy(), self.weights.numpy()
+
+        def choice(motion: MotionVectors) -> _PictureChoice:
+            moved = torch.from_numpy(move_picture(reference, motion))
+            coded = encode_picture_frame(motion, field_coding=tuning.field_coding)
+            cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
+            return coded, moved, cost
+
         for cell in (int(c) for c in tuning.picture_cells.split(",")):
             if by_rd:
                 vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse, costs)
@@ -383,24 +391,20 @@ class Encoder:
             if tuning.overlapped_cells and tuning.field_coding != "neighbour":
                 fields += [replace(motion, overlapped=True) for motion in fields]
             if by_rd and tuning.field_refine_all and tuning.field_refine_passes:
-                fields += [refine_field(reference, image.numpy(), motion, self.lam, self.weights.numpy(),
-                                        costs, tuning.field_refine_passes) for motion in fields]
+                fields += [refine_field(reference, target, motion, self.lam, weights, costs,
+                                        tuning.field_refine_passes) for motion in fields]
             for motion in fields:
-                moved = torch.from_numpy(move_picture(reference, motion))
-                coded = encode_picture_frame(motion, field_coding=self.settings.tuning.field_coding)
-                cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
-                if best is None or cost < best[2]:
-                    best, best_motion = (coded, moved, cost), motion
+                candidate = choice(motion)
+                if best is None or candidate[2] < best[2]:
+                    best, best_motion = candidate, motion
         assert best is not None and best_motion is not None
         if by_rd and tuning.field_refine_passes:
-            refined = refine_field(reference, image.numpy(), best_motion, self.lam, self.weights.numpy(),
-                                   costs, tuning.field_refine_passes)
+            refined = refine_field(reference, target, best_motion, self.lam, weights, costs,
+                                   tuning.field_refine_passes)
             if (refined.vectors != best_motion.vectors).any():
-                moved = torch.from_numpy(move_picture(reference, refined))
-                coded = encode_picture_frame(refined, field_coding=tuning.field_coding)
-                cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
-                if cost < best[2]:
-                    best, best_motion = (coded, moved, cost), refined
+                candidate = choice(refined)
+                if candidate[2] < best[2]:
+                    best, best_motion = candidate, refined
         self.searched_field = best_motion
         small = self.height * self.width < self.preset.residual_max_pixels
         if self.settings.tuning.picture_residual and small:
