@@ -42,6 +42,7 @@ from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, 
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, block_motion
 from gsvc_cli.codec.encoder.picture_motion import (
+    FAR_SCALE,
     VectorCosts,
     coarse_field,
     luma_share,
@@ -364,8 +365,10 @@ class Encoder:
         luma = luma_share(CHANNEL_WEIGHTS)
         by_rd = self.settings.tuning.picture_rd_search
         large = self.height * self.width > SEARCH_PIXELS
-        coarse = coarse_field(self.picture[0], image[0]) if by_rd and large else None
         tuning = self.settings.tuning
+        far = tuning.far_motion and not large
+        coarse = (coarse_field(self.picture[0], image[0], FAR_SCALE if far else None)
+                  if by_rd and (large or far) else None)
         costs = (VectorCosts.flagged(self.field_zero_share)
                  if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())
         target, weights = image.numpy(), self.weights.numpy()
@@ -378,7 +381,7 @@ class Encoder:
 
         for cell in (int(c) for c in tuning.picture_cells.split(",")):
             if by_rd:
-                vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse, costs)
+                vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse, costs, far)
                 fields = [MotionVectors(vectors.numpy(), cell)]
                 if tuning.picture_quarter:
                     quarter = quarter_refine(reference[:1], image[0], cell, vectors, self.lam, luma,

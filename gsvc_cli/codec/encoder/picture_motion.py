@@ -8,9 +8,12 @@ weighs luma) plus lambda times its estimated bits as the field coder will code i
 from its left neighbour (from the one above in the first column). Columns are chosen left to
 right, all rows of a column at once, so a vector's predictor is already decided.
 
-Frames up to motion.SEARCH_PIXELS are searched over every whole-pixel vector within RADIUS;
-larger ones around the vector of the downscaled block search (motion.block_motion), within
-REFINE_RADIUS at full resolution. `quarter_refine` then refines a whole-pixel field by half and
+Frames up to motion.SEARCH_PIXELS are searched over every whole-pixel vector within RADIUS, and
+(with `far`) also within REFINE_RADIUS of the vector a search on the frame downscaled FAR_SCALE
+times finds (motion up to FAR_SCALE x RADIUS pixels: the Kodak pan moves 8 pixels a frame, beyond
+RADIUS, and a field clipped at 7 cost it half its bits); larger frames are searched around the
+vector of the downscaled block search (motion.block_motion) alone, within REFINE_RADIUS at full
+resolution. `quarter_refine` then refines a whole-pixel field by half and
 quarter pixels (as x264's subpixel refinement does), reading through the decoder's own cubic
 (moved_picture.move_picture), so the errors it weighs are the ones the M-frame will have.
 """
@@ -30,7 +33,8 @@ from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_moti
 from gsvc_cli.codec.moved_picture import move_picture
 
 RADIUS = 7  # pixels searched around zero on frames up to SEARCH_PIXELS
-REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector on larger frames
+REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector
+FAR_SCALE = 4  # small frames' far search runs on the frame downscaled this many times
 QUARTER_STEPS = (2, 1)  # the half-pixel, then the quarter-pixel ring (in quarter pixels)
 
 
@@ -61,25 +65,30 @@ def vector_bits(residual: torch.Tensor, costs: VectorCosts = VectorCosts()) -> t
 
 def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam: float,
                    luma_weight: float, coarse: MotionField | None = None,
-                   costs: VectorCosts = VectorCosts()) -> torch.Tensor:
+                   costs: VectorCosts = VectorCosts(), far: bool = False) -> torch.Tensor:
     """Vectors [gh, gw, 2] int64 (x, y; whole pixels, image(p) ~ reference(p - v)) for the cells of
     `cell` pixels that tile the [H, W] luma planes from the top-left corner. lam: lambda per unit of
     weighted squared error (gop.Encoder's); luma_weight: luma's share of the channel weights.
-    coarse: on large frames, the block search to refine around (`coarse_field`; made when None).
-    costs: how the field coder prices a residual (VectorCosts)."""
+    coarse: the downscaled block search to refine around (`coarse_field`; made when None) on large
+    frames, and on small ones with `far`. costs: how the field coder prices a residual
+    (VectorCosts)."""
     height, width = image.shape
     gh, gw = -(-height // cell), -(-width // cell)
+    r = REFINE_RADIUS
+    near = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
     if height * width <= SEARCH_PIXELS:
-        base = torch.zeros(gh, gw, 2, dtype=torch.int64)
         offsets = [(dx, dy) for dy in range(-RADIUS, RADIUS + 1) for dx in range(-RADIUS, RADIUS + 1)]
         errors = torch.stack([_block_sums((image - translated(reference, dx, dy)) ** 2, cell)
                               for dx, dy in offsets])
+        candidates = torch.tensor(offsets, dtype=torch.int64)[:, None, None, :].expand(-1, gh, gw, 2)
+        if far:
+            base = _coarse_vectors(coarse or coarse_field(reference, image, FAR_SCALE), cell, gh, gw)
+            errors = torch.cat([errors, _window_errors(reference, image, cell, base, near)])
+            candidates = torch.cat([candidates, base[None] + torch.tensor(near)[:, None, None, :]])
     else:
         base = _coarse_vectors(coarse or coarse_field(reference, image), cell, gh, gw)
-        r = REFINE_RADIUS
-        offsets = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-        errors = _window_errors(reference, image, cell, base, offsets)
-    candidates = base[None] + torch.tensor(offsets, dtype=torch.int64)[:, None, None, :]  # [K, gh, gw, 2]
+        errors = _window_errors(reference, image, cell, base, near)
+        candidates = base[None] + torch.tensor(near, dtype=torch.int64)[:, None, None, :]  # [K, gh, gw, 2]
 
     def own(rows: slice, col: int, vectors: torch.Tensor) -> torch.Tensor:
         return luma_weight * _column_errors(reference, image, cell, rows, col, vectors)
@@ -187,9 +196,10 @@ def _block_sums(values: torch.Tensor, cell: int) -> torch.Tensor:
     return F.avg_pool2d(values[None, None], cell, ceil_mode=True, divisor_override=1)[0, 0]
 
 
-def coarse_field(reference: torch.Tensor, image: torch.Tensor) -> MotionField:
-    """The downscaled block search a large frame's cells refine around (one per frame, any cell)."""
-    return block_motion(reference, image, 16)
+def coarse_field(reference: torch.Tensor, image: torch.Tensor, scale: int | None = None) -> MotionField:
+    """The downscaled block search cells refine around (one per frame, any cell); scale: the
+    downscale factor (else block_motion's, which leaves frames up to SEARCH_PIXELS whole)."""
+    return block_motion(reference, image, 16, scale=scale)
 
 
 def _coarse_vectors(field: MotionField, cell: int, gh: int, gw: int) -> torch.Tensor:

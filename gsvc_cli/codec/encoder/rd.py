@@ -126,6 +126,9 @@ class RDTuning:
     the choice among them, not only the chosen one. Off: on the seven whole clips it saved 0.3-7%
     on five and halved the Kodak pan's bits, lost 0.2-0.5% on two, at up to six refinements per
     M-frame (BENCHMARKS.md, "Refining every candidate field"); to be made cheap first.
+    far_motion: on frames up to motion.SEARCH_PIXELS, M-frame fields are also searched around a
+    search on the frame downscaled picture_motion.FAR_SCALE times (motion beyond RADIUS; off: the
+    ablation, within RADIUS of zero only).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
@@ -207,6 +210,7 @@ class RDTuning:
     overlapped_cells: bool = True
     field_refine_passes: int = 2
     field_refine_all: bool = False
+    far_motion: bool = True
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
