@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gsvc_cli.errors import GsvcError
+from gsvc_cli.errors import FormatError, GsvcError
 
 MIN_SCALE = 1.0 / 16.0
 """Smallest l1 or l3 (pixels) a quantised splat can have."""
@@ -136,6 +136,8 @@ def dequantise_values(values: np.ndarray, steps: QuantSteps) -> tuple[np.ndarray
     means = np.ascontiguousarray(q[:, 0:2] * np.float32(steps.mean))
     l1 = scales_of(values[:, 2], steps.log_scale)
     l3 = scales_of(values[:, 4], steps.log_scale)
+    if not (np.isfinite(l1).all() and np.isfinite(l3).all()):  # inf x a zero shear would be NaN
+        raise FormatError("corrupt splat data: a splat scale beyond any the encoder writes")
     l2 = (q[:, 3] * np.float32(steps.shear)) * l3
     chol = np.stack([l1, l2, l3], axis=1)
     colors = np.ascontiguousarray(q[:, 5:8] * np.asarray(steps.color, dtype=np.float32))
