@@ -20,6 +20,7 @@ from gsvc_cli.codec.bitstream.container import (
     index_and_trailer_size,
 )
 from gsvc_cli.codec.bitstream.frame_coding import (
+    FRAME_M_FLAGGED,
     FRAME_M_OVERLAPPED,
     FRAME_M_RESIDUAL,
     decode_frame,
@@ -59,7 +60,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (8, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (9, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -147,15 +148,15 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 9) + good[10:])
-    with pytest.raises(FormatError, match="version 9.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 10) + good[10:])
+    with pytest.raises(FormatError, match="version 10.0 is not supported"):
         GsvcReader(other)
     # 3.x (before M-frames), 4.x (before quarter pixels), 5.x (before residual splats), 6.x
-    # (before flagged fields) and 7.x (before overlapped cells) are read: their payloads mean what
-    # they mean in 8.0
+    # (before flagged fields), 7.x (before overlapped cells) and 8.x (before the 8-tap filter) are
+    # read: their payloads mean what they mean in 9.0
     size = struct.unpack_from("<I", good, 12)[0]
     old = bytearray(good)
-    for major in (3, 4, 5, 6, 7):
+    for major in (3, 4, 5, 6, 7, 8):
         old[8:10] = struct.pack("<H", major)
         old[size - 4:size] = struct.pack("<I", zlib.crc32(bytes(old[:size - 4])))
         other.write_bytes(bytes(old))
@@ -190,7 +191,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     (size,) = struct.unpack_from("<I", good, 12)
     extra = b"new"
     body = bytearray(good[: size - 4] + extra)
-    struct.pack_into("<HI", body, 10, 9, size + len(extra))
+    struct.pack_into("<HI", body, 10, 9, size + len(extra))  # minor 9
     header = bytes(body) + struct.pack("<I", zlib.crc32(body))
     index_offset, _, magic = struct.unpack("<QI4s", good[-16:])
     index = bytearray(good[index_offset:-16])
@@ -200,7 +201,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (8, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (9, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -218,7 +219,7 @@ def test_reader_needs_no_payloads_for_info(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# golden file: a deterministic GOP (I, P, M, M, P) and a second I-frame, coded end to end
+# golden file: a deterministic GOP (I, P, M, M, M, P) and a second I-frame, coded end to end
 
 
 class Lcg:
@@ -236,19 +237,20 @@ class Lcg:
                 self(128) + 20, self(21) - 10, self(21) - 10]
 
 
-GOLDEN_TYPES = "IPMMPI"
+GOLDEN_TYPES = "IPMMMPI"
+GOLDEN_M_KINDS = (FRAME_M_OVERLAPPED, FRAME_M_RESIDUAL, FRAME_M_FLAGGED)  # the 1st, 2nd, 3rd M
 
 
 GoldenFrame = QuantisedSplats | MotionVectors | tuple[MotionVectors, QuantisedSplats]
 
 
 def encode_golden(path: Path) -> list[GoldenFrame]:
-    """Frames I, P, M, M, P, I: each P drops every 9th splat of the last splat frame, nudges a
+    """Frames I, P, M, M, M, P, I: each P drops every 9th splat of the last splat frame, nudges a
     third, adds 4 new ones; the M-frames move the picture by a 2x2 field of 32-pixel cells (the
-    first in whole pixels with a flagged, overlapped field: kind 6; the second in quarter pixels and with 6
-    residual splats: kind 4); the
-    second P moves its splats by a motion field. Returns what each frame decodes to (splats, M's
-    field, or a kind-4 M's field and residual splats)."""
+    first in whole pixels with a flagged, overlapped field: kind 6; the second in quarter pixels and
+    with 6 residual splats: kind 4; the third in quarter pixels read through the 8-tap filter, a
+    flagged field: kind 5, format 9.0); the second P moves its splats by a motion field. Returns
+    what each frame decodes to (splats, M's field, or a kind-4 M's field and residual splats)."""
     rand = Lcg(12345)
     steps = QuantSteps.from_quality(0.5)
     decoded: list[GoldenFrame] = []
@@ -256,13 +258,14 @@ def encode_golden(path: Path) -> list[GoldenFrame]:
     with GsvcWriter(path, HEADER, overwrite=True) as out:
         for k, kind in enumerate(GOLDEN_TYPES):
             if kind == "M":
-                per_pixel = 4 if GOLDEN_TYPES[k - 1] == "M" else 1
+                nth = k - len(GOLDEN_TYPES[:k].rstrip("M"))  # M-frames just before this one
+                per_pixel = 4 if nth else 1
                 span = 9 * per_pixel  # vectors within 4 pixels
                 motion = MotionVectors(np.array([[[rand(span) - span // 2, rand(span) - span // 2]
                                                   for _ in range(2)] for _ in range(2)], dtype=np.int64),
-                                       32, per_pixel, overlapped=per_pixel == 1)
+                                       32, per_pixel, overlapped=nth == 0, sharp=nth == 2)
                 residual = (QuantisedSplats.from_array(np.array([rand.splat() for _ in range(6)]))
-                            if per_pixel == 4 else None)
+                            if nth == 1 else None)
                 coded = encode_picture_frame(motion, None if residual is None else (residual, steps),
                                              "flagged" if residual is None else "neighbour")
                 out.write_frame(coded.frame_type, coded.stats.n_splats, coded.payload)
@@ -274,8 +277,8 @@ def encode_golden(path: Path) -> list[GoldenFrame]:
             else:
                 prev = splats[-1].as_array()
                 kept = [i for i in range(len(prev)) if i % 9 != 4]
-                field = None  # frame 4 carries a 3x2 motion field
-                if k == 4:
+                field = None  # frame 5 carries a 3x2 motion field
+                if k == 5:
                     field = MotionVectors(np.array([[[rand(9) - 4, rand(9) - 4] for _ in range(3)]
                                                     for _ in range(2)], dtype=np.int64), 200)
                     prev = field.predict(prev)
@@ -325,12 +328,13 @@ def test_golden_bitstream(tmp_path):
         for k, record in gsvc.frames():
             if record.frame_type == "M":
                 picture = decode_values(record.payload, None, what=f"golden frame {k}")
-                quarter = GOLDEN_TYPES[k - 1] == "M"  # the second M: quarter pixels and a residual
-                assert record.payload[0] == (FRAME_M_RESIDUAL if quarter else FRAME_M_OVERLAPPED)
-                assert picture.motion is not None and picture.motion.per_pixel == (4 if quarter else 1)
-                assert picture.motion.overlapped == (not quarter)
-                assert record.n_splats == len(picture.values) == (6 if quarter else 0)
-                decoded.append((picture.motion, QuantisedSplats.from_array(picture.values)) if quarter
+                nth = k - len(GOLDEN_TYPES[:k].rstrip("M"))  # M-frames just before this one
+                assert record.payload[0] == GOLDEN_M_KINDS[nth]
+                assert picture.motion is not None and picture.motion.per_pixel == (4 if nth else 1)
+                assert (picture.motion.overlapped, picture.motion.sharp) == (nth == 0, nth == 2)
+                residual = nth == 1  # the second M: quarter pixels and a residual
+                assert record.n_splats == len(picture.values) == (6 if residual else 0)
+                decoded.append((picture.motion, QuantisedSplats.from_array(picture.values)) if residual
                                else picture.motion)
                 continue
             frame = decode_frame(record.payload, prev, what=f"golden frame {k}")
@@ -342,7 +346,7 @@ def test_golden_bitstream(tmp_path):
 
 
 def test_any_minor_of_the_major_is_read(tmp_path):
-    """Minor versions only add coding-parameter keys: a file that says 8.0 reads the same with any
+    """Minor versions only add coding-parameter keys: a file that says 9.0 reads the same with any
     minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
@@ -352,6 +356,6 @@ def test_any_minor_of_the_major_is_read(tmp_path):
     struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (8, 5) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (9, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 

@@ -48,11 +48,13 @@ def test_gsvc_info_imports_no_torch() -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     frames = json.loads(result.stdout)["frames"]
-    assert len(frames) == 6  # the golden file: I P M M P I, the second M in quarter pixels + residual
-    assert [f["field"] and f["field"]["unit"] for f in frames] == [None, None, "1 px", "1/4 px", None, None]
+    assert len(frames) == 7  # the golden file: I P M M M P I, the second M in quarter pixels + residual
+    assert [f["field"] and f["field"]["unit"] for f in frames] == [None, None, "1 px", "1/4 px", "1/4 px",
+                                                                     None, None]
     assert frames[2]["field"] == {"cell": 32, "cells": 4, "unit": "1 px", "overlapped": True,
-                                  "residual_splats": 0}
+                                  "filter": None, "residual_splats": 0}
     assert frames[3]["field"]["residual_splats"] == frames[3]["splats"] == 6
+    assert [frames[k]["field"]["filter"] for k in (3, 4)] == ["cubic", "8-tap"]
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")]
     assert "gsvc_cli.codec.bitstream.frame_coding" in imported

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +37,13 @@ from gsvc_cli.codec.encoder.picture_motion import (
 )
 from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.codec.encoder.rd import RDTuning, lagrangian
-from gsvc_cli.codec.moved_picture import border_weights, grid_shape, move_picture, move_picture_numpy
+from gsvc_cli.codec.moved_picture import (
+    SHARP_TAPS,
+    border_weights,
+    grid_shape,
+    move_picture,
+    move_picture_numpy,
+)
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import FormatError
 from gsvc_cli.render import capi, render
@@ -95,12 +102,35 @@ def test_the_c_kernel_moves_pictures_to_the_same_bits_as_numpy(height: int, widt
         for reach in (3, 80):
             vectors = rng.integers(-reach * per_pixel, reach * per_pixel + 1, size=shape)
             vectors[rng.random(shape[:2]) < 0.5] = vectors[0, 0]  # fields repeat vectors: blends skip them
-            for overlapped in (False, True):
-                motion = MotionVectors(vectors, cell, per_pixel, overlapped)
+            for overlapped, sharp in itertools.product((False, True), (False, True)[:per_pixel // 2 + 1]):
+                motion = MotionVectors(vectors, cell, per_pixel, overlapped, sharp)
                 native = capi.move_picture(picture, motion.vectors, cell, per_pixel, threads=2,
-                                           overlapped=overlapped)
+                                           overlapped=overlapped, sharp=sharp)
                 assert np.array_equal(native, move_picture_numpy(picture, motion))
                 assert np.array_equal(move_picture(picture, motion), native)
+
+
+def test_the_8_tap_filter_is_exact_on_whole_pixels_and_blurs_a_chain_less_than_the_cubic() -> None:
+    """SHARP_TAPS: whole-pixel reads copy, every row sums to 1 (exact in float32); four quarter-pixel
+    moves of real detail land nearer the one whole-pixel move than the cubic's four do (why the
+    filter exists: chains of M-frames over fine detail), and stay in [0, 1]."""
+    assert np.array_equal(SHARP_TAPS.sum(1), np.ones(4, dtype=np.float32))
+    rng = np.random.default_rng(3)
+    picture = rng.random((3, 24, 40), dtype=np.float32)
+    vectors = rng.integers(-6, 7, size=(3, 5, 2))
+    whole = move_picture(picture, MotionVectors(vectors, 8))
+    assert np.array_equal(move_picture(picture, MotionVectors(4 * vectors, 8, 4, sharp=True)), whole)
+    y = _luma()[:64, :96].numpy()
+    detail = np.stack([y, y, y]).astype(np.float32)
+    target = move_picture(detail, MotionVectors(np.tile([1, 1], (8, 12, 1)), 8))[:, 8:-8, 8:-8]
+    errors = {}
+    for sharp in (False, True):
+        chain = detail
+        for _ in range(4):
+            chain = move_picture(chain, MotionVectors(np.tile([1, 1], (8, 12, 1)), 8, 4, sharp=sharp))
+        assert chain.min() >= 0.0 and chain.max() <= 1.0
+        errors[sharp] = float(((chain[:, 8:-8, 8:-8] - target) ** 2).mean())
+    assert errors[True] < 0.8 * errors[False], errors
 
 
 def test_a_quarter_pixel_field_round_trips_as_payload_kind_3() -> None:
@@ -181,18 +211,18 @@ def test_m_frame_payload_round_trip_and_bad_payloads() -> None:
 
 
 def test_decoding_from_an_m_frame_builds_the_pictures_it_moves() -> None:
-    """The golden file is I P M M P I (the second M in quarter pixels, with 6 residual splats): a
-    decode that starts at an M-frame gives the same picture as a decode from the start, and the
-    P-frame after them predicts from the P before them."""
+    """The golden file is I P M M M P I (the second M in quarter pixels, with 6 residual splats,
+    the third through the 8-tap filter): a decode that starts at an M-frame gives the same picture
+    as a decode from the start, and the P-frame after them predicts from the P before them."""
     with GsvcReader(GOLDEN) as reader:
         whole = {d.index: d for d in decode_frames(reader)}
-        assert "".join(d.frame_type for d in whole.values()) == "IPMMPI"
-        for k in (2, 3):
+        assert "".join(d.frame_type for d in whole.values()) == "IPMMMPI"
+        for k in (2, 3, 4):
             assert whole[k].n_splats == (6 if k == 3 else 0) and whole[k].arrays is None
             assert not np.array_equal(whole[k].image, whole[k - 1].image)  # its field moves something
-        for start in range(6):
+        for start in range(7):
             part = list(decode_frames(reader, start, 2))
-            assert [d.index for d in part] == list(range(start, min(6, start + 2)))
+            assert [d.index for d in part] == list(range(start, min(7, start + 2)))
             for d in part:
                 assert np.array_equal(d.image, whole[d.index].image)
 
@@ -317,9 +347,8 @@ def test_m_frames_are_chosen_on_a_pan_and_decode_exactly(tmp_path: Path) -> None
             assert np.array_equal(decoded.image, recon[decoded.index])
 
 
-def test_a_half_pixel_pan_gets_quarter_pixel_m_frames_that_decode_exactly(tmp_path: Path) -> None:
-    """A window panning half a pixel a frame (a 1-px pan, box-downscaled 2x; flat chroma): at a low
-    quality the encoder moves the picture by fractional vectors, and the decoder reproduces them."""
+def _half_pixel_pan_frames() -> tuple[list[Frame], object]:
+    """A window panning half a pixel a frame (a 1-px pan, box-downscaled 2x; flat chroma)."""
     with open_video(BUNDLED) as reader:
         info = reader.info
         source = next(iter(reader))
@@ -330,9 +359,48 @@ def test_a_half_pixel_pan_gets_quarter_pixel_m_frames_that_decode_exactly(tmp_pa
         flat = np.full((48, 64), 128, dtype=np.uint8)
         frames.append(Frame((luma, flat, flat.copy()), source.pix_fmt, source.color_matrix,
                             source.color_range, k))
+    return frames, info
+
+
+def test_a_half_pixel_pan_gets_quarter_pixel_m_frames_that_decode_exactly(tmp_path: Path) -> None:
+    """At a low quality the encoder moves the picture of a half-pixel pan by fractional vectors,
+    and the decoder reproduces them."""
+    frames, info = _half_pixel_pan_frames()
     out = tmp_path / "half.gsvc"
     _, recon = _encode_128x96(frames, info, out)
     _check_kind_decodes_exactly(out, recon, FRAME_M_QUARTER)
+
+
+def test_the_8_tap_filter_is_chosen_on_a_detailed_pan_and_decodes_exactly(tmp_path: Path) -> None:
+    """Real detail panned half a pixel a frame by an exact (Fourier) shift, default field coding:
+    its half-pixel reads cost less through the 8-tap filter (format 9.0, the unit byte's high
+    bit), and the decoder reproduces those M-frames bit for bit; without sharp_filter no field
+    carries the bit. (The box-downscaled pan above is smoother than band-limited: the cubic wins.)"""
+    with open_video(BUNDLED) as reader:
+        info = reader.info
+        source = next(iter(reader))
+    luma = source.y[40:136, 60:188].astype(np.float64)
+    spectrum = np.fft.fft2(luma)
+    fx = np.fft.fftfreq(128)[None, :]
+    flat = np.full((48, 64), 128, dtype=np.uint8)
+    frames = []
+    for k in range(4):
+        shifted = np.fft.ifft2(spectrum * np.exp(-2j * np.pi * fx * 0.5 * k)).real
+        frames.append(Frame((np.clip(np.round(shifted), 0, 255).astype(np.uint8), flat, flat.copy()),
+                            source.pix_fmt, source.color_matrix, source.color_range, k))
+    for sharp in (True, False):  # at quality 36: at 27 the I-frame's splats keep too little detail to matter
+        out = tmp_path / f"sharp{sharp}.gsvc"
+        recon: dict[int, np.ndarray] = {}
+        settings = EncoderSettings(RateTarget(quality=36), "fast", tuning=RDTuning(sharp_filter=sharp))
+        encode_video(iter(frames), info.with_(width=128, height=96, frame_count=4), out, settings,
+                     frame_count=4,
+                     on_frame=lambda k, img, into=recon: into.__setitem__(k, img.numpy().copy()))
+        with GsvcReader(out) as reader:
+            fields = [decode_values(record.payload, None, "m").motion for _, record in reader.frames()
+                      if record.frame_type == "M"]
+            assert any(f is not None and f.sharp for f in fields) == sharp, fields
+            for decoded in decode_frames(reader):
+                assert np.array_equal(decoded.image, recon[decoded.index])
 
 
 def _residual_splats(n: int, height: int, width: int, seed: int) -> Splats:
@@ -443,10 +511,11 @@ def test_kind_5_payloads_cut_or_flipped_give_an_error_or_a_field() -> None:
     for residual in (None, (quantise(_residual_splats(4, 32, 64, 9), steps), steps)):
         coded = encode_picture_frame(motion, residual, "flagged")
         assert coded.payload[0] == FRAME_M_FLAGGED
-        bad_unit = bytearray(coded.payload)
-        bad_unit[2] = 3
-        with pytest.raises(FormatError, match="1/3 pixels"):
-            decode_values(bytes(bad_unit), None, "m")
+        for unit in (3, 1 | 0x80, 2 | 0x80):  # no 1/3 pixels; the 8-tap bit with quarter pixels only
+            bad_unit = bytearray(coded.payload)
+            bad_unit[2] = unit
+            with pytest.raises(FormatError, match=f"unit byte {unit} "):
+                decode_values(bytes(bad_unit), None, "m")
         for cut in range(1, len(coded.payload) - 4):  # the header, the models, the body
             with contextlib.suppress(FormatError):
                 decoded = decode_values(coded.payload[:cut], None, "m")

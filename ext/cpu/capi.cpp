@@ -101,16 +101,74 @@ int to_codes(const float* yuv, int32_t height, int32_t width, float peak, int sx
 
 // Keys cubic (a = -1/2) weights x 128 of pixels i - 1 .. i + 2 for a read at i + f/4.
 constexpr float kQuarterTaps[4][4] = {{0, 128, 0, 0}, {-9, 111, 29, -3}, {-8, 72, 72, -8}, {-3, 29, 111, -9}};
+// The 8-tap filter's weights x 64 of pixels i - 3 .. i + 4 (format 9.0, a field's "sharp" unit bit).
+constexpr float kSharpTaps[4][8] = {{0, 0, 0, 64, 0, 0, 0, 0},
+                                    {-1, 4, -10, 58, 17, -5, 1, 0},
+                                    {-1, 4, -11, 40, 40, -11, 4, -1},
+                                    {0, 1, -5, 17, 58, -10, 4, -1}};
+
+// The float32 weights of a read at fraction f (0..3) of a quarter pixel through T taps.
+template <int T>
+inline void tap_weights(int64_t f, float* w) {
+  for (int t = 0; t < T; ++t) w[t] = T == 8 ? kSharpTaps[f][t] / 64.0f : kQuarterTaps[f][t] / 128.0f;
+}
 
 inline int64_t clamp_index(int64_t i, int64_t last) { return i < 0 ? 0 : (i > last ? last : i); }
 
+// One cell (columns x0 .. x1 - 1, rows y0 .. y0 + rows - 1) of every channel read through T taps
+// at (vx, vy) quarter pixels: across first, (..((w0 a + w1 b) + w2 c) ..) + w[T-1] z, for the rows
+// T/2 - 1 above the cell to T/2 below it into `across` ((rows + T - 1) x cell floats of scratch,
+// each source row filtered once for the cell), then down the same way. Each output value is the
+// same sum of the same products as one read at a time (FORMAT.md), so the order of the loops is free.
+template <int T>
+void filter_cell(const float* picture, int32_t channels, int32_t height, int32_t width, int64_t vx, int64_t vy,
+                 int32_t x0, int32_t x1, int32_t y0, int32_t rows, float* across, float* out) {
+  constexpr int kBefore = T / 2 - 1;
+  const int64_t plane = static_cast<int64_t>(height) * width;
+  const int32_t n = x1 - x0;
+  const int64_t ux = -vx, uy = -vy;  // reading at p + u / 4
+  const int64_t ix = ux >= 0 ? ux / 4 : -((-ux + 3) / 4), iy = uy >= 0 ? uy / 4 : -((-uy + 3) / 4);
+  float wx[T], wy[T];
+  tap_weights<T>(ux - 4 * ix, wx);
+  tap_weights<T>(uy - 4 * iy, wy);
+  const bool inside = x0 + ix - kBefore >= 0 && x1 - 1 + ix + (T - 1 - kBefore) <= width - 1;
+  for (int32_t c = 0; c < channels; ++c) {
+    const float* src = picture + c * plane;
+    for (int32_t j = 0; j < rows + T - 1; ++j) {
+      const float* line = src + clamp_index(y0 + iy - kBefore + j, height - 1) * width;
+      float* h = across + static_cast<int64_t>(j) * n;
+      if (inside) {
+        const float* at = line + x0 + ix - kBefore;
+        for (int32_t x = 0; x < n; ++x) {
+          float s = wx[0] * at[x];
+          for (int t = 1; t < T; ++t) s = s + wx[t] * at[x + t];
+          h[x] = s;
+        }
+      } else {
+        for (int32_t x = 0; x < n; ++x) {
+          const int64_t at = x0 + x + ix - kBefore;
+          float s = wx[0] * line[clamp_index(at, width - 1)];
+          for (int t = 1; t < T; ++t) s = s + wx[t] * line[clamp_index(at + t, width - 1)];
+          h[x] = s;
+        }
+      }
+    }
+    for (int32_t r = 0; r < rows; ++r) {
+      const float* h = across + static_cast<int64_t>(r) * n;
+      float* dst = out + c * plane + static_cast<int64_t>(y0 + r) * width + x0;
+      for (int32_t x = 0; x < n; ++x) {
+        float v = wy[0] * h[x];
+        for (int t = 1; t < T; ++t) v = v + wy[t] * h[x + static_cast<int64_t>(t) * n];
+        dst[x] = std::min(std::max(v, 0.0f), 1.0f);
+      }
+    }
+  }
+}
+
 // One row of cells (output rows y0 .. y1 - 1) of every channel. Whole-pixel vectors copy; a
-// quarter-pixel cell reads through the cubic: across first, ((w0 a + w1 b) + w2 c) + w3 d, for the
-// rows - 1 .. + 2 around the cell into `across` ((rows + 3) x cell floats of scratch, each source
-// row filtered once for the cell), then down the same way. Each output value is the same sum of the
-// same products as one read at a time (FORMAT.md), so the order of the loops is free.
+// quarter-pixel cell reads through the cubic (or with `sharp`, the 8-tap filter): filter_cell.
 void move_cell_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
-                   int32_t gw, int32_t cell, int32_t per_pixel, int32_t y0, float* across, float* out) {
+                   int32_t gw, int32_t cell, int32_t per_pixel, bool sharp, int32_t y0, float* across, float* out) {
   const int64_t plane = static_cast<int64_t>(height) * width;
   const int32_t y1 = std::min(height, y0 + cell), rows = y1 - y0;
   const int64_t* row_vectors = vectors + 2 * static_cast<int64_t>(y0 / cell) * gw;
@@ -132,82 +190,42 @@ void move_cell_row(const float* picture, int32_t channels, int32_t height, int32
           }
         }
       }
-      continue;
-    }
-    const int64_t ux = -vx, uy = -vy;  // reading at p + u / 4
-    const int64_t ix = ux >= 0 ? ux / 4 : -((-ux + 3) / 4), iy = uy >= 0 ? uy / 4 : -((-uy + 3) / 4);
-    float wx[4], wy[4];
-    for (int t = 0; t < 4; ++t) {
-      wx[t] = kQuarterTaps[ux - 4 * ix][t] / 128.0f;
-      wy[t] = kQuarterTaps[uy - 4 * iy][t] / 128.0f;
-    }
-    const bool inside = x0 + ix - 1 >= 0 && x1 - 1 + ix + 2 <= width - 1;
-    for (int32_t c = 0; c < channels; ++c) {
-      const float* src = picture + c * plane;
-      for (int32_t j = 0; j < rows + 3; ++j) {
-        const float* line = src + clamp_index(y0 + iy - 1 + j, height - 1) * width;
-        float* h = across + static_cast<int64_t>(j) * n;
-        if (inside) {
-          const float* at = line + x0 + ix - 1;
-          for (int32_t x = 0; x < n; ++x) {
-            float s = wx[0] * at[x];
-            s = s + wx[1] * at[x + 1];
-            s = s + wx[2] * at[x + 2];
-            s = s + wx[3] * at[x + 3];
-            h[x] = s;
-          }
-        } else {
-          for (int32_t x = 0; x < n; ++x) {
-            const int64_t at = x0 + x + ix;
-            float s = wx[0] * line[clamp_index(at - 1, width - 1)];
-            s = s + wx[1] * line[clamp_index(at, width - 1)];
-            s = s + wx[2] * line[clamp_index(at + 1, width - 1)];
-            s = s + wx[3] * line[clamp_index(at + 2, width - 1)];
-            h[x] = s;
-          }
-        }
-      }
-      for (int32_t r = 0; r < rows; ++r) {
-        const float *h0 = across + static_cast<int64_t>(r) * n, *h1 = h0 + n, *h2 = h1 + n, *h3 = h2 + n;
-        float* dst = out + c * plane + static_cast<int64_t>(y0 + r) * width + x0;
-        for (int32_t x = 0; x < n; ++x) {
-          float v = wy[0] * h0[x];
-          v = v + wy[1] * h1[x];
-          v = v + wy[2] * h2[x];
-          v = v + wy[3] * h3[x];
-          dst[x] = std::min(std::max(v, 0.0f), 1.0f);
-        }
-      }
+    } else if (sharp) {
+      filter_cell<8>(picture, channels, height, width, vx, vy, x0, x1, y0, rows, across, out);
+    } else {
+      filter_cell<4>(picture, channels, height, width, vx, vy, x0, x1, y0, rows, across, out);
     }
   }
 }
 
 // One value of a plane moved by one vector (vx, vy) at pixel (x, y): the products and sums of
-// move_cell_row for that pixel, in its order, so the value is the same bit for bit.
-float moved_value(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t per_pixel,
-                  int32_t x, int32_t y) {
-  if (per_pixel == 1) return src[clamp_index(y - vy, height - 1) * width + clamp_index(x - vx, width - 1)];
+// filter_cell for that pixel, in its order, so the value is the same bit for bit.
+template <int T>
+float filtered_value(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t x,
+                     int32_t y) {
+  constexpr int kBefore = T / 2 - 1;
   const int64_t ux = -vx, uy = -vy;
   const int64_t ix = ux >= 0 ? ux / 4 : -((-ux + 3) / 4), iy = uy >= 0 ? uy / 4 : -((-uy + 3) / 4);
-  const float* tx = kQuarterTaps[ux - 4 * ix];
-  const float* ty = kQuarterTaps[uy - 4 * iy];
-  const int64_t at = x + ix;
-  const int64_t c0 = clamp_index(at - 1, width - 1), c1 = clamp_index(at, width - 1),
-                c2 = clamp_index(at + 1, width - 1), c3 = clamp_index(at + 2, width - 1);
-  float h[4];
-  for (int j = 0; j < 4; ++j) {
-    const float* line = src + clamp_index(y + iy - 1 + j, height - 1) * width;
-    float s = (tx[0] / 128.0f) * line[c0];
-    s = s + (tx[1] / 128.0f) * line[c1];
-    s = s + (tx[2] / 128.0f) * line[c2];
-    s = s + (tx[3] / 128.0f) * line[c3];
+  float wx[T], wy[T], h[T];
+  tap_weights<T>(ux - 4 * ix, wx);
+  tap_weights<T>(uy - 4 * iy, wy);
+  const int64_t at = x + ix - kBefore;
+  for (int j = 0; j < T; ++j) {
+    const float* line = src + clamp_index(y + iy - kBefore + j, height - 1) * width;
+    float s = wx[0] * line[clamp_index(at, width - 1)];
+    for (int t = 1; t < T; ++t) s = s + wx[t] * line[clamp_index(at + t, width - 1)];
     h[j] = s;
   }
-  float v = (ty[0] / 128.0f) * h[0];
-  v = v + (ty[1] / 128.0f) * h[1];
-  v = v + (ty[2] / 128.0f) * h[2];
-  v = v + (ty[3] / 128.0f) * h[3];
+  float v = wy[0] * h[0];
+  for (int t = 1; t < T; ++t) v = v + wy[t] * h[t];
   return std::min(std::max(v, 0.0f), 1.0f);
+}
+
+float moved_value(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t per_pixel,
+                  bool sharp, int32_t x, int32_t y) {
+  if (per_pixel == 1) return src[clamp_index(y - vy, height - 1) * width + clamp_index(x - vx, width - 1)];
+  return sharp ? filtered_value<8>(src, height, width, vx, vy, x, y)
+               : filtered_value<4>(src, height, width, vx, vy, x, y);
 }
 
 // Along one axis: the side (-1, 0, +1) of the neighbour a pixel at `offset` in its cell blends
@@ -229,7 +247,8 @@ inline int border_side(int32_t offset, int32_t cell, int32_t k, float* share) {
 // `out`: only where a pixel blends and a neighbour's vector differs from its cell's does anything
 // change (elsewhere the formula gives the plain value exactly).
 void blend_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
-               int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, int32_t k, int32_t y, float* out) {
+               int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, bool sharp, int32_t k, int32_t y,
+               float* out) {
   const int64_t plane = static_cast<int64_t>(height) * width;
   float ay;
   const int sy = border_side(y % cell, cell, k, &ay);
@@ -250,7 +269,7 @@ void blend_row(const float* picture, int32_t channels, int32_t height, int32_t w
       float* dst = out + ch * plane + static_cast<int64_t>(y) * width + x;
       const float m = *dst;
       auto read = [&](const int64_t* v) {
-        return same(v) ? m : moved_value(src, height, width, v[0], v[1], per_pixel, x, y);
+        return same(v) ? m : moved_value(src, height, width, v[0], v[1], per_pixel, sharp, x, y);
       };
       const float m_across = read(across), m_down = read(down), m_diagonal = read(diagonal);
       const float top = m + ax * (m_across - m);
@@ -268,7 +287,7 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 5; }
+int gsvc_capi_version(void) { return 6; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -332,21 +351,25 @@ int64_t gsvc_decay_sequence(int64_t r, int64_t length, int64_t* out) {
 }
 
 // out [C,H,W] = picture [C,H,W] moved by an M-frame's field: vectors [gh,gw,2] (x, y) int64 in
-// 1/per_pixel pixels (1 or 4), cells of `cell` pixels tiling the frame from its top-left corner.
+// 1/per_pixel pixels (1 or 4), cells of `cell` pixels tiling the frame from its top-left corner;
+// sharp (0 or 1, quarter pixels only): reads through the 8-tap filter instead of the cubic.
 int gsvc_move_picture(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
-                      int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, float* out, int threads) {
+                      int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, int32_t sharp, float* out,
+                      int threads) {
   if (channels < 1 || height < 1 || width < 1 || cell < 1 || (per_pixel != 1 && per_pixel != 4) || threads < 1 ||
-      gh != (height - 1) / cell + 1 || gw != (width - 1) / cell + 1)
+      (sharp != 0 && sharp != 1) || (sharp && per_pixel != 4) || gh != (height - 1) / cell + 1 ||
+      gw != (width - 1) / cell + 1)
     return 1;
   try {
-    const size_t each = static_cast<size_t>(std::min(cell, height) + 3) * static_cast<size_t>(std::min(cell, width));
+    const size_t each = static_cast<size_t>(std::min(cell, height) + 7) * static_cast<size_t>(std::min(cell, width));
     std::vector<float> scratch(static_cast<size_t>(threads) * each);
 #pragma omp parallel num_threads(threads)
     {
       float* across = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * each;
 #pragma omp for schedule(static)
       for (int32_t row = 0; row < gh; ++row)
-        move_cell_row(picture, channels, height, width, vectors, gw, cell, per_pixel, row * cell, across, out);
+        move_cell_row(picture, channels, height, width, vectors, gw, cell, per_pixel, sharp != 0, row * cell, across,
+                      out);
     }
   } catch (const std::bad_alloc&) {
     return 2;
@@ -359,14 +382,14 @@ int gsvc_move_picture(const float* picture, int32_t channels, int32_t height, in
 // gsvc_cli/codec/moved_picture.overlap_blend). Same arguments and return values as gsvc_move_picture.
 int gsvc_move_picture_overlapped(const float* picture, int32_t channels, int32_t height, int32_t width,
                                  const int64_t* vectors, int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel,
-                                 float* out, int threads) {
-  const int status = gsvc_move_picture(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, out,
-                                       threads);
+                                 int32_t sharp, float* out, int threads) {
+  const int status = gsvc_move_picture(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, sharp,
+                                       out, threads);
   if (status != 0 || cell < 2) return status;
   const int32_t k = std::max(1, cell / 8);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int32_t y = 0; y < height; ++y)
-    blend_row(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, k, y, out);
+    blend_row(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, sharp != 0, k, y, out);
   return 0;
 }
 

@@ -88,7 +88,7 @@ def describe(path: Path) -> dict[str, Any]:
                 "field": None if motion is None else {  # an M-frame's block vectors
                     "cell": motion.cell, "cells": int(motion.vectors.shape[0] * motion.vectors.shape[1]),
                     "unit": "1/4 px" if motion.per_pixel == 4 else "1 px",
-                    "overlapped": motion.overlapped,
+                    "overlapped": motion.overlapped, "filter": _filter_name(motion),
                     "residual_splats": stats.n_splats},  # kind 4: splats added to the moved picture
             })
     fps = Fraction(header.fps_num, header.fps_den)
@@ -165,10 +165,18 @@ def _overview(facts: dict[str, Any]) -> Table:
     return table
 
 
+def _filter_name(motion: Any) -> str | None:
+    """How an M-frame's quarter-pixel reads are interpolated (None for whole pixels)."""
+    if motion.per_pixel == 1:
+        return None
+    return "8-tap" if motion.sharp else "cubic"
+
+
 def _field_text(field: dict[str, Any] | None) -> str:
     if field is None:
         return ""
-    text = f"{field['cell']}px, {field['unit']}" + (", overlapped" if field["overlapped"] else "")
+    text = f"{field['cell']}px, {field['unit']}" + (f" {field['filter']}" if field["filter"] else "")
+    text += ", overlapped" if field["overlapped"] else ""
     return text + (f", +{field['residual_splats']} residual splats" if field["residual_splats"] else "")
 
 

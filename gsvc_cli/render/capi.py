@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 5
+CAPI_VERSION = 6
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -58,7 +58,8 @@ def _library_cached() -> ctypes.CDLL:
     lib.gsvc_decay_sequence.restype = _i64
     lib.gsvc_decay_sequence.argtypes = [_i64, _i64, _i64p]
     lib.gsvc_move_picture.restype = _int
-    lib.gsvc_move_picture.argtypes = [_f32p, _i32, _i32, _i32, _i64p, _i32, _i32, _i32, _i32, _f32p, _int]
+    lib.gsvc_move_picture.argtypes = [_f32p, _i32, _i32, _i32, _i64p, _i32, _i32, _i32, _i32, _i32, _f32p,
+                                      _int]
     lib.gsvc_move_picture_overlapped.restype = _int
     lib.gsvc_move_picture_overlapped.argtypes = lib.gsvc_move_picture.argtypes
     return lib
@@ -138,9 +139,10 @@ def decay_sequence(r: int, length: int) -> np.ndarray:
 
 
 def move_picture(picture: np.ndarray, vectors: np.ndarray, cell: int, per_pixel: int,
-                 threads: int | None = None, overlapped: bool = False) -> np.ndarray:
+                 threads: int | None = None, overlapped: bool = False, sharp: bool = False) -> np.ndarray:
     """picture [C, H, W] float32 moved by an M-frame's field (vectors [gh, gw, 2] int64 in
-    1/per_pixel pixels, per_pixel 1 or 4; overlapped: kind 6's blend at cell borders): the same
+    1/per_pixel pixels, per_pixel 1 or 4; overlapped: kind 6's blend at cell borders; sharp: the
+    8-tap filter for quarter pixels): the same
     bits as gsvc_cli.codec.moved_picture's numpy path (FORMAT.md "M-frame"); the caller has
     checked that the field covers the frame."""
     picture = np.ascontiguousarray(picture, dtype=np.float32)
@@ -150,6 +152,6 @@ def move_picture(picture: np.ndarray, vectors: np.ndarray, cell: int, per_pixel:
     out = np.empty_like(picture)
     threads = threads or default_threads()
     kernel = library().gsvc_move_picture_overlapped if overlapped else library().gsvc_move_picture
-    _check(kernel(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, out, threads),
-           "move_picture")
+    _check(kernel(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, int(sharp), out,
+                  threads), "move_picture")
     return out

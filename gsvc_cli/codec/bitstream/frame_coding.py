@@ -51,6 +51,7 @@ FRAME_M_QUARTER = 3  # an M-frame whose vectors are in quarter pixels (format 5.
 FRAME_M_RESIDUAL = 4  # an M-frame plus residual splats added to the moved picture (format 6.0)
 FRAME_M_FLAGGED = 5  # kinds 2-4 in one, the field coded with zero flags (format 7.0)
 FRAME_M_OVERLAPPED = 6  # kind 5 with overlapped cells (format 8.0)
+SHARP_UNIT_BIT = 0x80  # kinds 5 and 6's unit byte: quarter pixels through the 8-tap filter (format 9.0)
 TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M", FRAME_M_RESIDUAL: "M",
                FRAME_M_FLAGGED: "M", FRAME_M_OVERLAPPED: "M"}
 FIELD_CODINGS = ("best", "neighbour", "flagged")
@@ -374,7 +375,7 @@ def _write_flagged_motion(head: bytearray, writer: EntropyWriter, motion: Motion
 
 
 def _read_flagged_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str,
-                         per_pixel: int, overlapped: bool = False) -> MotionVectors:
+                         per_pixel: int, overlapped: bool = False, sharp: bool = False) -> MotionVectors:
     _check_field_size(gw, gh, cell, what)
     zero = entropy.read(gw * gh, "mv.zero")
     if len(zero) and (zero.min() < 0 or zero.max() > 1):
@@ -385,7 +386,7 @@ def _read_flagged_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, wh
     rx[moving] = entropy.read(int(moving.sum()), "mv.x")
     ry[moving] = entropy.read(int(moving.sum()), "mv.y", (rx[moving] != 0).astype(np.int64), 2)
     try:
-        return MotionVectors.from_residuals(rx, ry, gw, gh, cell, per_pixel, overlapped)
+        return MotionVectors.from_residuals(rx, ry, gw, gh, cell, per_pixel, overlapped, sharp)
     except ValueError as exc:
         raise FormatError(f"{what}: bad motion field ({exc})") from exc
 
@@ -537,12 +538,13 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
     and added to the moved picture (`order` then applies to them, as an I-frame's). field_coding
     (FIELD_CODINGS): "neighbour" writes kinds 2-4 (format 6.0), "flagged" kind 5, "best" the
     shorter payload of the two. An overlapped field (motion.overlapped) has one coding: kind 6,
-    kind 5's with the overlap."""
+    kind 5's with the overlap; a field read through the 8-tap filter (motion.sharp) is kind 5 or 6
+    (its unit byte says so)."""
     if field_coding not in FIELD_CODINGS:
         raise ValueError(f"field coding {field_coding!r}: one of {', '.join(FIELD_CODINGS)}")
-    if motion.overlapped:
+    if motion.overlapped or motion.sharp:
         if field_coding == "neighbour":
-            raise ValueError("an overlapped field is coded with zero flags only (kind 6)")
+            raise ValueError("an overlapped or 8-tap field is coded with zero flags only (kinds 5, 6)")
         field_coding = "flagged"
     order = np.zeros(0, dtype=np.int64)
     values = np.zeros((0, 8), dtype=np.int64)
@@ -572,7 +574,7 @@ def _picture_payload(motion: MotionVectors, values: np.ndarray, steps: QuantStep
     if flagged:
         head = bytearray([FRAME_M_OVERLAPPED if motion.overlapped else FRAME_M_FLAGGED])
         put_varint(head, len(values))
-        head.append(motion.per_pixel)
+        head.append(motion.per_pixel | (SHARP_UNIT_BIT if motion.sharp else 0))
     elif len(values):
         head = bytearray([FRAME_M_RESIDUAL])
         put_varint(head, len(values))
@@ -731,13 +733,14 @@ def _decode_flagged_picture_frame(reader: ByteReader, n_cur: int, payload: bytes
                                   overlapped: bool) -> DecodedValues:
     """Kinds 5 and 6: an M-frame's unit, steps when it has residual splats, its flagged field, then
     the splats (none, or at least one)."""
-    per_pixel = reader.u8()
-    if per_pixel not in (1, 4):
-        raise FormatError(f"{what}: M-frame vectors in 1/{per_pixel} pixels (only 1 and 4 exist)")
+    unit = reader.u8()
+    per_pixel, sharp = unit & ~SHARP_UNIT_BIT, bool(unit & SHARP_UNIT_BIT)
+    if per_pixel not in (1, 4) or (sharp and per_pixel != 4):
+        raise FormatError(f"{what}: M-frame unit byte {unit} (1, 4 or 4 + 128 only)")
     steps = _read_steps(reader, what) if n_cur else None
     gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
     entropy = EntropyReader(reader.remaining(), what)
-    motion = _read_flagged_motion(entropy, gw, gh, cell, what, per_pixel, overlapped)
+    motion = _read_flagged_motion(entropy, gw, gh, cell, what, per_pixel, overlapped, sharp)
     values = _read_intra(entropy, n_cur, RESIDUAL_PREFIX)
     entropy.check_consumed()
     prefixes = (RESIDUAL_PREFIX,) if n_cur else ()

@@ -28,12 +28,15 @@ class MotionVectors:
     per_pixel: vector units per pixel of an M-frame's field (1: whole pixels, 4: quarter pixels);
     a P-frame's field is always 1 (its units are the centre quantiser's). overlapped: an M-frame's
     cells blend into their neighbours' at their borders (payload kind 6, gsvc_cli.codec.moved_picture).
+    sharp: an M-frame's quarter-pixel reads go through the 8-tap filter, not the cubic (format 9.0,
+    kinds 5 and 6 only).
     """
 
     vectors: np.ndarray
     cell: int
     per_pixel: int = 1
     overlapped: bool = False
+    sharp: bool = False
 
     def __post_init__(self) -> None:
         v = self.vectors
@@ -45,6 +48,8 @@ class MotionVectors:
             raise ValueError("motion vector out of range")
         if self.per_pixel not in (1, 4):
             raise ValueError(f"vectors in 1/{self.per_pixel} pixels: only whole and quarter pixels exist")
+        if self.sharp and self.per_pixel != 4:
+            raise ValueError("the 8-tap filter reads quarter-pixel vectors only")
 
     @staticmethod
     def shift(dx: int, dy: int) -> MotionVectors:
@@ -89,10 +94,10 @@ class MotionVectors:
 
     @staticmethod
     def from_residuals(rx: np.ndarray, ry: np.ndarray, gw: int, gh: int, cell: int,
-                       per_pixel: int = 1, overlapped: bool = False) -> MotionVectors:
+                       per_pixel: int = 1, overlapped: bool = False, sharp: bool = False) -> MotionVectors:
         """Inverse of `residuals`."""
         planes = [_undo_residuals(r.reshape(gh, gw)) for r in (rx, ry)]
-        return MotionVectors(np.stack(planes, axis=-1), cell, per_pixel, overlapped)
+        return MotionVectors(np.stack(planes, axis=-1), cell, per_pixel, overlapped, sharp)
 
 
 def _neighbour_residuals(plane: np.ndarray) -> np.ndarray:

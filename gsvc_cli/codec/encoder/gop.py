@@ -384,14 +384,17 @@ class Encoder:
                 vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse, costs, far)
                 fields = [MotionVectors(vectors.numpy(), cell)]
                 if tuning.picture_quarter:
-                    quarter = quarter_refine(reference[:1], image[0], cell, vectors, self.lam, luma,
-                                             tuning.quarter_neighbours, costs)
-                    if (quarter % 4).any():
-                        fields.append(MotionVectors(quarter.numpy(), cell, 4))
+                    for sharp in (False, True) if tuning.sharp_filter else (False,):
+                        quarter = quarter_refine(reference[:1], image[0], cell, vectors, self.lam, luma,
+                                                 tuning.quarter_neighbours, costs, sharp)
+                        if (quarter % 4).any():
+                            fields.append(MotionVectors(quarter.numpy(), cell, 4, sharp=sharp))
             else:
                 field = block_motion(self.picture[0], image[0], cell)
                 fields = [MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)]
-            if tuning.overlapped_cells and tuning.field_coding != "neighbour":
+            if tuning.field_coding == "neighbour":  # kinds 2-4 carry neither the overlap nor the 8-tap filter
+                fields = [motion for motion in fields if not motion.sharp]
+            elif tuning.overlapped_cells:
                 fields += [replace(motion, overlapped=True) for motion in fields]
             if by_rd and tuning.field_refine_all and tuning.field_refine_passes:
                 fields += [refine_field(reference, target, motion, self.lam, weights, costs,

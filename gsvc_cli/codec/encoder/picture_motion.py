@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -98,12 +98,13 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
 
 def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vectors: torch.Tensor,
                    lam: float, luma_weight: float, neighbours: bool = False,
-                   costs: VectorCosts = VectorCosts()) -> torch.Tensor:
+                   costs: VectorCosts = VectorCosts(), sharp: bool = False) -> torch.Tensor:
     """Quarter-pixel vectors [gh, gw, 2] int64 refined from the whole-pixel `vectors`: each cell
     tries the 8 vectors a half pixel around its own, then the 8 a quarter pixel around the result,
     by D + lam R as picture_motion chooses. reference: the previous picture's luma [1, H, W]
     (numpy float32); image: this frame's luma [H, W]. neighbours: each cell also tries its left
-    and upper neighbours' vectors of the stage before (a residual of zero costs least)."""
+    and upper neighbours' vectors of the stage before (a residual of zero costs least). sharp:
+    read through the 8-tap filter (moved_picture.SHARP_TAPS), else the cubic."""
     field = vectors * 4
     for step in QUARTER_STEPS:
         offsets = torch.tensor([(dx, dy) for dy in (-step, 0, step) for dx in (-step, 0, step)])
@@ -114,7 +115,7 @@ def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vector
             candidates = torch.cat([candidates, left[None], above[None]])
         errors = torch.stack([
             _block_sums((image - torch.from_numpy(
-                move_picture(reference, MotionVectors(c.numpy(), cell, 4))[0])) ** 2, cell)
+                move_picture(reference, MotionVectors(c.numpy(), cell, 4, sharp=sharp))[0])) ** 2, cell)
             for c in candidates])
         field = _choose(errors * luma_weight, candidates, lam, costs)
     return field
@@ -148,8 +149,7 @@ def refine_field(reference: np.ndarray, image: np.ndarray, motion: MotionVectors
             for option in [vectors, *neighbours, *(vectors + d for d in steps)]:
                 field = np.where(mine, option, vectors)
                 try:
-                    trial = MotionVectors(np.ascontiguousarray(field), motion.cell, motion.per_pixel,
-                                          motion.overlapped)
+                    trial = replace(motion, vectors=np.ascontiguousarray(field))
                 except ValueError:  # a step past the largest vector
                     continue
                 errors = ((weights * (move_picture(reference, trial) - image) ** 2).sum(0))
@@ -162,7 +162,7 @@ def refine_field(reference: np.ndarray, image: np.ndarray, motion: MotionVectors
                     best_cost = np.where(better, cost, best_cost)
                     best = np.where(better[..., None], field, best)
             vectors = np.where(mine, best, vectors)
-    return MotionVectors(np.ascontiguousarray(vectors), motion.cell, motion.per_pixel, motion.overlapped)
+    return replace(motion, vectors=np.ascontiguousarray(vectors))
 
 
 def _window_sums(errors: np.ndarray, cell: int, reach: int, gh: int, gw: int) -> np.ndarray:

@@ -129,6 +129,8 @@ class RDTuning:
     far_motion: on frames up to motion.SEARCH_PIXELS, M-frame fields are also searched around a
     search on the frame downscaled picture_motion.FAR_SCALE times (motion beyond RADIUS; off: the
     ablation, within RADIUS of zero only).
+    sharp_filter: each quarter-pixel M-frame field is also searched and tried read through the 8-tap
+    filter (format 9.0, moved_picture.SHARP_TAPS) and kept where J is lower (off: the cubic only).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
@@ -211,6 +213,7 @@ class RDTuning:
     field_refine_passes: int = 2
     field_refine_all: bool = False
     far_motion: bool = True
+    sharp_filter: bool = True
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
