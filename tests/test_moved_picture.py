@@ -579,6 +579,49 @@ def test_overlapped_cells_blend_only_at_edges_between_different_vectors() -> Non
         assert np.array_equal(move_picture(image, field), move_picture_numpy(image, field))
 
 
+@pytest.mark.parametrize("cell", [2, 3, 8, 16, 32])
+def test_the_overlapped_c_kernel_reads_each_border_as_numpy_does(cell: int) -> None:
+    """The C kernel reads each cell once over the cell and the k = max(1, cell // 8) pixels around
+    it that differing neighbours blend with, a row of cells at a time, and skips what agrees: numpy
+    bit for bit on frames whose last cells are cut (narrower than k too), one pixel wide or tall,
+    for fields where only the horizontal, only the vertical or only a diagonal neighbour differs,
+    quarter-pixel fields with whole-pixel vectors among them (through the cubic and the 8-tap
+    filter), vectors reaching past the frame, and whatever the number of threads (each thread reads
+    the rows on either side of its run)."""
+    rng = np.random.default_rng(cell)
+    k = max(1, cell // 8)
+    sizes = [(2 * cell + 1, 3 * cell + k + 1), (3 * cell, 2 * cell + cell - 1), (1, 2 * cell + 5),
+             (2 * cell + 3, 1), (cell, cell), (4 * cell + k - 1, 2 * cell + 1)]
+    for height, width in sizes:
+        gh, gw = grid_shape(width, height, cell)
+        picture = rng.random((3, height, width), dtype=np.float32)
+        base = rng.integers(-9, 10, size=2)
+        fields = []
+        mixed = rng.integers(-40, 41, size=(gh, gw, 2))
+        mixed[rng.random((gh, gw)) < 0.4] *= 4  # whole pixels among quarter ones
+        mixed[rng.random((gh, gw)) < 0.4] = base  # and repeated vectors
+        fields.append((mixed, 4))
+        columns = np.tile(base, (gh, gw, 1))
+        columns[:, 1::2] += [1, 0]  # only the horizontal neighbours differ
+        rows = np.tile(base, (gh, gw, 1))
+        rows[1::2] += [0, -3]  # only the vertical ones
+        lone = np.tile(base, (gh, gw, 1))
+        lone[gh // 2, gw // 2] += [2, 1]  # one cell: its 8 neighbours blend with it, corners by diagonals
+        diagonal = np.tile(base, (gh, gw, 1))
+        diagonal[(np.arange(gh)[:, None] + np.arange(gw)[None, :]) % 2 == 1] += [-1, 1]
+        fields += [(columns, 4), (rows, 4), (lone, 4), (diagonal, 4)]
+        fields.append((rng.integers(-2 * cell, 2 * cell + 1, size=(gh, gw, 2)), 1))
+        for (vectors, per_pixel), sharp in itertools.product(fields, (False, True)):
+            if sharp and per_pixel == 1:
+                continue
+            motion = MotionVectors(np.ascontiguousarray(vectors), cell, per_pixel, True, sharp)
+            expected = move_picture_numpy(picture, motion)
+            for threads in (1, 2, 3):
+                native = capi.move_picture(picture, motion.vectors, cell, per_pixel, threads=threads,
+                                           overlapped=True, sharp=sharp)
+                assert np.array_equal(native, expected), (height, width, per_pixel, sharp, threads)
+
+
 def test_overlapped_fields_round_trip_as_kind_6(tmp_path: Path) -> None:
     """Kind 6 is kind 5 with the overlap: the field and residual splats come back with the flag
     set; the 6.0 coding cannot carry it; cut or flipped payloads give an error or a field. The

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -198,36 +199,6 @@ void move_cell_row(const float* picture, int32_t channels, int32_t height, int32
   }
 }
 
-// One value of a plane moved by one vector (vx, vy) at pixel (x, y): the products and sums of
-// filter_cell for that pixel, in its order, so the value is the same bit for bit.
-template <int T>
-float filtered_value(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t x,
-                     int32_t y) {
-  constexpr int kBefore = T / 2 - 1;
-  const int64_t ux = -vx, uy = -vy;
-  const int64_t ix = ux >= 0 ? ux / 4 : -((-ux + 3) / 4), iy = uy >= 0 ? uy / 4 : -((-uy + 3) / 4);
-  float wx[T], wy[T], h[T];
-  tap_weights<T>(ux - 4 * ix, wx);
-  tap_weights<T>(uy - 4 * iy, wy);
-  const int64_t at = x + ix - kBefore;
-  for (int j = 0; j < T; ++j) {
-    const float* line = src + clamp_index(y + iy - kBefore + j, height - 1) * width;
-    float s = wx[0] * line[clamp_index(at, width - 1)];
-    for (int t = 1; t < T; ++t) s = s + wx[t] * line[clamp_index(at + t, width - 1)];
-    h[j] = s;
-  }
-  float v = wy[0] * h[0];
-  for (int t = 1; t < T; ++t) v = v + wy[t] * h[t];
-  return std::min(std::max(v, 0.0f), 1.0f);
-}
-
-float moved_value(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t per_pixel,
-                  bool sharp, int32_t x, int32_t y) {
-  if (per_pixel == 1) return src[clamp_index(y - vy, height - 1) * width + clamp_index(x - vx, width - 1)];
-  return sharp ? filtered_value<8>(src, height, width, vx, vy, x, y)
-               : filtered_value<4>(src, height, width, vx, vy, x, y);
-}
-
 // Along one axis: the side (-1, 0, +1) of the neighbour a pixel at `offset` in its cell blends
 // with, and that neighbour's share a = 1 - (2k + 1 + 2j) / 4k (FORMAT.md "Overlapped cells").
 inline int border_side(int32_t offset, int32_t cell, int32_t k, float* share) {
@@ -243,43 +214,369 @@ inline int border_side(int32_t offset, int32_t cell, int32_t k, float* share) {
   return side;
 }
 
-// The border pixels of row y of an overlapped M-frame, blended in place over the plain move in
-// `out`: only where a pixel blends and a neighbour's vector differs from its cell's does anything
-// change (elsewhere the formula gives the plain value exactly).
-void blend_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
-               int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, bool sharp, int32_t k, int32_t y,
-               float* out) {
-  const int64_t plane = static_cast<int64_t>(height) * width;
-  float ay;
-  const int sy = border_side(y % cell, cell, k, &ay);
-  const int32_t r = y / cell, rn = static_cast<int32_t>(clamp_index(r + sy, gh - 1));
-  for (int32_t x = 0; x < width; ++x) {
-    float ax;
-    const int sx = border_side(x % cell, cell, k, &ax);
-    if (sx == 0 && sy == 0) continue;
-    const int32_t c = x / cell, cn = static_cast<int32_t>(clamp_index(c + sx, gw - 1));
-    const int64_t* own = vectors + 2 * (static_cast<int64_t>(r) * gw + c);
-    const int64_t* across = vectors + 2 * (static_cast<int64_t>(r) * gw + cn);
-    const int64_t* down = vectors + 2 * (static_cast<int64_t>(rn) * gw + c);
-    const int64_t* diagonal = vectors + 2 * (static_cast<int64_t>(rn) * gw + cn);
-    auto same = [own](const int64_t* v) { return v[0] == own[0] && v[1] == own[1]; };
-    if (same(across) && same(down) && same(diagonal)) continue;
-    for (int32_t ch = 0; ch < channels; ++ch) {
-      const float* src = picture + ch * plane;
-      float* dst = out + ch * plane + static_cast<int64_t>(y) * width + x;
-      const float m = *dst;
-      auto read = [&](const int64_t* v) {
-        return same(v) ? m : moved_value(src, height, width, v[0], v[1], per_pixel, sharp, x, y);
-      };
-      const float m_across = read(across), m_down = read(down), m_diagonal = read(diagonal);
-      const float top = m + ax * (m_across - m);
-      const float bottom = m_down + ax * (m_diagonal - m_down);
-      *dst = std::min(std::max(top + ay * (bottom - top), 0.0f), 1.0f);
+// Rows [ya, ya + rows) x columns [xa, xa + NE) of one plane moved by one quarter-pixel vector into
+// dst (row stride `stride`) through T taps (4: the cubic, 8: the 8-tap filter): filter_cell's
+// products and sums for each value, in its order, so the values are the same bit for bit. The
+// block may reach past the frame (an overlapped cell's extension at an edge): those values are
+// computed from clamped reads like any other and never land in the picture. NE > 0 fixes the width
+// at compile time (the cells the encoder uses: loops of a known length vectorise whole; a caller
+// with scratch rounds its width up to NE, the extra columns computed like the others); 0 takes
+// `width_runtime`. `across` holds (rows + T - 1) x NE floats.
+template <int NE, int T>
+void quarter_block(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t ya,
+                   int32_t rows, int32_t xa, int32_t width_runtime, float* across, float* dst, int64_t stride) {
+  constexpr int kBefore = T / 2 - 1;
+  const int32_t ne = NE > 0 ? NE : width_runtime;
+  const int64_t ux = -vx, uy = -vy;  // reading at p + u / 4
+  const int64_t ix = ux >= 0 ? ux / 4 : -((-ux + 3) / 4), iy = uy >= 0 ? uy / 4 : -((-uy + 3) / 4);
+  float wx[T], wy[T];
+  tap_weights<T>(ux - 4 * ix, wx);
+  tap_weights<T>(uy - 4 * iy, wy);
+  const bool inside = xa + ix - kBefore >= 0 && xa + ne - 1 + ix + (T - 1 - kBefore) <= width - 1;
+  for (int32_t j = 0; j < rows + T - 1; ++j) {
+    const float* line = src + clamp_index(ya + iy - kBefore + j, height - 1) * width;
+    float* h = across + static_cast<int64_t>(j) * ne;
+    if (inside) {
+      const float* at = line + xa + ix - kBefore;
+      for (int32_t x = 0; x < ne; ++x) {
+        float s = wx[0] * at[x];
+        for (int t = 1; t < T; ++t) s = s + wx[t] * at[x + t];
+        h[x] = s;
+      }
+    } else {
+      for (int32_t x = 0; x < ne; ++x) {
+        const int64_t at = xa + x + ix - kBefore;
+        float s = wx[0] * line[clamp_index(at, width - 1)];
+        for (int t = 1; t < T; ++t) s = s + wx[t] * line[clamp_index(at + t, width - 1)];
+        h[x] = s;
+      }
+    }
+  }
+  for (int32_t r = 0; r < rows; ++r) {
+    const float* h = across + static_cast<int64_t>(r) * ne;
+    float* d = dst + r * stride;
+    for (int32_t x = 0; x < ne; ++x) {
+      float v = wy[0] * h[x];
+      for (int t = 1; t < T; ++t) v = v + wy[t] * h[x + static_cast<int64_t>(t) * ne];
+      d[x] = std::min(std::max(v, 0.0f), 1.0f);
     }
   }
 }
 
+// The same block for a whole-pixel vector: copies, coordinates clamped (move_cell_row's per_pixel 1).
+void whole_block(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t ya, int32_t rows,
+                 int32_t xa, int32_t ne, float* dst, int64_t stride) {
+  const bool inside = xa - vx >= 0 && xa + ne - 1 - vx <= width - 1;
+  for (int32_t r = 0; r < rows; ++r) {
+    const float* line = src + clamp_index(ya + r - vy, height - 1) * width;
+    float* d = dst + r * stride;
+    if (inside) {
+      const float* from = line + (xa - vx);
+      for (int32_t x = 0; x < ne; ++x) d[x] = from[x];
+    } else {
+      for (int32_t x = 0; x < ne; ++x) d[x] = line[clamp_index(xa + x - vx, width - 1)];
+    }
+  }
+}
+
+// One pixel's overlapped value from its own prediction m and those of its neighbours across, down
+// and diagonally (FORMAT.md "Overlapped cells": each operation one float32 operation, in order).
+inline float blend(float m, float m_across, float m_down, float m_diagonal, float ax, float ay) {
+  const float top = m + ax * (m_across - m);
+  const float bottom = m_down + ax * (m_diagonal - m_down);
+  return std::min(std::max(top + ay * (bottom - top), 0.0f), 1.0f);
+}
+
+// The overlapped move of one thread's run of cell rows, a cell row at a time. Each cell's own
+// vector is read once over its cell extended by the k pixels its differing neighbours blend with
+// (left and right, above and below, and the corners for the diagonal ones): one block, each source
+// row filtered once, as move_cell_row reads the cell alone. The extension lands in small buffers
+// (the strips of the neighbours that use it), the cell itself in the picture; once a cell row and
+// the rows on either side of it are read, its border pixels are blended in place. A pixel whose
+// neighbours' vectors all equal its cell's keeps the plain value (as the formula gives it); one
+// that blends takes each neighbour's prediction from the block of that neighbour, computed with
+// the same operations as the plain move, so every value is the one a read at a time gives.
+// CELL > 0 fixes the cell size at compile time (the encoder's 8, 16 and 32: the loops over a
+// cell's pixels unroll); 0 takes it at run time.
+template <int CELL>
+class OverlapRun {
+ public:
+  OverlapRun(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
+             int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, bool sharp, float* out)
+      : picture_(picture), channels_(channels), height_(height), width_(width), vectors_(vectors), gh_(gh),
+        gw_(gw), cell_(cell), per_pixel_(per_pixel), k_(std::max(1, cell / 8)), sharp_(sharp), out_(out),
+        plane_(static_cast<int64_t>(height) * width) {
+    const int32_t ne = (std::min(cell_, width_) + 2 * k_ + 7) / 8 * 8, rows = std::min(cell_, height_) + 2 * k_;
+    across_.resize(static_cast<size_t>(rows + 7) * ne);  // the 8-tap filter's rows (the cubic uses 3 fewer)
+    for (auto& b : blocks_) b.resize(static_cast<size_t>(rows) * ne);
+    share_.resize(static_cast<size_t>(cell_));
+    for (int32_t o = 0; o < cell_; ++o) border_side(o, cell_, k_, &share_[static_cast<size_t>(o)]);
+    strip_ = static_cast<int64_t>(gw_) * 2 * k_;  // per cell: k values of its left strip, then k of its right
+    cell_rows_ = std::min(cell_, height_);
+    for (auto& a : a_) a.resize(static_cast<size_t>(channels_) * cell_rows_ * strip_);
+    for (auto& d : dn_) d.resize(static_cast<size_t>(channels_) * k_ * width_);
+    for (auto& g : gn_) g.resize(static_cast<size_t>(channels_) * k_ * strip_);
+    up_.resize(static_cast<size_t>(channels_) * k_ * width_);
+    gu_.resize(static_cast<size_t>(channels_) * k_ * strip_);
+  }
+
+  // Cell rows [ra, rb): the plain move and the blend of every pixel in them.
+  void run(int32_t ra, int32_t rb) {
+    if (ra >= rb) return;
+    if (ra > 0) read_row(ra - 1, false, false, true);  // what the row above gives row ra's top strip
+    for (int32_t r = ra; r < rb; ++r) {
+      read_row(r, true, r > ra, true);
+      if (r > ra) blend_cells(r - 1, true);
+      blend_cells(r, false);
+    }
+    if (rb < gh_) read_row(rb, false, true, false);  // what the row below gives row rb - 1's bottom strip
+    blend_cells(rb - 1, true);
+  }
+
+ private:
+  int32_t cell() const { return CELL > 0 ? CELL : cell_; }
+  int32_t k() const { return CELL > 0 ? std::max(1, CELL / 8) : k_; }
+  const int64_t* vector(int32_t r, int32_t c) const { return vectors_ + 2 * (static_cast<int64_t>(r) * gw_ + c); }
+  static bool same(const int64_t* a, const int64_t* b) { return a[0] == b[0] && a[1] == b[1]; }
+  // A neighbour (r + dr, c + dc) inside the grid whose vector differs from v: its pixels next to
+  // the cell (r, c) read v's prediction there.
+  bool differs(const int64_t* v, int32_t r, int32_t c, int dr, int dc) const {
+    const int32_t rr = r + dr, cc = c + dc;
+    return rr >= 0 && rr < gh_ && cc >= 0 && cc < gw_ && !same(v, vector(rr, cc));
+  }
+
+  // Buffers of the strips, per channel ch: a (per cell row, by parity): for each row of the cell
+  // row, per cell, the across neighbours' predictions of its left strip (k values) then of its
+  // right strip; dn (by parity of the cell row it serves): the k rows of the top strip as the cell
+  // above moves them, W wide; gn: those rows' corners as the diagonal neighbours move them, per
+  // cell as a; up, gu: the same for the bottom strip of the cell row being finished (from below).
+  float* a_row(int32_t r, int32_t ch, int32_t row) {
+    return a_[r & 1].data() + (static_cast<int64_t>(ch) * cell_rows_ + row) * strip_;
+  }
+  float* dn_row(int32_t r, int32_t ch, int32_t t) {
+    return dn_[r & 1].data() + (static_cast<int64_t>(ch) * k() + t) * width_;
+  }
+  float* gn_row(int32_t r, int32_t ch, int32_t t) {
+    return gn_[r & 1].data() + (static_cast<int64_t>(ch) * k() + t) * strip_;
+  }
+  float* up_row(int32_t ch, int32_t t) { return up_.data() + (static_cast<int64_t>(ch) * k() + t) * width_; }
+  float* gu_row(int32_t ch, int32_t t) { return gu_.data() + (static_cast<int64_t>(ch) * k() + t) * strip_; }
+
+  // Rows [ya, ya + rows) x columns [xa, xa + ne) of channel ch moved by v into dst (row stride).
+  // padded: dst may take columns up to the next multiple of 8 (scratch), so that the loops of the
+  // encoder's cells (8, 16 or 32 wide, 10, 20 or 40 with the extension) have a fixed length.
+  void predict(const int64_t* v, int32_t ch, int32_t ya, int32_t rows, int32_t xa, int32_t ne, bool padded,
+               float* dst, int64_t stride) {
+    const float* src = picture_ + ch * plane_;
+    if (per_pixel_ == 1) {
+      whole_block(src, height_, width_, v[0], v[1], ya, rows, xa, ne, dst, stride);
+      return;
+    }
+    float* h = across_.data();
+    if (sharp_)
+      quarter_width<8>(padded ? (ne + 7) / 8 * 8 : ne, src, v, ya, rows, xa, ne, h, dst, stride);
+    else
+      quarter_width<4>(padded ? (ne + 7) / 8 * 8 : ne, src, v, ya, rows, xa, ne, h, dst, stride);
+  }
+
+  // quarter_block at a width fixed at compile time where it is one the encoder's cells give.
+  template <int T>
+  void quarter_width(int32_t fixed, const float* src, const int64_t* v, int32_t ya, int32_t rows, int32_t xa,
+                     int32_t ne, float* h, float* dst, int64_t stride) {
+    switch (fixed) {
+      case 8: quarter_block<8, T>(src, height_, width_, v[0], v[1], ya, rows, xa, ne, h, dst, stride); break;
+      case 16: quarter_block<16, T>(src, height_, width_, v[0], v[1], ya, rows, xa, ne, h, dst, stride); break;
+      case 24: quarter_block<24, T>(src, height_, width_, v[0], v[1], ya, rows, xa, ne, h, dst, stride); break;
+      case 32: quarter_block<32, T>(src, height_, width_, v[0], v[1], ya, rows, xa, ne, h, dst, stride); break;
+      case 40: quarter_block<40, T>(src, height_, width_, v[0], v[1], ya, rows, xa, ne, h, dst, stride); break;
+      default: quarter_block<0, T>(src, height_, width_, v[0], v[1], ya, rows, xa, ne, h, dst, stride); break;
+    }
+  }
+
+  // Cell row r read by its own vectors: with `own`, the cell row itself into out and the across
+  // strips of its neighbours into a; with `above`, the k rows above it (the bottom strip of row
+  // r - 1: up, gu); with `below`, the k rows below it (the top strip of row r + 1: dn, gn). Only
+  // the parts some neighbour blends with (its vector differs) are read.
+  void read_row(int32_t r, bool own, bool above, bool below) {
+    const int32_t k = this->k(), y0 = r * cell(), y1 = std::min(height_, y0 + cell()), rows = y1 - y0;
+    reads_.resize(static_cast<size_t>(gw_));
+    for (int32_t c = 0; c < gw_; ++c) {  // what each cell's block covers
+      const int64_t* v = vector(r, c);
+      const bool left = differs(v, r, c, 0, -1), right = differs(v, r, c, 0, 1);
+      const bool up_left = above && differs(v, r, c, -1, -1), up_right = above && differs(v, r, c, -1, 1);
+      const bool down_left = below && differs(v, r, c, 1, -1), down_right = below && differs(v, r, c, 1, 1);
+      const bool top = up_left || up_right || (above && differs(v, r, c, -1, 0));
+      const bool bottom = down_left || down_right || (below && differs(v, r, c, 1, 0));
+      const bool sides = (own && (left || right)) || up_left || up_right || down_left || down_right;
+      Read& read = reads_[static_cast<size_t>(c)];
+      read.plain = own && !top && !bottom && !sides;  // a cell no neighbour blends with: the plain move
+      read.sides = sides;
+      read.ya = own ? y0 - (top ? k : 0) : (top ? y0 - k : y1);
+      read.yb = own ? y1 + (bottom ? k : 0) : (top ? y0 : (bottom ? y1 + k : y1));
+    }
+    for (int32_t ch = 0; ch < channels_; ++ch) {  // a plane at a time: its source rows stay in cache
+      int32_t pending = -1;  // a cell whose block (in blocks_[slot]) waits to be spread (see below)
+      int slot = 0;
+      for (int32_t c = 0; c < gw_; ++c) {
+        const Read& read = reads_[static_cast<size_t>(c)];
+        const int32_t x0 = c * cell(), n = std::min(width_, x0 + cell()) - x0;
+        const int64_t* v = vector(r, c);
+        if (read.plain) {
+          predict(v, ch, y0, rows, x0, n, false, out_ + ch * plane_ + static_cast<int64_t>(y0) * width_ + x0,
+                  width_);
+          continue;
+        }
+        if (read.ya >= read.yb) continue;
+        const int32_t xa = read.sides ? x0 - k : x0, ne = read.sides ? n + 2 * k : n;
+        // Each block is spread to the picture and the strips after the next one is computed: read
+        // back at once, its last rows would wait for their stores (at another offset) to land.
+        float* block = blocks_[pending >= 0 ? 1 - slot : slot].data();
+        predict(v, ch, read.ya, read.yb - read.ya, xa, ne, true, block, (ne + 7) / 8 * 8);
+        if (pending >= 0) spread(r, ch, pending, blocks_[slot].data());
+        pending = c;
+        slot = static_cast<int>(block == blocks_[1].data());
+      }
+      if (pending >= 0) spread(r, ch, pending, blocks_[slot].data());
+    }
+  }
+
+  // Cell (r, c)'s block of channel ch (read_row) to where its rows and columns go: the cell's own
+  // rows to the picture, the rows above it to up, below it to dn of r + 1, and its columns left and
+  // right of the cell to the strips of those rows (the neighbours' a, gu or gn).
+  void spread(int32_t r, int32_t ch, int32_t c, const float* block) {
+    const Read& read = reads_[static_cast<size_t>(c)];
+    const int32_t k = this->k(), y0 = r * cell(), y1 = std::min(height_, y0 + cell());
+    const int32_t x0 = c * cell(), n = std::min(width_, x0 + cell()) - x0;
+    const int32_t lead = read.sides ? k : 0, stride = (n + 2 * lead + 7) / 8 * 8;
+    for (int32_t y = read.ya; y < read.yb; ++y) {
+      const float* e = block + static_cast<int64_t>(y - read.ya) * stride;
+      float *middle, *strips;  // where the cell's columns go; the strips of this row (per cell)
+      if (y < y0) {
+        middle = up_row(ch, y - (y0 - k));
+        strips = gu_row(ch, y - (y0 - k));
+      } else if (y >= y1) {
+        middle = dn_row(r + 1, ch, y - y1);
+        strips = gn_row(r + 1, ch, y - y1);
+      } else {
+        middle = out_ + ch * plane_ + static_cast<int64_t>(y) * width_;
+        strips = a_row(r, ch, y - y0);
+      }
+      if (CELL > 0 && n == CELL)  // a fixed length: one or a few vector moves
+        std::memcpy(middle + x0, e + lead, CELL * sizeof(float));
+      else
+        std::memcpy(middle + x0, e + lead, static_cast<size_t>(n) * sizeof(float));
+      if (read.sides) {
+        if (c > 0)  // the right strip of the cell to the left
+          for (int32_t i = 0; i < k; ++i) strips[2 * k * (c - 1) + k + i] = e[i];
+        if (c + 1 < gw_)  // the left strip of the cell to the right
+          for (int32_t i = 0; i < k; ++i) strips[2 * k * (c + 1) + i] = e[lead + n + i];
+      }
+    }
+  }
+
+  // The blend of cell row r in place: without `bottom`, its top strip and its middle rows (the row
+  // above read: dn and gn of r); with it, its bottom strip (the row below read: up and gu). Along
+  // each axis a pixel blends with the neighbour on its side (clamped to the grid: at the frame's
+  // edge that is its own cell); a neighbour whose vector equals the cell's gives the plain value.
+  void blend_cells(int32_t r, bool bottom) {
+    const int32_t cell = this->cell(), k = this->k(), y0 = r * cell, rows = std::min(height_, y0 + cell) - y0;
+    const int32_t rn = static_cast<int32_t>(clamp_index(r + (bottom ? 1 : -1), gh_ - 1));
+    // the strip's rows: offsets [s0, s1) in the cell, row t of dn / gn (up / gu) at offset s0 + t
+    const int32_t s0 = bottom ? cell - k : 0, s1 = bottom ? rows : std::min(k, rows);
+    const int32_t m0 = k, m1 = bottom ? k : std::min(rows, cell - k);  // middle rows (top pass only)
+    const float* share = share_.data();
+    for (int32_t c = 0; c < gw_; ++c) {
+      const int32_t x0 = c * cell, n = std::min(width_, x0 + cell) - x0;
+      const int32_t cl = std::max(c - 1, 0), cr = std::min(c + 1, gw_ - 1);
+      const int64_t* v = vector(r, c);
+      const bool same_left = same(v, vector(r, cl)), same_right = same(v, vector(r, cr));
+      const bool same_down = same(v, vector(rn, c));
+      const bool same_down_left = same(v, vector(rn, cl)), same_down_right = same(v, vector(rn, cr));
+      const bool corner_left = !(same_left && same_down && same_down_left);
+      const bool corner_right = !(same_right && same_down && same_down_right);
+      if (same_left && same_right && (s0 >= s1 || (!corner_left && !corner_right && same_down))) continue;
+      const int32_t left_to = std::min(k, n), right_from = cell - k, mid_to = std::min(n, cell - k);
+      for (int32_t ch = 0; ch < channels_; ++ch) {
+        float* plane = out_ + ch * plane_;
+        if (!same_left || !same_right) {
+          for (int32_t o = m0; o < m1; ++o) {  // middle rows: the across neighbours only (ay = 0)
+            float* line = plane + static_cast<int64_t>(y0 + o) * width_ + x0;
+            const float* a = a_row(r, ch, o) + 2 * k * c;
+            if (!same_left)
+              for (int32_t i = 0; i < left_to; ++i) line[i] = blend(line[i], a[i], line[i], a[i], share[i], 0.0f);
+            if (!same_right)
+              for (int32_t o2 = right_from; o2 < n; ++o2) {
+                const float m_across = a[k + o2 - right_from];
+                line[o2] = blend(line[o2], m_across, line[o2], m_across, share[o2], 0.0f);
+              }
+          }
+        }
+        for (int32_t o = s0; o < s1; ++o) {  // the top or bottom strip
+          const int32_t t = o - s0;
+          float* line = plane + static_cast<int64_t>(y0 + o) * width_ + x0;
+          const float* a = a_row(r, ch, o) + 2 * k * c;
+          const float* d = (bottom ? up_row(ch, t) : dn_row(r, ch, t)) + x0;
+          const float* g = (bottom ? gu_row(ch, t) : gn_row(r, ch, t)) + 2 * k * c;
+          const float ay = share[o];
+          if (corner_left)
+            for (int32_t i = 0; i < left_to; ++i) {
+              const float m = line[i];
+              const float m_across = same_left ? m : a[i];
+              const float m_down = same_down ? m : d[i];
+              // the diagonal neighbour is the across one in the first or last cell row, the
+              // vertical one in the first column (clamped), else read by its own block's corner
+              const float m_diagonal = same_down_left ? m : (rn == r ? m_across : (cl == c ? m_down : g[i]));
+              line[i] = blend(m, m_across, m_down, m_diagonal, share[i], ay);
+            }
+          if (!same_down)
+            for (int32_t x = k; x < mid_to; ++x) line[x] = blend(line[x], line[x], d[x], d[x], 0.0f, ay);
+          if (corner_right)
+            for (int32_t x = right_from; x < n; ++x) {
+              const int32_t i = x - right_from;
+              const float m = line[x];
+              const float m_across = same_right ? m : a[k + i];
+              const float m_down = same_down ? m : d[x];
+              const float m_diagonal =
+                  same_down_right ? m : (rn == r ? m_across : (cr == c ? m_down : g[k + i]));
+              line[x] = blend(m, m_across, m_down, m_diagonal, share[x], ay);
+            }
+        }
+      }
+    }
+  }
+
+  const float* picture_;
+  int32_t channels_, height_, width_;
+  const int64_t* vectors_;
+  int32_t gh_, gw_, cell_, per_pixel_, k_;
+  bool sharp_;
+  float* out_;
+  int64_t plane_, strip_ = 0;
+  int32_t cell_rows_ = 0;
+  struct Read {  // one cell's block in read_row: rows [ya, yb), with k columns on each side or not
+    bool plain, sides;
+    int32_t ya, yb;
+  };
+  std::vector<Read> reads_;
+  std::vector<float> across_, blocks_[2], share_, a_[2], dn_[2], gn_[2], up_, gu_;
+};
+
+template <int CELL>
+void overlap_rows(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
+                  int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, bool sharp, float* out, int32_t ra,
+                  int32_t rb) {
+  OverlapRun<CELL> run(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, sharp, out);
+  run.run(ra, rb);
+}
+
 #pragma GCC pop_options
+
+bool move_arguments_valid(int32_t channels, int32_t height, int32_t width, int32_t gh, int32_t gw, int32_t cell,
+                          int32_t per_pixel, int32_t sharp, int threads) {
+  return channels >= 1 && height >= 1 && width >= 1 && cell >= 1 && (per_pixel == 1 || per_pixel == 4) &&
+         (sharp == 0 || (sharp == 1 && per_pixel == 4)) && threads >= 1 && gh == (height - 1) / cell + 1 &&
+         gw == (width - 1) / cell + 1;
+}
 
 }  // namespace
 
@@ -356,10 +653,7 @@ int64_t gsvc_decay_sequence(int64_t r, int64_t length, int64_t* out) {
 int gsvc_move_picture(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
                       int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel, int32_t sharp, float* out,
                       int threads) {
-  if (channels < 1 || height < 1 || width < 1 || cell < 1 || (per_pixel != 1 && per_pixel != 4) || threads < 1 ||
-      (sharp != 0 && sharp != 1) || (sharp && per_pixel != 4) || gh != (height - 1) / cell + 1 ||
-      gw != (width - 1) / cell + 1)
-    return 1;
+  if (!move_arguments_valid(channels, height, width, gh, gw, cell, per_pixel, sharp, threads)) return 1;
   try {
     const size_t each = static_cast<size_t>(std::min(cell, height) + 7) * static_cast<size_t>(std::min(cell, width));
     std::vector<float> scratch(static_cast<size_t>(threads) * each);
@@ -377,20 +671,32 @@ int gsvc_move_picture(const float* picture, int32_t channels, int32_t height, in
   return 0;
 }
 
-// An overlapped M-frame (payload kind 6): the plain move, then each cell's border pixels blended with
+// An overlapped M-frame (payload kind 6): the plain move with each cell's border pixels blended with
 // the moves by its neighbours' vectors (FORMAT.md "Overlapped cells"; the numpy path is
 // gsvc_cli/codec/moved_picture.overlap_blend). Same arguments and return values as gsvc_move_picture.
+// Each thread takes a run of cell rows (OverlapRun); the values do not depend on the split.
 int gsvc_move_picture_overlapped(const float* picture, int32_t channels, int32_t height, int32_t width,
                                  const int64_t* vectors, int32_t gh, int32_t gw, int32_t cell, int32_t per_pixel,
                                  int32_t sharp, float* out, int threads) {
-  const int status = gsvc_move_picture(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, sharp,
-                                       out, threads);
-  if (status != 0 || cell < 2) return status;
-  const int32_t k = std::max(1, cell / 8);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int32_t y = 0; y < height; ++y)
-    blend_row(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, sharp != 0, k, y, out);
-  return 0;
+  if (!move_arguments_valid(channels, height, width, gh, gw, cell, per_pixel, sharp, threads)) return 1;
+  if (cell < 2)  // cells of one pixel do not blend
+    return gsvc_move_picture(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, sharp, out,
+                             threads);
+  int failed = 0;
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    try {
+      const int32_t ra = static_cast<int32_t>(gh * part / parts), rb = static_cast<int32_t>(gh * (part + 1) / parts);
+      auto rows = cell == 8 ? overlap_rows<8> : cell == 16 ? overlap_rows<16> : cell == 32 ? overlap_rows<32>
+                                                                                          : overlap_rows<0>;
+      rows(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, sharp != 0, out, ra, rb);
+    } catch (const std::bad_alloc&) {
+#pragma omp atomic write
+      failed = 1;
+    }
+  }
+  return failed ? 2 : 0;
 }
 
 }  // extern "C"
