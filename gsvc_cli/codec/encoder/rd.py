@@ -125,7 +125,10 @@ class RDTuning:
     field_refine_all: refine every candidate field (each block size, plain and overlapped) before
     the choice among them, not only the chosen one. Off: on the seven whole clips it saved 0.3-7%
     on five and halved the Kodak pan's bits, lost 0.2-0.5% on two, at up to six refinements per
-    M-frame (BENCHMARKS.md, "Refining every candidate field"); to be made cheap first.
+    M-frame (BENCHMARKS.md, "Refining every candidate field"). The pan's half came from its motion
+    (8 px a frame) being beyond the search's RADIUS, which a refinement's unit steps reached:
+    far_motion finds it directly (pan 16 frames Q 33: 15,392 bytes with far_motion, 15,165 with
+    both, 17,324 with this alone; 1.4x the time with both).
     far_motion: on frames up to motion.SEARCH_PIXELS, M-frame fields are also searched around a
     search on the frame downscaled picture_motion.FAR_SCALE times (motion beyond RADIUS; off: the
     ablation, within RADIUS of zero only).
