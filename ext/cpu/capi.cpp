@@ -116,107 +116,9 @@ inline void tap_weights(int64_t f, float* w) {
 
 inline int64_t clamp_index(int64_t i, int64_t last) { return i < 0 ? 0 : (i > last ? last : i); }
 
-// One cell (columns x0 .. x1 - 1, rows y0 .. y0 + rows - 1) of every channel read through T taps
-// at (vx, vy) quarter pixels: across first, (..((w0 a + w1 b) + w2 c) ..) + w[T-1] z, for the rows
-// T/2 - 1 above the cell to T/2 below it into `across` ((rows + T - 1) x cell floats of scratch,
-// each source row filtered once for the cell), then down the same way. Each output value is the
-// same sum of the same products as one read at a time (FORMAT.md), so the order of the loops is free.
-template <int T>
-void filter_cell(const float* picture, int32_t channels, int32_t height, int32_t width, int64_t vx, int64_t vy,
-                 int32_t x0, int32_t x1, int32_t y0, int32_t rows, float* across, float* out) {
-  constexpr int kBefore = T / 2 - 1;
-  const int64_t plane = static_cast<int64_t>(height) * width;
-  const int32_t n = x1 - x0;
-  const int64_t ux = -vx, uy = -vy;  // reading at p + u / 4
-  const int64_t ix = ux >= 0 ? ux / 4 : -((-ux + 3) / 4), iy = uy >= 0 ? uy / 4 : -((-uy + 3) / 4);
-  float wx[T], wy[T];
-  tap_weights<T>(ux - 4 * ix, wx);
-  tap_weights<T>(uy - 4 * iy, wy);
-  const bool inside = x0 + ix - kBefore >= 0 && x1 - 1 + ix + (T - 1 - kBefore) <= width - 1;
-  for (int32_t c = 0; c < channels; ++c) {
-    const float* src = picture + c * plane;
-    for (int32_t j = 0; j < rows + T - 1; ++j) {
-      const float* line = src + clamp_index(y0 + iy - kBefore + j, height - 1) * width;
-      float* h = across + static_cast<int64_t>(j) * n;
-      if (inside) {
-        const float* at = line + x0 + ix - kBefore;
-        for (int32_t x = 0; x < n; ++x) {
-          float s = wx[0] * at[x];
-          for (int t = 1; t < T; ++t) s = s + wx[t] * at[x + t];
-          h[x] = s;
-        }
-      } else {
-        for (int32_t x = 0; x < n; ++x) {
-          const int64_t at = x0 + x + ix - kBefore;
-          float s = wx[0] * line[clamp_index(at, width - 1)];
-          for (int t = 1; t < T; ++t) s = s + wx[t] * line[clamp_index(at + t, width - 1)];
-          h[x] = s;
-        }
-      }
-    }
-    for (int32_t r = 0; r < rows; ++r) {
-      const float* h = across + static_cast<int64_t>(r) * n;
-      float* dst = out + c * plane + static_cast<int64_t>(y0 + r) * width + x0;
-      for (int32_t x = 0; x < n; ++x) {
-        float v = wy[0] * h[x];
-        for (int t = 1; t < T; ++t) v = v + wy[t] * h[x + static_cast<int64_t>(t) * n];
-        dst[x] = std::min(std::max(v, 0.0f), 1.0f);
-      }
-    }
-  }
-}
-
-// One row of cells (output rows y0 .. y1 - 1) of every channel. Whole-pixel vectors copy; a
-// quarter-pixel cell reads through the cubic (or with `sharp`, the 8-tap filter): filter_cell.
-void move_cell_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
-                   int32_t gw, int32_t cell, int32_t per_pixel, bool sharp, int32_t y0, float* across, float* out) {
-  const int64_t plane = static_cast<int64_t>(height) * width;
-  const int32_t y1 = std::min(height, y0 + cell), rows = y1 - y0;
-  const int64_t* row_vectors = vectors + 2 * static_cast<int64_t>(y0 / cell) * gw;
-  for (int32_t column = 0; column < gw; ++column) {
-    const int32_t x0 = column * cell, x1 = std::min(width, x0 + cell), n = x1 - x0;
-    const int64_t vx = row_vectors[2 * column], vy = row_vectors[2 * column + 1];
-    if (per_pixel == 1) {
-      const bool inside = x0 - vx >= 0 && x1 - 1 - vx <= width - 1;
-      for (int32_t c = 0; c < channels; ++c) {
-        for (int32_t y = y0; y < y1; ++y) {
-          const float* src = picture + c * plane + clamp_index(y - vy, height - 1) * width;
-          float* dst = out + c * plane + static_cast<int64_t>(y) * width;
-          if (inside) {
-            const float* from = src + (x0 - vx);
-            float* to = dst + x0;
-            for (int32_t x = 0; x < n; ++x) to[x] = from[x];  // cells are short: no memmove call
-          } else {
-            for (int32_t x = x0; x < x1; ++x) dst[x] = src[clamp_index(x - vx, width - 1)];
-          }
-        }
-      }
-    } else if (sharp) {
-      filter_cell<8>(picture, channels, height, width, vx, vy, x0, x1, y0, rows, across, out);
-    } else {
-      filter_cell<4>(picture, channels, height, width, vx, vy, x0, x1, y0, rows, across, out);
-    }
-  }
-}
-
-// Along one axis: the side (-1, 0, +1) of the neighbour a pixel at `offset` in its cell blends
-// with, and that neighbour's share a = 1 - (2k + 1 + 2j) / 4k (FORMAT.md "Overlapped cells").
-inline int border_side(int32_t offset, int32_t cell, int32_t k, float* share) {
-  int side = 0, j = 0;
-  if (offset < k) {
-    side = -1;
-    j = offset;
-  } else if (cell - 1 - offset < k) {
-    side = 1;
-    j = cell - 1 - offset;
-  }
-  *share = side ? 1.0f - static_cast<float>(2 * k + 1 + 2 * j) / static_cast<float>(4 * k) : 0.0f;
-  return side;
-}
-
 // Rows [ya, ya + rows) x columns [xa, xa + NE) of one plane moved by one quarter-pixel vector into
-// dst (row stride `stride`) through T taps (4: the cubic, 8: the 8-tap filter): filter_cell's
-// products and sums for each value, in its order, so the values are the same bit for bit. The
+// dst (row stride `stride`) through T taps (4: the cubic, 8: the 8-tap filter): for each value the
+// products and sums of FORMAT.md in their order, so the values are the same bit for bit. The
 // block may reach past the frame (an overlapped cell's extension at an edge): those values are
 // computed from clamped reads like any other and never land in the picture. NE > 0 fixes the width
 // at compile time (the cells the encoder uses: loops of a known length vectorise whole; a caller
@@ -263,7 +165,7 @@ void quarter_block(const float* src, int32_t height, int32_t width, int64_t vx, 
   }
 }
 
-// The same block for a whole-pixel vector: copies, coordinates clamped (move_cell_row's per_pixel 1).
+// The same block for a whole-pixel vector: copies, coordinates clamped (FORMAT.md kind 2).
 void whole_block(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t ya, int32_t rows,
                  int32_t xa, int32_t ne, float* dst, int64_t stride) {
   const bool inside = xa - vx >= 0 && xa + ne - 1 - vx <= width - 1;
@@ -278,6 +180,49 @@ void whole_block(const float* src, int32_t height, int32_t width, int64_t vx, in
     }
   }
 }
+
+// One row of cells (output rows y0 .. y1 - 1) of every channel. Whole-pixel vectors copy; a
+// quarter-pixel cell reads through the cubic (or with `sharp`, the 8-tap filter): quarter_block, a
+// channel at a time, each source row under the cell filtered across once, then down.
+void move_cell_row(const float* picture, int32_t channels, int32_t height, int32_t width, const int64_t* vectors,
+                   int32_t gw, int32_t cell, int32_t per_pixel, bool sharp, int32_t y0, float* across, float* out) {
+  const int64_t plane = static_cast<int64_t>(height) * width;
+  const int32_t y1 = std::min(height, y0 + cell), rows = y1 - y0;
+  const int64_t* row_vectors = vectors + 2 * static_cast<int64_t>(y0 / cell) * gw;
+  for (int32_t column = 0; column < gw; ++column) {
+    const int32_t x0 = column * cell, x1 = std::min(width, x0 + cell), n = x1 - x0;
+    const int64_t vx = row_vectors[2 * column], vy = row_vectors[2 * column + 1];
+    if (per_pixel == 1) {
+      for (int32_t c = 0; c < channels; ++c)
+        whole_block(picture + c * plane, height, width, vx, vy, y0, rows, x0, n,
+                    out + c * plane + static_cast<int64_t>(y0) * width + x0, width);
+    } else {
+      for (int32_t c = 0; c < channels; ++c) {
+        float* dst = out + c * plane + static_cast<int64_t>(y0) * width + x0;
+        if (sharp)
+          quarter_block<0, 8>(picture + c * plane, height, width, vx, vy, y0, rows, x0, n, across, dst, width);
+        else
+          quarter_block<0, 4>(picture + c * plane, height, width, vx, vy, y0, rows, x0, n, across, dst, width);
+      }
+    }
+  }
+}
+
+// Along one axis: the side (-1, 0, +1) of the neighbour a pixel at `offset` in its cell blends
+// with, and that neighbour's share a = 1 - (2k + 1 + 2j) / 4k (FORMAT.md "Overlapped cells").
+inline int border_side(int32_t offset, int32_t cell, int32_t k, float* share) {
+  int side = 0, j = 0;
+  if (offset < k) {
+    side = -1;
+    j = offset;
+  } else if (cell - 1 - offset < k) {
+    side = 1;
+    j = cell - 1 - offset;
+  }
+  *share = side ? 1.0f - static_cast<float>(2 * k + 1 + 2 * j) / static_cast<float>(4 * k) : 0.0f;
+  return side;
+}
+
 
 // One pixel's overlapped value from its own prediction m and those of its neighbours across, down
 // and diagonally (FORMAT.md "Overlapped cells": each operation one float32 operation, in order).
