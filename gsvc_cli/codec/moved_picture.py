@@ -15,6 +15,7 @@ numpy and the C library only: the decoder imports this and must not import torch
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def overlap_blend(motion: MotionVectors, move: Callable[[MotionVectors], np.ndar
     frame). One float32 operation at a time in a fixed order: exact on every machine."""
     gh, gw = motion.vectors.shape[:2]
     cell = motion.cell
-    plain = MotionVectors(motion.vectors, cell, motion.per_pixel, sharp=motion.sharp)
+    plain = replace(motion, overlapped=False)
     own = move(plain)
     _, height, width = own.shape
     wx, side_x = border_weights(cell, width)
@@ -118,8 +119,7 @@ def overlap_blend(motion: MotionVectors, move: Callable[[MotionVectors], np.ndar
             cols = np.clip(np.arange(gw) + dx, 0, gw - 1)
             vectors = np.ascontiguousarray(motion.vectors[rows][:, cols])
             same = np.array_equal(vectors, motion.vectors)
-            predictions[dy, dx] = own if same else move(MotionVectors(vectors, cell, motion.per_pixel,
-                                                                      sharp=motion.sharp))
+            predictions[dy, dx] = own if same else move(replace(plain, vectors=vectors))
         return predictions[dy, dx]
 
     def by_side(dy_of: np.ndarray, dx_of: np.ndarray) -> np.ndarray:

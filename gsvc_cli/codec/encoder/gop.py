@@ -372,6 +372,8 @@ class Encoder:
         costs = (VectorCosts.flagged(self.field_zero_share)
                  if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())
         target, weights = image.numpy(), self.weights.numpy()
+        # kinds 2-4 (the "neighbour" coding) carry neither the overlap nor the 8-tap filter
+        sharp_fields = tuning.sharp_filter and tuning.field_coding != "neighbour"
 
         def choice(motion: MotionVectors) -> _PictureChoice:
             moved = torch.from_numpy(move_picture(reference, motion))
@@ -384,7 +386,7 @@ class Encoder:
                 vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse, costs, far)
                 fields = [MotionVectors(vectors.numpy(), cell)]
                 if tuning.picture_quarter:
-                    for sharp in (False, True) if tuning.sharp_filter else (False,):
+                    for sharp in (False, True) if sharp_fields else (False,):
                         quarter = quarter_refine(reference[:1], image[0], cell, vectors, self.lam, luma,
                                                  tuning.quarter_neighbours, costs, sharp)
                         if (quarter % 4).any():
@@ -392,9 +394,7 @@ class Encoder:
             else:
                 field = block_motion(self.picture[0], image[0], cell)
                 fields = [MotionVectors(torch.round(field.vectors).to(torch.int64).numpy(), field.spacing)]
-            if tuning.field_coding == "neighbour":  # kinds 2-4 carry neither the overlap nor the 8-tap filter
-                fields = [motion for motion in fields if not motion.sharp]
-            elif tuning.overlapped_cells:
+            if tuning.overlapped_cells and tuning.field_coding != "neighbour":
                 fields += [replace(motion, overlapped=True) for motion in fields]
             if by_rd and tuning.field_refine_all and tuning.field_refine_passes:
                 fields += [refine_field(reference, target, motion, self.lam, weights, costs,

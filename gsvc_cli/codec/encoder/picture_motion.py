@@ -14,8 +14,9 @@ times finds (motion up to FAR_SCALE x RADIUS pixels: the Kodak pan moves 8 pixel
 RADIUS, and a field clipped at 7 cost it half its bits); larger frames are searched around the
 vector of the downscaled block search (motion.block_motion) alone, within REFINE_RADIUS at full
 resolution. `quarter_refine` then refines a whole-pixel field by half and
-quarter pixels (as x264's subpixel refinement does), reading through the decoder's own cubic
-(moved_picture.move_picture), so the errors it weighs are the ones the M-frame will have.
+quarter pixels (as x264's subpixel refinement does), reading through the decoder's own filter
+(moved_picture.move_picture: the cubic, or the 8-tap filter), so the errors it weighs are the ones
+the M-frame will have.
 """
 
 from __future__ import annotations
@@ -74,21 +75,26 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
     (VectorCosts)."""
     height, width = image.shape
     gh, gw = -(-height // cell), -(-width // cell)
-    r = REFINE_RADIUS
-    near = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+
+    def around_coarse(scale: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Errors [K, gh, gw] and candidates [K, gh, gw, 2] within REFINE_RADIUS of the coarse field."""
+        r = REFINE_RADIUS
+        near = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+        base = _coarse_vectors(coarse or coarse_field(reference, image, scale), cell, gh, gw)
+        return (_window_errors(reference, image, cell, base, near),
+                base[None] + torch.tensor(near, dtype=torch.int64)[:, None, None, :])
+
     if height * width <= SEARCH_PIXELS:
         offsets = [(dx, dy) for dy in range(-RADIUS, RADIUS + 1) for dx in range(-RADIUS, RADIUS + 1)]
         errors = torch.stack([_block_sums((image - translated(reference, dx, dy)) ** 2, cell)
                               for dx, dy in offsets])
         candidates = torch.tensor(offsets, dtype=torch.int64)[:, None, None, :].expand(-1, gh, gw, 2)
         if far:
-            base = _coarse_vectors(coarse or coarse_field(reference, image, FAR_SCALE), cell, gh, gw)
-            errors = torch.cat([errors, _window_errors(reference, image, cell, base, near)])
-            candidates = torch.cat([candidates, base[None] + torch.tensor(near)[:, None, None, :]])
+            far_errors, far_candidates = around_coarse(FAR_SCALE)
+            errors = torch.cat([errors, far_errors])
+            candidates = torch.cat([candidates, far_candidates])
     else:
-        base = _coarse_vectors(coarse or coarse_field(reference, image), cell, gh, gw)
-        errors = _window_errors(reference, image, cell, base, near)
-        candidates = base[None] + torch.tensor(near, dtype=torch.int64)[:, None, None, :]  # [K, gh, gw, 2]
+        errors, candidates = around_coarse(None)
 
     def own(rows: slice, col: int, vectors: torch.Tensor) -> torch.Tensor:
         return luma_weight * _column_errors(reference, image, cell, rows, col, vectors)
