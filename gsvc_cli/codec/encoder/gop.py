@@ -36,7 +36,7 @@ from gsvc_cli.codec.bitstream.frame_coding import (
 )
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
-from gsvc_cli.codec.encoder.densify import removal_cost
+from gsvc_cli.codec.encoder.densify import colour_gradient, removal_cost
 from gsvc_cli.codec.encoder.fitting import fit_frame
 from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, warm_start
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
@@ -89,10 +89,17 @@ from gsvc_cli.video import Frame, VideoInfo
 CHANNEL_WEIGHTS = (6.0, 1.0, 1.0)
 _PictureChoice = tuple[CodedFrame, torch.Tensor, float]
 """An M-frame as _picture_rd weighs it: (coded, its picture, J)."""
+_ResidualSet = tuple[float, QuantisedSplats, QuantSteps, Splats]
+"""An M-frame's residual splats as _with_residual tried them: (J, integers and decoded splats in
+coding order, steps)."""
+_ResidualTrial = Callable[[QuantisedSplats, QuantSteps], tuple[_PictureChoice, float, Splats]]
+"""Prices residual splats in an M-frame: (the choice, J at the choosing lambda, decoded splats)."""
 RESIDUAL_STEP_SCALES = (1.0, 2.0, 4.0)
 """Quantiser step scales (times the I-frame's) an M-frame's residual splats are tried at."""
 RESIDUAL_MAX_STEPS = 200
 """Most fitting steps for an M-frame's residual splats (a few hundred splats settle early)."""
+RESIDUAL_PRUNE_RATIO = 0.8
+"""Each count an M-frame's residual set is pruned to is at most this share of the one before."""
 ENCODER_NAME = "gsvc-encoder 1"
 PSNR_MARGIN_DB = 0.3  # starting allowance for quantisation and chroma subsampling (--psnr)
 PSNR_TOLERANCE_DB = 0.25
@@ -422,6 +429,9 @@ class Encoder:
         """The M-frame plus residual splats (format kind 4) when that lowers J: splats fitted to
         what the moved picture misses, at each count of tuning.picture_residual (pixels per
         splat) and each step scale of RESIDUAL_STEP_SCALES times the I-frame's; else `plain`.
+        With tuning.residual_prune, the set with the lowest J is also tried without its least
+        useful splats (RESIDUAL_PRUNE_RATIO fewer each time), so the count can settle anywhere
+        below the fitted one rather than jump between a few counts as lambda moves.
         The "new splats where the error is" of the method, added to the picture instead of to
         the splat state (which the next P-frame still predicts from)."""
         assert self.lam is not None
@@ -435,20 +445,54 @@ class Encoder:
         target = image - moved
         config = replace(self.preset.intra, max_steps=min(self.preset.intra.max_steps, RESIDUAL_MAX_STEPS))
         pixels = self.height * self.width
+        field_coding = self.settings.tuning.field_coding
+
+        def candidate(q: QuantisedSplats, steps: QuantSteps) -> tuple[_PictureChoice, float, Splats]:
+            """(the choice, J at lam_choice, its splats as decoded, in coding order)."""
+            coded = encode_picture_frame(motion, (q, steps), field_coding)
+            decoded = dequantise(q.select(coded.order), steps)
+            added = render(decoded.means, decoded.chol, decoded.colors, self.height, self.width)
+            picture = (moved + added).clamp(0, 1)
+            sse, bits = weighted_sse(picture, image, self.weights), 8.0 * len(coded.payload)
+            return (coded, picture, sse + self.lam * bits), sse + lam_choice * bits, decoded
+
+        fitted: _ResidualSet | None = None  # the least J with splats
         for per_splat in (float(c) for c in self.settings.tuning.picture_residual.split(",")):
             count = max(1, int(pixels // per_splat))
             splats, _ = self._fit(target, count, None, config, self.settings.seed, None)
             for scale in RESIDUAL_STEP_SCALES:
                 steps = QuantSteps.default().scaled(self.intra_scale * scale)
                 q = quantise(splats, steps)
-                coded = encode_picture_frame(motion, (q, steps), self.settings.tuning.field_coding)
-                decoded = dequantise(q.select(coded.order), steps)
-                added = render(decoded.means, decoded.chol, decoded.colors, self.height, self.width)
-                picture = (moved + added).clamp(0, 1)
-                sse, bits = weighted_sse(picture, image, self.weights), 8.0 * len(coded.payload)
-                if sse + lam_choice * bits < best_choice:
-                    best, best_choice = (coded, picture, sse + self.lam * bits), sse + lam_choice * bits
+                choice, j, decoded = candidate(q, steps)
+                if fitted is None or j < fitted[0]:
+                    fitted = (j, q.select(choice[0].order), steps, decoded)
+                if j < best_choice:
+                    best, best_choice = choice, j
+        if fitted is not None and self.settings.tuning.residual_prune:
+            best, best_choice = self._pruned_residual(target, fitted, candidate, best, best_choice)
         return best
+
+    def _pruned_residual(self, target: torch.Tensor, fitted: _ResidualSet, candidate: _ResidualTrial,
+                         best: _PictureChoice, best_choice: float) -> tuple[_PictureChoice, float]:
+        """The residual set `fitted` without its splats of least removal cost (densify.removal_cost
+        against the residual `target`), at counts falling by RESIDUAL_PRUNE_RATIO, while J falls
+        (two rises in a row end it)."""
+        _, q, steps, decoded = fitted
+        _, wt_residual = colour_gradient(decoded, target)
+        gain = removal_cost(decoded.colors, decoded.chol, wt_residual, self.weights)
+        ranked = torch.argsort(gain, descending=True, stable=True)
+        count, rises, last = len(q), 0, fitted[0]
+        while rises < 2:
+            count = min(count - 1, int(count * RESIDUAL_PRUNE_RATIO))
+            if count < 1:
+                break
+            keep = torch.sort(ranked[:count]).values
+            choice, j, _ = candidate(q.select(keep), steps)
+            if j < best_choice:
+                best, best_choice = choice, j
+            rises = rises + 1 if j >= last else 0
+            last = j
+        return best, best_choice
 
     def _m_beats_p(self, index: int, m_coded: CodedFrame, m_cost: float, p_coded: CodedFrame,
                    p_cost: float) -> bool:

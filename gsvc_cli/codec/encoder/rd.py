@@ -105,6 +105,8 @@ class RDTuning:
     picture_residual: an M-frame may add residual splats to its moved picture (kind 4), fitted at
     each of these densities (pixels per splat, comma-separated) and kept when J is lower ("": off),
     on frames below the preset's residual_max_pixels.
+    residual_prune: the residual set of least J is also tried without its least useful splats, at
+    counts falling by a fifth while J falls (Encoder._pruned_residual).
     field_coding: how an M-frame's field is coded (frame_coding.FIELD_CODINGS): "best" the shorter
     of the neighbour residuals (format 6.0, kinds 2-4) and zero flags (kind 5); "neighbour" is the
     ablation (the 6.0 coding only).
@@ -205,6 +207,7 @@ class RDTuning:
     quarter_neighbours: bool = False
     m_copy_weight: float = 0.0
     picture_residual: str = "2000,700"
+    residual_prune: bool = False
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
     # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
     # some clips and lost on others (-6% to +5%), so both stay off.
