@@ -30,6 +30,7 @@ from gsvc_cli.codec.encoder.picture_motion import (
     FAR_SCALE,
     RADIUS,
     VectorCosts,
+    _window_sums,
     picture_motion,
     quarter_refine,
     refine_field,
@@ -671,6 +672,20 @@ def test_an_m_frame_adds_residual_splats_where_the_moved_picture_misses(tmp_path
     # for less than residual splats cost (plain M-frames), and this test is about kind 4.
     _, recon = _encode_128x96(frames, info, out, far_motion=False)
     _check_kind_decodes_exactly(out, recon, FRAME_M_RESIDUAL)
+
+
+@pytest.mark.parametrize(("height", "width", "cell", "reach"),
+                         [(48, 64, 8, 1), (50, 70, 16, 2), (37, 41, 8, 0), (100, 90, 32, 4)])
+def test_window_sums_cover_each_cell_and_its_reach(height: int, width: int, cell: int, reach: int) -> None:
+    """refine_field's per-cell sums over the cell and `reach` pixels around it (partial cells at
+    the right and bottom edges, windows cut by the frame), against a sum over each window."""
+    errors = np.random.default_rng(1).random((height, width)).astype(np.float32)
+    gh, gw = -(-height // cell), -(-width // cell)
+    want = np.zeros((gh, gw))
+    for i, j in itertools.product(range(gh), range(gw)):
+        y0, x0 = max(0, i * cell - reach), max(0, j * cell - reach)
+        want[i, j] = errors[y0:(i + 1) * cell + reach, x0:(j + 1) * cell + reach].astype(np.float64).sum()
+    np.testing.assert_allclose(_window_sums(errors, cell, reach, gh, gw), want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("overlapped", [False, True])
