@@ -26,8 +26,10 @@ from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantSteps, dequantise, quantise
 from gsvc_cli.codec.decoder import PictureUpdate, decode_frames, update_picture
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
+from gsvc_cli.codec.encoder.motion import search_scale
 from gsvc_cli.codec.encoder.picture_motion import (
     FAR_SCALE,
+    FAR_SCALE_LARGE,
     RADIUS,
     VectorCosts,
     _window_sums,
@@ -316,6 +318,21 @@ def test_the_far_search_finds_motion_beyond_the_search_radius() -> None:
     truth = torch.tensor([-11, 1])
     assert not (near == truth).all(dim=1).any()
     assert (far == truth).all(dim=1).float().mean() > 0.9
+
+def test_the_far_search_reaches_past_a_large_frames_search() -> None:
+    """A frame larger than the direct search covers (640x480: searched at half size, so within
+    RADIUS x 2 px): content moving 22 px is beyond that search, and the far search (FAR_SCALE_LARGE
+    times as downscaled) finds it in every inner cell."""
+    luma = _luma(2)
+    moved = torch.roll(luma, shifts=(2, -22), dims=(0, 1))
+    assert RADIUS * search_scale(*luma.shape) < 22 <= RADIUS * search_scale(*luma.shape) * FAR_SCALE_LARGE
+    inner = slice(2, -2)
+    near = picture_motion(luma, moved, 16, lam=1e-6, luma_weight=0.75)[inner, inner].reshape(-1, 2)
+    far = picture_motion(luma, moved, 16, lam=1e-6, luma_weight=0.75, far=True)[inner, inner].reshape(-1, 2)
+    truth = torch.tensor([-22, 2])
+    assert not (near == truth).all(dim=1).any()
+    assert (far == truth).all(dim=1).all()
+
 
 def _pan_frames() -> tuple[list[Frame], object]:
     """4 frames of 128x96 from the bundled clip's first frame, the window moving 2 px a frame."""

@@ -373,8 +373,8 @@ class Encoder:
         by_rd = self.settings.tuning.picture_rd_search
         large = self.height * self.width > SEARCH_PIXELS
         tuning = self.settings.tuning
-        far = tuning.far_motion and not large
-        coarse = (coarse_field(self.picture[0], image[0], FAR_SCALE if far else None)
+        far = tuning.far_motion
+        coarse = (coarse_field(self.picture[0], image[0], FAR_SCALE if far and not large else None)
                   if by_rd and (large or far) else None)
         costs = (VectorCosts.flagged(self.field_zero_share)
                  if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())

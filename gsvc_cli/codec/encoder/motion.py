@@ -41,13 +41,18 @@ def translated(image: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return padded[pad - dy:pad - dy + height, pad - dx:pad - dx + width]
 
 
+def search_scale(height: int, width: int) -> int:
+    """How many times a frame is downscaled for block_motion's search: to about SEARCH_PIXELS."""
+    return max(1, math.ceil(math.sqrt(height * width / SEARCH_PIXELS)))
+
+
 def block_motion(reference: torch.Tensor, image: torch.Tensor, block: int = 16, radius: int = 7,
                  scale: int | None = None) -> MotionField:
     """Motion with image(p) ~ reference(p - d) over the tiles of the [H,W] luma planes, searched on
-    the planes downscaled `scale` times (default: so that they hold about SEARCH_PIXELS)."""
+    the planes downscaled `scale` times (default: search_scale)."""
     height, width = image.shape
     if scale is None:
-        scale = max(1, math.ceil(math.sqrt(height * width / SEARCH_PIXELS)))
+        scale = search_scale(height, width)
     ref, cur = reference, image
     if scale > 1:
         ref = F.avg_pool2d(reference[None, None], scale, ceil_mode=True)[0, 0]

@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
-from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, translated
+from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, search_scale, translated
 from gsvc_cli.codec.moved_picture import move_picture
 
 RADIUS = 7  # pixels searched around zero on frames up to SEARCH_PIXELS
 REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector
 FAR_SCALE = 4  # small frames' far search runs on the frame downscaled this many times
+FAR_SCALE_LARGE = 2  # large frames' far search: downscaled this many times block_motion's search_scale
 QUARTER_STEPS = (2, 1)  # the half-pixel, then the quarter-pixel ring (in quarter pixels)
 
 
@@ -71,16 +72,19 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
     `cell` pixels that tile the [H, W] luma planes from the top-left corner. lam: lambda per unit of
     weighted squared error (gop.Encoder's); luma_weight: luma's share of the channel weights.
     coarse: the downscaled block search to refine around (`coarse_field`; made when None) on large
-    frames, and on small ones with `far`. costs: how the field coder prices a residual
-    (VectorCosts)."""
+    frames, and on small ones with `far`. far: also refine around a search that reaches further
+    (small frames: at 1/FAR_SCALE size; large: FAR_SCALE_LARGE times as downscaled as `coarse`).
+    costs: how the field coder prices a residual (VectorCosts)."""
     height, width = image.shape
     gh, gw = -(-height // cell), -(-width // cell)
 
-    def around_coarse(scale: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Errors [K, gh, gw] and candidates [K, gh, gw, 2] within REFINE_RADIUS of the coarse field."""
+    def around_coarse(scale: int | None, fresh: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Errors [K, gh, gw] and candidates [K, gh, gw, 2] within REFINE_RADIUS of the coarse field
+        (`coarse`, unless `fresh` or None: a search at 1/scale size)."""
         r = REFINE_RADIUS
         near = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-        base = _coarse_vectors(coarse or coarse_field(reference, image, scale), cell, gh, gw)
+        field = coarse if coarse is not None and not fresh else coarse_field(reference, image, scale)
+        base = _coarse_vectors(field, cell, gh, gw)
         return (_window_errors(reference, image, cell, base, near),
                 base[None] + torch.tensor(near, dtype=torch.int64)[:, None, None, :])
 
@@ -95,6 +99,10 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
             candidates = torch.cat([candidates, far_candidates])
     else:
         errors, candidates = around_coarse(None)
+        if far:  # also around a search on the frame downscaled twice as far (motion beyond RADIUS there)
+            far_errors, far_candidates = around_coarse(FAR_SCALE_LARGE * search_scale(height, width), True)
+            errors = torch.cat([errors, far_errors])
+            candidates = torch.cat([candidates, far_candidates])
 
     def own(rows: slice, col: int, vectors: torch.Tensor) -> torch.Tensor:
         return luma_weight * _column_errors(reference, image, cell, rows, col, vectors)

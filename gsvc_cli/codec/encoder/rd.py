@@ -131,9 +131,10 @@ class RDTuning:
     (8 px a frame) being beyond the search's RADIUS, which a refinement's unit steps reached:
     far_motion finds it directly (pan 16 frames Q 33: 15,392 bytes with far_motion, 15,165 with
     both, 17,324 with this alone; 1.4x the time with both).
-    far_motion: on frames up to motion.SEARCH_PIXELS, M-frame fields are also searched around a
-    search on the frame downscaled picture_motion.FAR_SCALE times (motion beyond RADIUS; off: the
-    ablation, within RADIUS of zero only).
+    far_motion: M-frame fields are also searched around a search reaching further: on frames up to
+    motion.SEARCH_PIXELS, one on the frame downscaled picture_motion.FAR_SCALE times (motion beyond
+    RADIUS); on larger ones, one downscaled FAR_SCALE_LARGE times as far as their usual search
+    (beyond its RADIUS x scale, 35 px at 1080p). Off: the ablation.
     sharp_filter: each quarter-pixel M-frame field is also searched and tried read through the 8-tap
     filter (format 9.0, moved_picture.SHARP_TAPS) and kept where J is lower (off: the cubic only).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
