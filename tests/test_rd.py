@@ -18,7 +18,7 @@ from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.bitstream.quantise import QuantSteps
 from gsvc_cli.codec.decoder import decode_frames
 from gsvc_cli.codec.encoder.colour_refit import splat_energy
-from gsvc_cli.codec.encoder.gop import Encoder, EncoderSettings, encode_frames, encode_video
+from gsvc_cli.codec.encoder.gop import CUT_MARGIN_DB, Encoder, EncoderSettings, encode_frames, encode_video
 from gsvc_cli.codec.encoder.inter_fit import field_vectors
 from gsvc_cli.codec.encoder.loss import loss_weights
 from gsvc_cli.codec.encoder.motion import MotionField, block_motion
@@ -336,6 +336,21 @@ def test_a_picture_bpp_search_lands_by_splat_count(tmp_path: Path) -> None:
     with GsvcReader(out) as reader:
         assert len(list(decode_frames(reader))) == 1
     assert not [p for p in tmp_path.iterdir() if p.name != "picture.gsvc"]
+
+
+def test_a_cut_is_told_by_the_moved_picture() -> None:
+    """The best moved picture of another part of the frame is barely better than the new frame's
+    own 40x40 block means (a cut: an I-frame, whatever J says of an M-frame with residual splats);
+    the same window moved by 2 px is far better (no cut)."""
+    frames, _ = crops([(0, 200, 40), (0, 202, 40), (0, 20, 120)])
+    enc = _encoder()
+    enc.picture = frames[0].to_yuv444_float()
+    enc._picture_rd(frames[1].to_yuv444_float())
+    assert enc.moved_margin_db > CUT_MARGIN_DB + 3 and not enc._moved_picture_is_cut()
+    enc._picture_rd(frames[2].to_yuv444_float())
+    assert enc.moved_margin_db < CUT_MARGIN_DB and enc._moved_picture_is_cut()
+    enc.settings = dataclasses.replace(enc.settings, tuning=RDTuning(cut_by_picture=False))
+    assert not enc._moved_picture_is_cut()  # off: J decides
 
 
 def _encoder(tuning: RDTuning = RDTuning()) -> Encoder:

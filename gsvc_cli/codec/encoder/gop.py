@@ -98,6 +98,14 @@ RESIDUAL_STEP_SCALES = (1.0, 2.0, 4.0)
 """Quantiser step scales (times the I-frame's) an M-frame's residual splats are tried at."""
 RESIDUAL_MAX_STEPS = 200
 """Most fitting steps for an M-frame's residual splats (a few hundred splats settle early)."""
+CUT_MARGIN_DB = 3.0
+"""A frame is a cut when its best moved picture is less than this many dB (YUV 6:1:1) better than
+its own 40x40 block means (Encoder._moved_picture_is_cut). In encodes at Q 27 (the previous decoded
+picture moved): cuts_qcif's five cuts at -6.5 to +0.95 dB, every other frame of cuts_qcif, mobile
+and vt2people at +7.1 dB or more. Between source frames (fields at 16 px, far motion): the six
+real cuts of cuts_qcif and scenecut at -7.7 to -1.7 dB; no other frame of those, cars, mobile,
+vt2people, the pan, foreman (60 and 300 frames) or chaplin below +6.7 dB; airplane's fade to
+black at its end (frames 273-279) below 0."""
 RESIDUAL_PRUNE_RATIO = 0.8
 """Each count an M-frame's residual set is pruned to is at most this share of the one before."""
 ENCODER_NAME = "gsvc-encoder 1"
@@ -236,6 +244,7 @@ class Encoder:
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
         self.field_zero_share = 0.5  # zero residuals in the last M-frame's field (the flag's price)
         self.searched_field: MotionVectors | None = None  # the field of this frame's M-frame candidate
+        self.moved_margin_db = math.inf  # that field's moved picture over coarse_psnr (dB)
         self.gop_cost = (0.0, 0)  # (sum of J, frames) since the last I-frame, that I-frame included
         self.above_mean = 0  # inter frames in a row whose J exceeded the GOP's mean J (refresh_run)
 
@@ -260,7 +269,8 @@ class Encoder:
                  and self.settings.tuning.picture_frames else None)
         if moved is not None and frame_type == "M":
             return self._picture_frame(index, frame, image, moved[0], moved[1], start)
-        if predictable and frame_type == "I":
+        hard_cut = moved is not None and frame_type is None and self._moved_picture_is_cut()
+        if predictable and (frame_type == "I" or hard_cut):
             cut = True
         elif predictable and frame_type is None and self.p_skips_left > 0:
             self.p_skips_left -= 1
@@ -313,8 +323,8 @@ class Encoder:
                         self._count_cost(p_cost)
             elif not cut:
                 coded, result, fit_psnr = self._inter(index, image, warm, self._plan_inter(warm))
-        if coded is None and moved is not None and (moved[2] * self.settings.tuning.m_preference
-                                                     < self._intra_cost_estimate()):
+        if (coded is None and moved is not None and not hard_cut
+                and moved[2] * self.settings.tuning.m_preference < self._intra_cost_estimate()):
             # At a frame the cost test called a cut, the estimate (the GOP's first I-frame's J)
             # says little: an M-frame with residual splats beat it at a real cut. A real I-fit
             # decides there (its J against the M-frame's).
@@ -419,8 +429,9 @@ class Encoder:
                 if candidate[2] < best[2]:
                     best, best_motion = candidate, refined
         self.searched_field = best_motion
+        self.moved_margin_db = weighted_psnr(best[1], image, CHANNEL_WEIGHTS) - coarse_psnr(image)
         small = self.height * self.width < self.preset.residual_max_pixels
-        if self.settings.tuning.picture_residual and small:
+        if self.settings.tuning.picture_residual and small and not self._moved_picture_is_cut():
             best = self._with_residual(image, best_motion, best)
         return best
 
@@ -493,6 +504,14 @@ class Encoder:
             rises = rises + 1 if j >= last else 0
             last = j
         return best, best_choice
+
+    def _moved_picture_is_cut(self) -> bool:
+        """A cut by the picture (tuning.cut_by_picture): this frame's best moved picture, before
+        residual splats, is less than CUT_MARGIN_DB better than a picture of the frame's own 40x40
+        block means (coarse_psnr). Whatever moves, the previous picture explains the next one far
+        better than that; after a cut it cannot. J alone coded some cuts as M-frames with residual
+        splats or as P-frames, whose splat state then still held the old scene."""
+        return self.settings.tuning.cut_by_picture and self.moved_margin_db < CUT_MARGIN_DB
 
     def _m_beats_p(self, index: int, m_coded: CodedFrame, m_cost: float, p_coded: CodedFrame,
                    p_cost: float) -> bool:

@@ -105,6 +105,8 @@ class RDTuning:
     picture_residual: an M-frame may add residual splats to its moved picture (kind 4), fitted at
     each of these densities (pixels per splat, comma-separated) and kept when J is lower ("": off),
     on frames below the preset's residual_max_pixels.
+    cut_by_picture: a frame whose best moved picture is barely better than its own 40x40 block
+    means is an I-frame (Encoder._moved_picture_is_cut), without trying P or M (off: J decides).
     residual_prune: the residual set of least J is also tried without its least useful splats, at
     counts falling by a fifth while J falls (Encoder._pruned_residual).
     field_coding: how an M-frame's field is coded (frame_coding.FIELD_CODINGS): "best" the shorter
@@ -209,6 +211,7 @@ class RDTuning:
     m_copy_weight: float = 0.0
     picture_residual: str = "2000,700"
     residual_prune: bool = False
+    cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
     # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
     # some clips and lost on others (-6% to +5%), so both stay off.
