@@ -12,8 +12,11 @@ import sys
 
 import typer
 
+from gsvc_cli import quick_params
 from gsvc_cli.atomic import Terminated
 from gsvc_cli.errors import EXIT_RUNTIME, GsvcError
+
+quick_params.install()  # plain values without importing pydantic (see the module)
 
 # Modules under gsvc_cli.commands, in the order `gsvc --help` lists them.
 COMMANDS: list[str] = ["encode", "decode", "info", "eval", "demo"]
