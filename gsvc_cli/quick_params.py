@@ -12,8 +12,15 @@ typer's adapters give:
 - a str for a `str` parameter: the value;
 - an int, or a str of decimal digits, for an `int` parameter within its min/max (no clamp).
 
-Anything else (a number out of range, an enum, a float, a list, a custom parser, a file, an
-unexpected typer version) goes to typer's own converter, so errors and their messages are typer's.
+Anything else (a number out of range, an enum, a float, a list, a custom parser, a file) goes to
+typer's own converter, so errors and their messages are typer's.
+
+It replaces a method of typer's private classes (`typer.core._TyperParameter.get_runtime_param`)
+and calls private functions (`typer._coercion`, `typer._param_types`), while the package asks only
+for `typer>=0.12`. So it is installed only on a typer minor release it was checked against
+(`CHECKED_TYPER`); under any other typer nothing is changed and typer converts every value itself
+(correct, only ~0.1 s slower to start). tests/test_quick_params.py fails on an unchecked typer, so an
+upgrade is noticed: re-run it and the CLI tests, then add the release.
 """
 
 from __future__ import annotations
@@ -24,6 +31,14 @@ from typing import Any
 
 _DIGITS = re.compile(r"-?[0-9]+")
 _FALLBACK = object()
+
+# typer minor releases (major.minor) whose internals this module was checked against.
+CHECKED_TYPER: tuple[str, ...] = ("0.29",)
+
+
+def typer_checked(version: str) -> bool:
+    """True when typer `version` ("0.29.2") is of a minor release in CHECKED_TYPER."""
+    return ".".join(version.split(".")[:2]) in CHECKED_TYPER
 
 
 class _QuickParam:
@@ -68,8 +83,12 @@ class _QuickParam:
 
 
 def install() -> bool:
-    """Give typer's parameters the quick converter. False (and nothing changed) when this typer
-    lacks the internals it relies on (typer's own conversion then runs, as before)."""
+    """Give typer's parameters the quick converter. False (and nothing changed) on a typer release
+    not in CHECKED_TYPER or lacking the internals it relies on (typer's own conversion then runs)."""
+    import typer
+
+    if not typer_checked(getattr(typer, "__version__", "")):
+        return False
     try:
         from typer._coercion import build_runtime_param
         from typer._param_types import coerce_cli_path

@@ -14,6 +14,16 @@ from gsvc_cli import quick_params
 GOLDEN = Path(__file__).resolve().parent / "golden" / "small.gsvc"
 
 
+def test_this_typer_was_checked() -> None:
+    # A typer upgrade lands here first: the quick converter is off under it (a slower start, the
+    # same values). Re-run this file and the CLI tests under it, then add it to CHECKED_TYPER.
+    assert quick_params.typer_checked(typer.__version__), (
+        f"typer {typer.__version__} not in quick_params.CHECKED_TYPER {quick_params.CHECKED_TYPER}")
+    assert quick_params.typer_checked("0.29.0") and quick_params.typer_checked("0.29.11")
+    assert not quick_params.typer_checked("0.30.0") and not quick_params.typer_checked("0.2")
+    assert not quick_params.typer_checked("")
+
+
 def test_a_quiet_decode_imports_no_pydantic(tmp_path: Path) -> None:
     out = tmp_path / "out.y4m"
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "gsvc_cli", "decode", str(GOLDEN),
@@ -66,3 +76,12 @@ def test_values_and_errors_are_typers(tmp_path: Path) -> None:
         result = runner.invoke(_app({}), args)
         assert result.exit_code == 2, (args, result.output)
         assert words in " ".join(result.output.replace("\u2502", " ").split()), (args, result.output)
+
+
+def test_an_unchecked_typer_is_left_alone() -> None:
+    code = ("import typer; typer.__version__ = '0.30.0'\n"
+            "import gsvc_cli.cli\n"
+            "from typer.core import _TyperParameter\n"
+            "assert not getattr(_TyperParameter.get_runtime_param, '_gsvc_quick', False)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
