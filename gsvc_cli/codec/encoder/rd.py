@@ -209,8 +209,13 @@ class RDTuning:
     picture_cells: str = "8,16,32"
     quarter_neighbours: bool = False
     m_copy_weight: float = 0.0
-    picture_residual: str = "2000,700"
-    residual_prune: bool = False
+    # picture_residual 2000,700,250 with residual_prune by the whole-clip run of 2026-12-04 (seven
+    # clips, same run; BENCHMARKS.md "Pruned residual sets"): the third density alone saved 1-19% on
+    # six clips but jumped between counts (--bpp could not land on a 3-frame crop); pruned, the
+    # count moves by fifths and both together saved 7-23% (cut_by_picture included on cuts_qcif).
+    # cut_by_picture: cuts_qcif -10.7% alone, scenecut (whose cut was an I-frame already) 0.0%.
+    picture_residual: str = "2000,700,250"
+    residual_prune: bool = True
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
     # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
