@@ -351,6 +351,8 @@ def test_a_cut_is_told_by_the_moved_picture() -> None:
     assert enc.moved_margin_db < CUT_MARGIN_DB and enc._moved_picture_is_cut()
     enc.settings = dataclasses.replace(enc.settings, tuning=RDTuning(cut_by_picture=False))
     assert not enc._moved_picture_is_cut()  # off: J decides
+    enc.settings = dataclasses.replace(enc.settings, tuning=RDTuning(), scenecut_db=0.0)
+    assert not enc._moved_picture_is_cut()  # --scenecut 0
 
 
 def _encoder(tuning: RDTuning = RDTuning()) -> Encoder:

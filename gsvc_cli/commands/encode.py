@@ -172,7 +172,9 @@ def encode_command(
     scenecut: float = typer.Option(
         2.0, "--scenecut",
         help="Scene-cut sensitivity in dB: a P-frame whose warm start beats a coarse block picture "
-             "of the frame by less than this becomes an I-frame (0: off)."),
+             "of the frame by less than this becomes an I-frame (0: off). With --quality or --bpp, "
+             "any value above 0 keeps the cut test of those modes on: a frame whose best moved "
+             "picture beats that block picture by less than 3 dB is an I-frame."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the fitter (same seed, same file)."),
     start: int = StartOption,
     frames: int | None = FramesOption,

@@ -125,7 +125,8 @@ P_SSE_RATIO_FLOOR = 0.05  # no P-fit has removed more than 95% of its warm start
 class EncoderSettings:
     """How to encode. gop: longest GOP in frames (1 = all intra). scenecut_db: a P-frame whose warm
     start is less than this many dB (YUV 6:1:1) better than a coarse 40x40-pixel-block picture of the frame
-    becomes an I-frame (a scene cut); 0 disables scene-cut detection. intra_splats: the I-frames'
+    becomes an I-frame (a scene cut); 0 disables scene-cut detection (the moved-picture test of
+    the quality modes too). intra_splats: the I-frames'
     splat count instead of the count model's (a one-frame --bpp search's rate knob: there the count
     model leaves the count unchanged over a stretch of qualities, and with it the rate)."""
 
@@ -510,8 +511,10 @@ class Encoder:
         residual splats, is less than CUT_MARGIN_DB better than a picture of the frame's own 40x40
         block means (coarse_psnr). Whatever moves, the previous picture explains the next one far
         better than that; after a cut it cannot. J alone coded some cuts as M-frames with residual
-        splats or as P-frames, whose splat state then still held the old scene."""
-        return self.settings.tuning.cut_by_picture and self.moved_margin_db < CUT_MARGIN_DB
+        splats or as P-frames, whose splat state then still held the old scene. `--scenecut 0`
+        turns it off, as it turns off the warm-start test of the fixed-count modes."""
+        return (self.settings.tuning.cut_by_picture and self.settings.scenecut_db > 0
+                and self.moved_margin_db < CUT_MARGIN_DB)
 
     def _m_beats_p(self, index: int, m_coded: CodedFrame, m_cost: float, p_coded: CodedFrame,
                    p_cost: float) -> bool:
