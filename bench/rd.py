@@ -567,7 +567,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-bpp", type=float, default=0.1)
     ap.add_argument("--large-preset", default="fast")
     ap.add_argument("--large-repeats", type=int, default=3)
-    ap.add_argument("--resume", action="store_true", help="reuse points already measured in --work")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse points already measured in --work (keyed by curve, preset, gop, value "
+                         "and RDTuning overrides, not by commit; the first curve is keyed 'gsvc' "
+                         "whatever its name, so a renamed main curve reuses the last main's points)")
     ap.add_argument("--keep", action="store_true", help="keep the work files")
     ap.add_argument("--summary-only", action="store_true", help="rebuild the summary from --out")
     args = ap.parse_args(argv)
