@@ -345,14 +345,33 @@ def test_a_cut_is_told_by_the_moved_picture() -> None:
     frames, _ = crops([(0, 200, 40), (0, 202, 40), (0, 20, 120)])
     enc = _encoder()
     enc.picture = frames[0].to_yuv444_float()
-    enc._picture_rd(frames[1].to_yuv444_float())
+    enc._picture_rd(1, frames[1].to_yuv444_float())
     assert enc.moved_margin_db > CUT_MARGIN_DB + 3 and not enc._moved_picture_is_cut()
-    enc._picture_rd(frames[2].to_yuv444_float())
+    enc._picture_rd(2, frames[2].to_yuv444_float())
     assert enc.moved_margin_db < CUT_MARGIN_DB and enc._moved_picture_is_cut()
     enc.settings = dataclasses.replace(enc.settings, tuning=RDTuning(cut_by_picture=False))
     assert not enc._moved_picture_is_cut()  # off: J decides
     enc.settings = dataclasses.replace(enc.settings, tuning=RDTuning(), scenecut_db=0.0)
     assert not enc._moved_picture_is_cut()  # --scenecut 0
+
+
+def test_cell_memory_searches_all_sizes_now_and_then_and_the_winners_between() -> None:
+    """With cell_memory 4, frame 1 searches every block size; frames 2-4 only the winner of frame 1
+    (the field that _picture_rd keeps); frame 5 all again. Off (0), every frame searches all."""
+    frames, _ = crops([(0, 200, 40), (0, 202, 40)])
+    enc = _encoder(RDTuning(cell_memory=4))
+    enc.picture = frames[0].to_yuv444_float()
+    assert enc._cells_to_try(1) == [8, 16, 32]
+    enc._picture_rd(1, frames[1].to_yuv444_float())  # tries all three again (a new search of all)
+    assert enc.searched_field is not None
+    won = enc.searched_field.cell
+    for index in (2, 3, 4):
+        assert enc._cells_to_try(index) == [won]
+    assert enc._cells_to_try(5) == [8, 16, 32]
+    enc.cells_won.update((16, 8))  # frame 5's field at 16 px won, then one at 8 px
+    assert enc._cells_to_try(6) == [8, 16]
+    off = _encoder()
+    assert all(off._cells_to_try(i) == [8, 16, 32] for i in range(1, 6))
 
 
 def _encoder(tuning: RDTuning = RDTuning()) -> Encoder:

@@ -245,6 +245,8 @@ class Encoder:
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
         self.field_zero_share = 0.5  # zero residuals in the last M-frame's field (the flag's price)
         self.searched_field: MotionVectors | None = None  # the field of this frame's M-frame candidate
+        self.cells_won: set[int] = set()  # block sizes whose field won since the last search of all
+        self.full_cell_search: int | None = None  # the frame of the last search of all block sizes
         self.moved_margin_db = math.inf  # that field's moved picture over coarse_psnr (dB)
         self.gop_cost = (0.0, 0)  # (sum of J, frames) since the last I-frame, that I-frame included
         self.above_mean = 0  # inter frames in a row whose J exceeded the GOP's mean J (refresh_run)
@@ -266,7 +268,8 @@ class Encoder:
         cut = False
         coded = None
         predictable = self.reference is not None and self.gop_length < self.settings.gop
-        moved = (self._picture_rd(image) if predictable and self.lam is not None and frame_type in (None, "M")
+        moved = (self._picture_rd(index, image)
+                 if predictable and self.lam is not None and frame_type in (None, "M")
                  and self.settings.tuning.picture_frames else None)
         if moved is not None and frame_type == "M":
             return self._picture_frame(index, frame, image, moved[0], moved[1], start)
@@ -371,7 +374,7 @@ class Encoder:
                               fit_psnr - self.prev_psnr if coded.frame_type == "I" else None)
         return coded, report_, decoded
 
-    def _picture_rd(self, image: torch.Tensor) -> tuple[CodedFrame, torch.Tensor, float]:
+    def _picture_rd(self, index: int, image: torch.Tensor) -> tuple[CodedFrame, torch.Tensor, float]:
         """The M-frame of least J over the block sizes tried: (coded, moved picture, J). Its field
         is searched between the previous decoded picture and this frame (luma), each vector by its
         own J (picture_motion) unless tuning.picture_rd_search is off; with tuning.picture_quarter,
@@ -399,7 +402,7 @@ class Encoder:
             cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
             return coded, moved, cost
 
-        for cell in (int(c) for c in tuning.picture_cells.split(",")):
+        for cell in self._cells_to_try(index):
             if by_rd:
                 vectors = picture_motion(self.picture[0], image[0], cell, self.lam, luma, coarse, costs, far)
                 fields = [MotionVectors(vectors.numpy(), cell)]
@@ -430,11 +433,25 @@ class Encoder:
                 if candidate[2] < best[2]:
                     best, best_motion = candidate, refined
         self.searched_field = best_motion
+        self.cells_won.add(best_motion.cell)
         self.moved_margin_db = weighted_psnr(best[1], image, CHANNEL_WEIGHTS) - coarse_psnr(image)
         small = self.height * self.width < self.preset.residual_max_pixels
         if self.settings.tuning.picture_residual and small and not self._moved_picture_is_cut():
             best = self._with_residual(image, best_motion, best)
         return best
+
+    def _cells_to_try(self, index: int) -> list[int]:
+        """The block sizes this frame's M-frame field is searched at (tuning.cell_memory): all of
+        picture_cells every cell_memory frames, else those that won since the last such frame.
+        Each size's search, refinements and candidates cost alike, and at a given frame size one
+        size wins run after run, so the others are looked at again only now and then."""
+        cells = [int(c) for c in self.settings.tuning.picture_cells.split(",")]
+        memory = self.settings.tuning.cell_memory
+        last = self.full_cell_search
+        if memory <= 0 or last is None or index - last >= memory or index < last or not self.cells_won:
+            self.full_cell_search, self.cells_won = index, set()
+            return cells
+        return [c for c in cells if c in self.cells_won]
 
     def _with_residual(self, image: torch.Tensor, motion: MotionVectors,
                        plain: _PictureChoice) -> _PictureChoice:
