@@ -374,6 +374,27 @@ def test_cell_memory_searches_all_sizes_now_and_then_and_the_winners_between() -
     assert all(off._cells_to_try(i) == [8, 16, 32] for i in range(1, 6))
 
 
+def _skips_after_loss(enc: Encoder, p_over_m: float) -> int:
+    """A P-fit costing p_over_m x its M-frame, then how many frames skip the P-fit before the next."""
+    enc.p_over_m = p_over_m
+    enc._note_p_over_m()
+    skipped = 0
+    while enc._p_fit_pointless():
+        skipped += 1
+    return skipped
+
+
+def test_p_fits_that_keep_losing_are_tried_ever_less_often() -> None:
+    """m_skip_backoff 12: runs of 3, 6, 12, 12 skipped P-fits while each try loses by more than
+    m_skip_ratio; one that does not lose so resets the run (and skips nothing). Off: always 3."""
+    enc = _encoder(RDTuning(m_skip_backoff=12))
+    assert [_skips_after_loss(enc, 3.0) for _ in range(4)] == [3, 6, 12, 12]
+    assert _skips_after_loss(enc, 1.0) == 0
+    assert _skips_after_loss(enc, 3.0) == 3
+    off = _encoder()
+    assert [_skips_after_loss(off, 3.0) for _ in range(4)] == [3, 3, 3, 3]
+
+
 def _encoder(tuning: RDTuning = RDTuning()) -> Encoder:
     frames, info = crops([(0, 200, 40)])
     return Encoder(info, EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning), 8, 64)

@@ -242,6 +242,8 @@ class Encoder:
         self.picture: torch.Tensor | None = None  # the last decoded picture (what an M-frame moves)
         self.p_over_m: float | None = None  # J of the last P-fit over its M-frame's
         self.p_fits_skipped = 0  # P-fits skipped in a row for M-frames (RDTuning.m_skip_ratio)
+        self.p_skip_run = settings.tuning.m_skip_frames  # how many to skip after a P-fit lost so
+        self.p_far_losses = 0  # P-fits in a row that lost so (RDTuning.m_skip_backoff)
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
         self.field_zero_share = 0.5  # zero residuals in the last M-frame's field (the flag's price)
         self.searched_field: MotionVectors | None = None  # the field of this frame's M-frame candidate
@@ -297,6 +299,7 @@ class Encoder:
             if not cut and self.lam is not None:
                 coded, result, fit_psnr, p_cost = self._inter_rd(index, image, warm)
                 self.p_over_m = p_cost / max(moved[2], 1e-12) if moved is not None else None
+                self._note_p_over_m()
                 if moved is not None and self._m_beats_p(index, moved[0], moved[2], coded, p_cost):
                     looks_cut = (by_cost and frame_type is None and moved[0].stats.n_splats > 0
                                  and p_cost > self.settings.tuning.p_preference * self._intra_cost_estimate())
@@ -617,11 +620,23 @@ class Encoder:
         tuning.m_skip_frames frames in a row (then try again: the M-frames' pictures age)."""
         tuning = self.settings.tuning
         if (tuning.m_skip_ratio > 0 and self.p_over_m is not None and self.p_over_m > tuning.m_skip_ratio
-                and self.p_fits_skipped < tuning.m_skip_frames):
+                and self.p_fits_skipped < self.p_skip_run):
             self.p_fits_skipped += 1
             return True
         self.p_fits_skipped = 0
         return False
+
+    def _note_p_over_m(self) -> None:
+        """After a P-fit: a second loss by more than tuning.m_skip_ratio in a row doubles the run
+        of P-fits skipped next (up to tuning.m_skip_backoff); a P-fit that does not lose so
+        resets it to tuning.m_skip_frames."""
+        tuning = self.settings.tuning
+        if self.p_over_m is not None and tuning.m_skip_ratio > 0 and self.p_over_m > tuning.m_skip_ratio:
+            if self.p_far_losses and tuning.m_skip_backoff > self.p_skip_run:
+                self.p_skip_run = min(2 * self.p_skip_run, tuning.m_skip_backoff)
+            self.p_far_losses += 1
+        else:
+            self.p_far_losses, self.p_skip_run = 0, tuning.m_skip_frames
 
     def _note_p_attempt(self, p_over_i: float) -> None:
         """Count clear losses of P-fits made right after an I-frame; enough in a row and the next

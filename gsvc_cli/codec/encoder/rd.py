@@ -91,6 +91,9 @@ class RDTuning:
     real I-frame fit (its J times p_preference) instead of the estimate alone.
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
+    m_skip_backoff: with more than m_skip_frames, each P-fit that loses so again when tried after
+    a run of skips doubles the next run, up to this many frames (one that does not lose so resets
+    it): where P-fits never win (street 1080p: none of 49 inter frames), they cost ~4 s a try.
     A speed switch: the P-fit is most of a frame's encode time, and at low qualities M-frames win
     most frames.
     picture_rd_search: an M-frame's vectors are chosen by D + lambda R per block (picture_motion),
@@ -238,6 +241,7 @@ class RDTuning:
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
+    m_skip_backoff: int = 0
     intra_step_groups: str = "1,1,1,1"
     intra_step_exponent: float = 0.0
 
