@@ -21,7 +21,7 @@ from gsvc_cli.codec.encoder.colour_refit import splat_energy
 from gsvc_cli.codec.encoder.gop import CUT_MARGIN_DB, Encoder, EncoderSettings, encode_frames, encode_video
 from gsvc_cli.codec.encoder.inter_fit import field_vectors
 from gsvc_cli.codec.encoder.loss import loss_weights
-from gsvc_cli.codec.encoder.motion import MotionField, block_motion
+from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_TOLERANCE,
     DB_PER_RATE_DOUBLING,
@@ -356,22 +356,24 @@ def test_a_cut_is_told_by_the_moved_picture() -> None:
 
 
 def test_cell_memory_searches_all_sizes_now_and_then_and_the_winners_between() -> None:
-    """With cell_memory 4, frame 1 searches every block size; frames 2-4 only the winner of frame 1
-    (the field that _picture_rd keeps); frame 5 all again. Off (0), every frame searches all."""
-    frames, _ = crops([(0, 200, 40), (0, 202, 40)])
-    enc = _encoder(RDTuning(cell_memory=4))
-    enc.picture = frames[0].to_yuv444_float()
+    """Large frames with cell_memory 4: frame 1 searches every block size, frames 2-4 only the
+    sizes that won since, frame 5 all again. Frames of at most SEARCH_PIXELS, or cell_memory 0,
+    search all on every frame; _picture_rd records its winner."""
+    enc = _encoder(RDTuning(cell_memory=4), large=True)
     assert enc._cells_to_try(1) == [8, 16, 32]
-    enc._picture_rd(1, frames[1].to_yuv444_float())  # tries all three again (a new search of all)
-    assert enc.searched_field is not None
-    won = enc.searched_field.cell
-    for index in (2, 3, 4):
-        assert enc._cells_to_try(index) == [won]
+    enc.cells_won.add(16)  # frame 1's field at 16 px won
+    assert [enc._cells_to_try(index) for index in (2, 3, 4)] == [[16]] * 3
     assert enc._cells_to_try(5) == [8, 16, 32]
     enc.cells_won.update((16, 8))  # frame 5's field at 16 px won, then one at 8 px
     assert enc._cells_to_try(6) == [8, 16]
-    off = _encoder()
-    assert all(off._cells_to_try(i) == [8, 16, 32] for i in range(1, 6))
+    for other in (_encoder(RDTuning(cell_memory=4)), _encoder(large=True)):
+        other.cells_won.add(16)
+        assert all(other._cells_to_try(i) == [8, 16, 32] for i in range(1, 6))
+    frames, _ = crops([(0, 200, 40), (0, 202, 40)])
+    small = _encoder(RDTuning(cell_memory=4))
+    small.picture = frames[0].to_yuv444_float()
+    small._picture_rd(1, frames[1].to_yuv444_float())
+    assert small.searched_field is not None and small.cells_won == {small.searched_field.cell}
 
 
 def _skips_after_loss(enc: Encoder, p_over_m: float) -> int:
@@ -385,18 +387,23 @@ def _skips_after_loss(enc: Encoder, p_over_m: float) -> int:
 
 
 def test_p_fits_that_keep_losing_are_tried_ever_less_often() -> None:
-    """m_skip_backoff 12: runs of 3, 6, 12, 12 skipped P-fits while each try loses by more than
-    m_skip_ratio; one that does not lose so resets the run (and skips nothing). Off: always 3."""
-    enc = _encoder(RDTuning(m_skip_backoff=12))
+    """m_skip_backoff 12 on a large frame: runs of 3, 6, 12, 12 skipped P-fits while each try loses
+    by more than m_skip_ratio; one that does not lose so resets the run (and skips nothing). Off,
+    or on a frame of at most SEARCH_PIXELS: always 3."""
+    enc = _encoder(RDTuning(m_skip_backoff=12), large=True)
     assert [_skips_after_loss(enc, 3.0) for _ in range(4)] == [3, 6, 12, 12]
     assert _skips_after_loss(enc, 1.0) == 0
     assert _skips_after_loss(enc, 3.0) == 3
-    off = _encoder()
-    assert [_skips_after_loss(off, 3.0) for _ in range(4)] == [3, 3, 3, 3]
+    for off in (_encoder(large=True), _encoder(RDTuning(m_skip_backoff=12))):  # off; a small frame
+        assert [_skips_after_loss(off, 3.0) for _ in range(4)] == [3, 3, 3, 3]
 
 
-def _encoder(tuning: RDTuning = RDTuning()) -> Encoder:
+def _encoder(tuning: RDTuning = RDTuning(), large: bool = False) -> Encoder:
+    """An encoder of 64x48 crops, or of 480x272 frames (more than SEARCH_PIXELS) with `large`."""
     frames, info = crops([(0, 200, 40)])
+    if large:
+        info = info.with_(width=480, height=272)
+        assert info.width * info.height > SEARCH_PIXELS
     return Encoder(info, EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning), 8, 64)
 
 

@@ -444,12 +444,13 @@ class Encoder:
         return best
 
     def _cells_to_try(self, index: int) -> list[int]:
-        """The block sizes this frame's M-frame field is searched at (tuning.cell_memory): all of
-        picture_cells every cell_memory frames, else those that won since the last such frame.
+        """The block sizes this frame's M-frame field is searched at (tuning.cell_memory, on frames
+        of more than SEARCH_PIXELS): all of picture_cells every cell_memory frames, else those that
+        won since the last such frame.
         Each size's search, refinements and candidates cost alike, and at a given frame size one
         size wins run after run, so the others are looked at again only now and then."""
         cells = [int(c) for c in self.settings.tuning.picture_cells.split(",")]
-        memory = self.settings.tuning.cell_memory
+        memory = self.settings.tuning.cell_memory if self.height * self.width > SEARCH_PIXELS else 0
         last = self.full_cell_search
         if memory <= 0 or last is None or index - last >= memory or index < last or not self.cells_won:
             self.full_cell_search, self.cells_won = index, set()
@@ -628,11 +629,13 @@ class Encoder:
 
     def _note_p_over_m(self) -> None:
         """After a P-fit: a second loss by more than tuning.m_skip_ratio in a row doubles the run
-        of P-fits skipped next (up to tuning.m_skip_backoff); a P-fit that does not lose so
+        of P-fits skipped next on frames of more than SEARCH_PIXELS (up to tuning.m_skip_backoff),
+        where a P-fit costs seconds; a P-fit that does not lose so
         resets it to tuning.m_skip_frames."""
         tuning = self.settings.tuning
         if self.p_over_m is not None and tuning.m_skip_ratio > 0 and self.p_over_m > tuning.m_skip_ratio:
-            if self.p_far_losses and tuning.m_skip_backoff > self.p_skip_run:
+            large = self.height * self.width > SEARCH_PIXELS
+            if self.p_far_losses and large and tuning.m_skip_backoff > self.p_skip_run:
                 self.p_skip_run = min(2 * self.p_skip_run, tuning.m_skip_backoff)
             self.p_far_losses += 1
         else:

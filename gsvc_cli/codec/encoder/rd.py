@@ -91,9 +91,10 @@ class RDTuning:
     real I-frame fit (its J times p_preference) instead of the estimate alone.
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
-    m_skip_backoff: with more than m_skip_frames, each P-fit that loses so again when tried after
-    a run of skips doubles the next run, up to this many frames (one that does not lose so resets
-    it): where P-fits never win (street 1080p: none of 49 inter frames), they cost ~4 s a try.
+    m_skip_backoff: with more than m_skip_frames, on frames of more than motion.SEARCH_PIXELS,
+    each P-fit that loses so again when tried after a run of skips doubles the next run, up to
+    this many frames (one that does not lose so resets it): where P-fits never win (street 1080p:
+    none of 49 inter frames), they cost ~4 s a try.
     A speed switch: the P-fit is most of a frame's encode time, and at low qualities M-frames win
     most frames.
     picture_rd_search: an M-frame's vectors are chosen by D + lambda R per block (picture_motion),
@@ -101,10 +102,10 @@ class RDTuning:
     picture_quarter: an M-frame's field may be in quarter pixels (read through a cubic): each
     block size's RD field is refined by half and quarter pixels and kept when its J is lower.
     picture_cells: the block sizes (pixels, comma-separated) an M-frame's field is tried at.
-    cell_memory: an M-frame search tries every block size of picture_cells only every this many
-    frames; the frames between try only the sizes that won since (Encoder._cells_to_try; 0: every
-    size on every frame). At 1080p the 32- and 16-pixel searches cost a third of an M-frame and
-    won 2 of street's 49.
+    cell_memory: on frames of more than motion.SEARCH_PIXELS, an M-frame search tries every block
+    size of picture_cells only every this many frames; the frames between try only the sizes that
+    won since (Encoder._cells_to_try; 0: every size on every frame). At 1080p the 32- and 16-pixel
+    searches cost a third of an M-frame and won 2 of street's 49.
     quarter_neighbours: the quarter-pixel refinement also tries each cell's left and upper
     neighbours' vectors.
     m_copy_weight: in the choice between an M-frame and the fitted P-frame, both distortions
