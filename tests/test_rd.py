@@ -376,6 +376,16 @@ def test_cell_memory_searches_all_sizes_now_and_then_and_the_winners_between() -
     assert small.searched_field is not None and small.cells_won == {small.searched_field.cell}
 
 
+def test_intra_steps_scale_lengthens_full_size_fits_only() -> None:
+    """intra_steps_scale 2.4: fast's 250 I-fit steps become 600 on a small frame; a frame fitted
+    coarse to fine (1280x720 and up) keeps 250, and the default keeps the preset's."""
+    frames, info = crops([(0, 200, 40)])
+    settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=RDTuning(intra_steps_scale=2.4))
+    assert Encoder(info, settings, 8, 64).preset.intra.max_steps == 600
+    assert Encoder(info.with_(width=1280, height=720), settings, 8, 64).preset.intra.max_steps == 250
+    assert _encoder().preset.intra.max_steps == 250
+
+
 def _skips_after_loss(enc: Encoder, p_over_m: float) -> int:
     """A P-fit costing p_over_m x its M-frame, then how many frames skip the P-fit before the next."""
     enc.p_over_m = p_over_m

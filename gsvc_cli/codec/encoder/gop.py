@@ -214,8 +214,11 @@ class Encoder:
         self.height, self.width = info.height, info.width
         preset = get_preset(settings.preset)
         tuning = settings.tuning
+        intra_steps = preset.intra.max_steps
+        if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
+            intra_steps = max(1, round(intra_steps * tuning.intra_steps_scale))
         self.preset = replace(preset, intra=replace(preset.intra, coarse_steps=tuning.coarse_steps,
-                                                    fine_steps=tuning.fine_steps))
+                                                    fine_steps=tuning.fine_steps, max_steps=intra_steps))
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
                                    overhead_bytes,
                                    entry_bytes=index_and_trailer_size(1) - index_and_trailer_size(0))

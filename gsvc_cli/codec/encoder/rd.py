@@ -89,6 +89,9 @@ class RDTuning:
     real_intra_after_m: a P-fit from a splat state older than the previous frame (M-frames came
     between) whose J exceeds the I-frame estimate (the GOP's first I-frame's J) is compared with a
     real I-frame fit (its J times p_preference) instead of the estimate alone.
+    intra_steps_scale: I-frame fits of frames below the coarse-to-fine size (FitConfig.
+    coarse_min_pixels, fitted at full size only) run the preset's intra steps times this (fast's
+    250 x 2.4 = medium's 600); an I-frame's picture is what the M-frames after it move.
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
     m_skip_backoff: with more than m_skip_frames, on frames of more than motion.SEARCH_PIXELS,
@@ -243,6 +246,7 @@ class RDTuning:
     m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
     m_skip_backoff: int = 0
+    intra_steps_scale: float = 1.0
     intra_step_groups: str = "1,1,1,1"
     intra_step_exponent: float = 0.0
 
