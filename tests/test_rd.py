@@ -376,14 +376,15 @@ def test_cell_memory_searches_all_sizes_now_and_then_and_the_winners_between() -
     assert small.searched_field is not None and small.cells_won == {small.searched_field.cell}
 
 
-def test_intra_steps_scale_lengthens_full_size_fits_only() -> None:
-    """intra_steps_scale 2.4: fast's 250 I-fit steps become 600 on a small frame; a frame fitted
-    coarse to fine (1280x720 and up) keeps 250, and the default keeps the preset's."""
+def test_preset_fast_fits_small_i_frames_longer() -> None:
+    """Preset fast: 600 I-fit steps on a frame fitted at full size, 250 on one fitted coarse to
+    fine (1280x720 and up); intra_steps_scale multiplies the first only (0.5: 300)."""
     frames, info = crops([(0, 200, 40)])
-    settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=RDTuning(intra_steps_scale=2.4))
-    assert Encoder(info, settings, 8, 64).preset.intra.max_steps == 600
-    assert Encoder(info.with_(width=1280, height=720), settings, 8, 64).preset.intra.max_steps == 250
-    assert _encoder().preset.intra.max_steps == 250
+    large = info.with_(width=1280, height=720)
+    for tuning, small_steps in ((RDTuning(), 600), (RDTuning(intra_steps_scale=0.5), 300)):
+        settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning)
+        assert Encoder(info, settings, 8, 64).preset.intra.max_steps == small_steps
+        assert Encoder(large, settings, 8, 64).preset.intra.max_steps == 250
 
 
 def _skips_after_loss(enc: Encoder, p_over_m: float) -> int:

@@ -216,7 +216,7 @@ class Encoder:
         tuning = settings.tuning
         intra_steps = preset.intra.max_steps
         if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
-            intra_steps = max(1, round(intra_steps * tuning.intra_steps_scale))
+            intra_steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))
         self.preset = replace(preset, intra=replace(preset.intra, coarse_steps=tuning.coarse_steps,
                                                     fine_steps=tuning.fine_steps, max_steps=intra_steps))
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,

@@ -60,7 +60,8 @@ class Preset:
     its chosen quantiser steps (a short warm-started fit with small learning rates). inter_steps:
     iterations of a P-frame fit (inter_fit.fit_inter, whose learning rates are INTER_LRS).
     residual_max_pixels: M-frames of frames with fewer pixels may add residual splats (two small
-    fits per M-frame: ~18 s at 1080p, where fast leaves them out).
+    fits per M-frame: ~18 s at 1080p, where fast leaves them out). small_intra_steps: intra's
+    max_steps for frames below its coarse_min_pixels, which are fitted at full size only.
     """
 
     name: str
@@ -68,6 +69,7 @@ class Preset:
     fine_tune: FitConfig
     inter_steps: int
     residual_max_pixels: int
+    small_intra_steps: int
 
 
 INTER_LRS = (0.1, 0.02, 0.005)
@@ -77,17 +79,21 @@ INTER_LRS = (0.1, 0.02, 0.005)
 ALL_SIZES = 1 << 62
 
 
-def _preset(name: str, intra_steps: int, inter_steps: int, residual_max_pixels: int) -> Preset:
+def _preset(name: str, intra_steps: int, inter_steps: int, residual_max_pixels: int,
+            small_intra_steps: int | None = None) -> Preset:
     tune_steps = max(30, max(60, intra_steps // 5) // 2)
     fine_tune = FitConfig(max_steps=tune_steps, min_steps=20, lr_means=0.05, lr_chol=0.005,
                           lr_colors=0.004, densify_until=0.0, stop_window=20, refit_every=50)
-    return Preset(name, FitConfig(max_steps=intra_steps), fine_tune, inter_steps, residual_max_pixels)
+    return Preset(name, FitConfig(max_steps=intra_steps), fine_tune, inter_steps, residual_max_pixels,
+                  small_intra_steps or intra_steps)
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     # Residual splats at 1080p (street, 12 frames, Q 27): +26% bytes for +2.0 dB, 2.9x the encode
     # time (BENCHMARKS.md): on in medium and slow, below 1280x720 in fast.
-    _preset("fast", 250, 40, 1280 * 720),
+    # fast's I-fits below 1280x720 (no coarse stage) take medium's 600 steps: the I-frame's picture
+    # is what every M-frame after it moves; BENCHMARKS.md "Longer I-fits in preset fast".
+    _preset("fast", 250, 40, 1280 * 720, small_intra_steps=600),
     _preset("medium", 600, 80, ALL_SIZES),
     _preset("slow", 1500, 160, ALL_SIZES),
 )}

@@ -90,8 +90,8 @@ class RDTuning:
     between) whose J exceeds the I-frame estimate (the GOP's first I-frame's J) is compared with a
     real I-frame fit (its J times p_preference) instead of the estimate alone.
     intra_steps_scale: I-frame fits of frames below the coarse-to-fine size (FitConfig.
-    coarse_min_pixels, fitted at full size only) run the preset's intra steps times this (fast's
-    250 x 2.4 = medium's 600); an I-frame's picture is what the M-frames after it move.
+    coarse_min_pixels, fitted at full size only) run the preset's small_intra_steps times this
+    (the ablation: 250 / 600 = 0.4167 gives fast's steps before they became medium's 600).
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
     m_skip_backoff: with more than m_skip_frames, on frames of more than motion.SEARCH_PIXELS,
