@@ -407,7 +407,7 @@ def test_p_fits_that_keep_losing_are_tried_ever_less_often() -> None:
     assert [_skips_after_loss(enc, 3.0) for _ in range(4)] == [3, 6, 12, 12]
     assert _skips_after_loss(enc, 1.0) == 0
     assert _skips_after_loss(enc, 3.0) == 3
-    for off in (_encoder(large=True), _encoder(RDTuning(m_skip_backoff=12))):  # off; a small frame
+    for off in (_encoder(RDTuning(m_skip_backoff=0), large=True), _encoder()):  # off; a small frame
         assert [_skips_after_loss(off, 3.0) for _ in range(4)] == [3, 3, 3, 3]
 
 

@@ -218,6 +218,10 @@ class RDTuning:
     picture_rd_search: bool = True
     picture_quarter: bool = True
     picture_cells: str = "8,16,32"
+    # cell_memory 8 (with m_skip_backoff 24) lost on the 24-frame large-clip run of 2026-12-04:
+    # cockatoo +1.7% BD-rate (7 I-frames at Q 33, not 5: the M-frames it searched fewer block
+    # sizes for cost more than J allowed), street +3.2% bits at Q 27; at every size, foreman
+    # +1.6%, the pan -0.6%. Off.
     cell_memory: int = 0
     quarter_neighbours: bool = False
     m_copy_weight: float = 0.0
@@ -245,7 +249,10 @@ class RDTuning:
     real_intra_after_m: bool = True
     m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
-    m_skip_backoff: int = 0
+    # m_skip_backoff 24 by 24-frame encodes of the three large clips (2026-12-04, BENCHMARKS.md
+    # "Longer I-fits in preset fast"): street Q 27, cockatoo and flower Q 30 gave the same bytes
+    # with and without it (no P-frame won there) and flower took 0.885x the time.
+    m_skip_backoff: int = 24
     intra_steps_scale: float = 1.0
     intra_step_groups: str = "1,1,1,1"
     intra_step_exponent: float = 0.0
