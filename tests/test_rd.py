@@ -22,6 +22,7 @@ from gsvc_cli.codec.encoder.gop import CUT_MARGIN_DB, Encoder, EncoderSettings, 
 from gsvc_cli.codec.encoder.inter_fit import field_vectors
 from gsvc_cli.codec.encoder.loss import loss_weights
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion
+from gsvc_cli.codec.encoder.presets import get_preset
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_TOLERANCE,
     DB_PER_RATE_DOUBLING,
@@ -255,10 +256,12 @@ def test_the_i_frame_count_follows_quality_inside_the_no_refit_band() -> None:
     and quality rise with Q there; with the switch off, those qualities all code the fitted count."""
     frames, info = crops([(0, 200, 40)])
 
+    steps_then = 250 / get_preset("fast").small_intra_steps
+
     def code(quality: float, follow: bool) -> tuple[int, int, float]:
         settings = EncoderSettings(RateTarget(quality=quality), preset="fast",
                                    tuning=RDTuning(count_follows_lambda=follow, ip_lambda_ratio=1.0,
-                                                   intra_steps_scale=250 / 600))
+                                                   intra_steps_scale=steps_then))
         encoder = Encoder(info, settings, 1, 0)
         encoder.intra_count = 50  # the first fit's count; every answer below is within the band
         # (at the I-frame's lambda equal to lambda, and in fast's 250 steps of when this test was
@@ -379,11 +382,11 @@ def test_cell_memory_searches_all_sizes_now_and_then_and_the_winners_between() -
 
 
 def test_preset_fast_fits_small_i_frames_longer() -> None:
-    """Preset fast: 600 I-fit steps on a frame fitted at full size, 250 on one fitted coarse to
-    fine (1280x720 and up); intra_steps_scale multiplies the first only (0.5: 300)."""
+    """Preset fast: 1200 I-fit steps on a frame fitted at full size, 250 on one fitted coarse to
+    fine (1280x720 and up); intra_steps_scale multiplies the first only (0.5: 600)."""
     frames, info = crops([(0, 200, 40)])
     large = info.with_(width=1280, height=720)
-    for tuning, small_steps in ((RDTuning(), 600), (RDTuning(intra_steps_scale=0.5), 300)):
+    for tuning, small_steps in ((RDTuning(), 1200), (RDTuning(intra_steps_scale=0.5), 600)):
         settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning)
         assert Encoder(info, settings, 8, 64).preset.intra.max_steps == small_steps
         assert Encoder(large, settings, 8, 64).preset.intra.max_steps == 250

@@ -91,7 +91,7 @@ class RDTuning:
     real I-frame fit (its J times p_preference) instead of the estimate alone.
     intra_steps_scale: I-frame fits of frames below the coarse-to-fine size (FitConfig.
     coarse_min_pixels, fitted at full size only) run the preset's small_intra_steps times this
-    (the ablation: 250 / 600 = 0.4167 gives fast's steps before they became medium's 600).
+    (the ablations: 250 / 1200 gives fast's steps before c1782b0, 0.5 its 600 of c1782b0).
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
     m_skip_backoff: with more than m_skip_frames, on frames of more than motion.SEARCH_PIXELS,
