@@ -212,6 +212,7 @@ class Encoder:
         self.settings = settings
         self.progress = progress  # receives the fitter's "fit" events (steps within a frame)
         self.height, self.width = info.height, info.width
+        self.large = info.height * info.width > SEARCH_PIXELS  # searched downscaled; a P-fit costs seconds
         preset = get_preset(settings.preset)
         tuning = settings.tuning
         intra_steps = preset.intra.max_steps
@@ -391,11 +392,10 @@ class Encoder:
         best_motion: MotionVectors | None = None
         luma = luma_share(CHANNEL_WEIGHTS)
         by_rd = self.settings.tuning.picture_rd_search
-        large = self.height * self.width > SEARCH_PIXELS
         tuning = self.settings.tuning
         far = tuning.far_motion
-        coarse = (coarse_field(self.picture[0], image[0], FAR_SCALE if far and not large else None)
-                  if by_rd and (large or far) else None)
+        coarse = (coarse_field(self.picture[0], image[0], FAR_SCALE if far and not self.large else None)
+                  if by_rd and (self.large or far) else None)
         costs = (VectorCosts.flagged(self.field_zero_share)
                  if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())
         target, weights = image.numpy(), self.weights.numpy()
@@ -453,7 +453,7 @@ class Encoder:
         Each size's search, refinements and candidates cost alike, and at a given frame size one
         size wins run after run, so the others are looked at again only now and then."""
         cells = [int(c) for c in self.settings.tuning.picture_cells.split(",")]
-        memory = self.settings.tuning.cell_memory if self.height * self.width > SEARCH_PIXELS else 0
+        memory = self.settings.tuning.cell_memory if self.large else 0
         last = self.full_cell_search
         if memory <= 0 or last is None or index - last >= memory or index < last or not self.cells_won:
             self.full_cell_search, self.cells_won = index, set()
@@ -637,8 +637,7 @@ class Encoder:
         resets it to tuning.m_skip_frames."""
         tuning = self.settings.tuning
         if self.p_over_m is not None and tuning.m_skip_ratio > 0 and self.p_over_m > tuning.m_skip_ratio:
-            large = self.height * self.width > SEARCH_PIXELS
-            if self.p_far_losses and large and tuning.m_skip_backoff > self.p_skip_run:
+            if self.p_far_losses and self.large and tuning.m_skip_backoff > self.p_skip_run:
                 self.p_skip_run = min(2 * self.p_skip_run, tuning.m_skip_backoff)
             self.p_far_losses += 1
         else:
