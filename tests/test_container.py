@@ -23,6 +23,8 @@ from gsvc_cli.codec.bitstream.frame_coding import (
     FRAME_M_FLAGGED,
     FRAME_M_OVERLAPPED,
     FRAME_M_RESIDUAL,
+    SAME_STEPS_BIT,
+    CodingMemory,
     decode_frame,
     decode_values,
     encode_inter_frame,
@@ -60,7 +62,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (9, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (10, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -148,15 +150,15 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 10) + good[10:])
-    with pytest.raises(FormatError, match="version 10.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 11) + good[10:])
+    with pytest.raises(FormatError, match="version 11.0 is not supported"):
         GsvcReader(other)
     # 3.x (before M-frames), 4.x (before quarter pixels), 5.x (before residual splats), 6.x
-    # (before flagged fields), 7.x (before overlapped cells) and 8.x (before the 8-tap filter) are
-    # read: their payloads mean what they mean in 9.0
+    # (before flagged fields), 7.x (before overlapped cells), 8.x (before the 8-tap filter) and 9.x
+    # (before model memory) are read: their payloads mean what they mean in 10.0
     size = struct.unpack_from("<I", good, 12)[0]
     old = bytearray(good)
-    for major in (3, 4, 5, 6, 7, 8):
+    for major in (3, 4, 5, 6, 7, 8, 9):
         old[8:10] = struct.pack("<H", major)
         old[size - 4:size] = struct.pack("<I", zlib.crc32(bytes(old[:size - 4])))
         other.write_bytes(bytes(old))
@@ -201,7 +203,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + bytes(index) + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (9, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (10, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -249,12 +251,15 @@ def encode_golden(path: Path) -> list[GoldenFrame]:
     third, adds 4 new ones; the M-frames move the picture by a 2x2 field of 32-pixel cells (the
     first in whole pixels with a flagged, overlapped field: kind 6; the second in quarter pixels and
     with 6 residual splats: kind 4; the third in quarter pixels read through the 8-tap filter, a
-    flagged field: kind 5, format 9.0); the second P moves its splats by a motion field. Returns
-    what each frame decodes to (splats, M's field, or a kind-4 M's field and residual splats)."""
+    flagged field with 3 residual splats at the second's steps: kind 5, format 9.0, which repeats
+    the steps and models of the M-frames before it, format 10.0); the second P moves its splats by
+    a motion field. Returns what each frame decodes to (splats, M's field, or an M's field and
+    residual splats)."""
     rand = Lcg(12345)
     steps = QuantSteps.from_quality(0.5)
     decoded: list[GoldenFrame] = []
     splats: list[QuantisedSplats] = []
+    memory: CodingMemory | None = None
     with GsvcWriter(path, HEADER, overwrite=True) as out:
         for k, kind in enumerate(GOLDEN_TYPES):
             if kind == "M":
@@ -264,16 +269,18 @@ def encode_golden(path: Path) -> list[GoldenFrame]:
                 motion = MotionVectors(np.array([[[rand(span) - span // 2, rand(span) - span // 2]
                                                   for _ in range(2)] for _ in range(2)], dtype=np.int64),
                                        32, per_pixel, overlapped=nth == 0, sharp=nth == 2)
-                residual = (QuantisedSplats.from_array(np.array([rand.splat() for _ in range(6)]))
-                            if nth == 1 else None)
+                residual = (QuantisedSplats.from_array(np.array([rand.splat() for _ in range(6 // nth)]))
+                            if nth else None)
                 coded = encode_picture_frame(motion, None if residual is None else (residual, steps),
-                                             "flagged" if residual is None else "neighbour")
+                                             "neighbour" if nth == 1 else "flagged", memory)
+                memory = coded.memory
                 out.write_frame(coded.frame_type, coded.stats.n_splats, coded.payload)
                 decoded.append(motion if residual is None else (motion, residual.select(coded.order)))
                 continue
             if kind == "I":
                 q = QuantisedSplats.from_array(np.array([rand.splat() for _ in range(96 - 60 * (k > 0))]))
                 coded = encode_intra_frame(q, steps)
+                memory = None
             else:
                 prev = splats[-1].as_array()
                 kept = [i for i in range(len(prev)) if i % 9 != 4]
@@ -324,17 +331,21 @@ def test_golden_bitstream(tmp_path):
     decoded: list[GoldenFrame] = []
     with GsvcReader(GOLDEN / "small.gsvc") as gsvc:
         assert "".join(e.frame_type for e in gsvc.index) == GOLDEN_TYPES
-        prev = None
+        prev, memory = None, None
         for k, record in gsvc.frames():
             if record.frame_type == "M":
-                picture = decode_values(record.payload, None, what=f"golden frame {k}")
+                picture = decode_values(record.payload, None, f"golden frame {k}", "M", memory)
                 nth = k - len(GOLDEN_TYPES[:k].rstrip("M"))  # M-frames just before this one
                 assert record.payload[0] == GOLDEN_M_KINDS[nth]
                 assert picture.motion is not None and picture.motion.per_pixel == (4 if nth else 1)
                 assert (picture.motion.overlapped, picture.motion.sharp) == (nth == 0, nth == 2)
-                residual = nth == 1  # the second M: quarter pixels and a residual
-                assert record.n_splats == len(picture.values) == (6 if residual else 0)
-                decoded.append((picture.motion, QuantisedSplats.from_array(picture.values)) if residual
+                assert record.n_splats == len(picture.values) == (6 // nth if nth else 0)
+                if nth == 2:  # the last M refers back: its steps and some models are the memory's
+                    assert record.payload[2] & SAME_STEPS_BIT
+                    with pytest.raises(FormatError, match="repeats"):
+                        decode_values(record.payload, None, "m", "M")
+                memory = picture.memory
+                decoded.append((picture.motion, QuantisedSplats.from_array(picture.values)) if nth
                                else picture.motion)
                 continue
             frame = decode_frame(record.payload, prev, what=f"golden frame {k}")
@@ -346,7 +357,7 @@ def test_golden_bitstream(tmp_path):
 
 
 def test_any_minor_of_the_major_is_read(tmp_path):
-    """Minor versions only add coding-parameter keys: a file that says 9.0 reads the same with any
+    """Minor versions only add coding-parameter keys: a file that says 10.0 reads the same with any
     minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
@@ -356,6 +367,6 @@ def test_any_minor_of_the_major_is_read(tmp_path):
     struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (9, 5) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (10, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 

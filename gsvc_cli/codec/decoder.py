@@ -28,7 +28,7 @@ import numpy as np
 
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcReader
 from gsvc_cli.codec.bitstream.dequant import QuantSteps, dequantise_values
-from gsvc_cli.codec.bitstream.frame_coding import DecodedValues, decode_values
+from gsvc_cli.codec.bitstream.frame_coding import CodingMemory, DecodedValues, decode_values
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.moved_picture import check_grid, move_picture
 from gsvc_cli.errors import FormatError, UsageError
@@ -169,6 +169,7 @@ def _splat_frames(reader: GsvcReader, start: int, count: int | None, ignore_erro
     height, width = reader.header.height, reader.header.width
     prev: np.ndarray | None = None  # integers of the last I- or P-frame
     steps: QuantSteps | None = None
+    memory: CodingMemory | None = None  # the models and steps M-frames may repeat
     broken = False
     # since the last splat frame: its integers and steps, and the M-frames after it
     hidden: list[tuple[int, str, tuple[np.ndarray, QuantSteps] | PictureUpdate]] = []
@@ -176,7 +177,9 @@ def _splat_frames(reader: GsvcReader, start: int, count: int | None, ignore_erro
         what = f"{reader.path}: frame {k}"
         try:
             record = reader.read_frame(k)
-            frame = decode_values(record.payload, prev if record.frame_type == "P" else None, what)
+            frame = decode_values(record.payload, prev if record.frame_type == "P" else None, what,
+                                  memory=memory)
+            memory = frame.memory
             if frame.frame_type != record.frame_type:
                 raise FormatError(f"{what}: index says {record.frame_type}, payload says {frame.frame_type}")
             if frame.frame_type != "I" and broken:  # its reference is gone: undecodable
@@ -193,7 +196,7 @@ def _splat_frames(reader: GsvcReader, start: int, count: int | None, ignore_erro
                 raise
             if k not in reader.bad_frames:
                 reader.bad_frames.append(k)
-            prev, broken = None, True
+            prev, memory, broken = None, None, True
             continue
         broken = False
         content: SplatArrays | PictureUpdate | tuple[np.ndarray, QuantSteps]

@@ -70,11 +70,12 @@ def describe(path: Path) -> dict[str, Any]:
     with GsvcReader(path) as reader:
         header, index, file_bytes = reader.header, reader.index, reader.file_size
         rows: list[dict[str, Any]] = []
-        prev = None
+        prev, memory = None, None
         for k in range(len(index)):
             record = reader.read_frame(k)
             decoded = decode_values(record.payload, prev if record.frame_type == "P" else None,
-                                    f"{path}: frame {k}", record.frame_type)
+                                    f"{path}: frame {k}", record.frame_type, memory)
+            memory = decoded.memory
             prev = decoded.values if record.frame_type != "M" else prev  # an M-frame has no splats
             stats = decoded.stats
             motion = decoded.motion if record.frame_type == "M" else None

@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gsvc_cli.codec.bitstream.dequant import QuantSteps
-from gsvc_cli.codec.bitstream.entropy import ByteReader, EntropyReader, EntropyWriter, StreamStats, put_varint
+from gsvc_cli.codec.bitstream.entropy import (
+    ByteReader,
+    EntropyReader,
+    EntropyWriter,
+    ModelMemory,
+    StreamStats,
+    put_varint,
+)
 from gsvc_cli.codec.bitstream.motion_vectors import MAX_CELL, MAX_CELLS, MotionVectors
 from gsvc_cli.errors import FormatError, GsvcError
 
@@ -52,6 +59,7 @@ FRAME_M_RESIDUAL = 4  # an M-frame plus residual splats added to the moved pictu
 FRAME_M_FLAGGED = 5  # kinds 2-4 in one, the field coded with zero flags (format 7.0)
 FRAME_M_OVERLAPPED = 6  # kind 5 with overlapped cells (format 8.0)
 SHARP_UNIT_BIT = 0x80  # kinds 5 and 6's unit byte: quarter pixels through the 8-tap filter (format 9.0)
+SAME_STEPS_BIT = 0x40  # kinds 4-6's unit byte: the residual's steps are the memory's (format 10.0)
 TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M", FRAME_M_RESIDUAL: "M",
                FRAME_M_FLAGGED: "M", FRAME_M_OVERLAPPED: "M"}
 FIELD_CODINGS = ("best", "neighbour", "flagged")
@@ -116,16 +124,42 @@ class FrameStats:
         return out
 
 
+@dataclass(frozen=True)
+class CodingMemory:
+    """What an M-frame may refer back to (format 10.0): the entropy models the M-frames since the
+    last I-frame coded each stream with, and the last residual splats' steps. Successive M-frames'
+    streams are alike, and their short streams paid as much for model descriptions as for symbols.
+    An I-frame clears it; a P-frame leaves it as it was."""
+
+    models: ModelMemory = field(default_factory=dict)
+    steps: QuantSteps | None = None
+
+    def after(self, used: ModelMemory, steps: QuantSteps | None) -> CodingMemory:
+        """The memory once a frame that coded its streams with `used` (and its residual with
+        `steps`, when not None) is decoded."""
+        return CodingMemory({**self.models, **used}, steps if steps is not None else self.steps)
+
+    def same_steps(self, steps: QuantSteps) -> bool:
+        """Whether `steps` are the memory's as the payload would carry them (float32)."""
+        return self.steps is not None and _packed_steps(self.steps) == _packed_steps(steps)
+
+
+def _packed_steps(steps: QuantSteps) -> bytes:
+    return struct.pack("<6f", *steps.as_tuple())
+
+
 @dataclass
 class CodedFrame:
     """An encoded frame: payload bytes, the splat order the decoder will have, and the accounting.
 
     order: [N] int64, decoded splat i is input splat order[i]; apply it with `q.select(order)`.
+    memory: an M-frame's CodingMemory once it is decoded (the encoder keeps it if it keeps the frame).
     """
 
     payload: bytes
     order: torch.Tensor
     stats: FrameStats
+    memory: CodingMemory | None = None
 
     @property
     def frame_type(self) -> str:
@@ -154,7 +188,8 @@ class DecodedValues:
     splat order. steps: the GOP's steps (I-frames), or an M-frame's residual's own. kept: [n_kept]
     int64 survivors' indices. motion: an M-frame's field (whole or quarter pixels per cell); its
     values are its residual splats (kind 4), else empty. An M-frame's values and steps never become
-    the next P-frame's reference: that stays the last I- or P-frame.
+    the next P-frame's reference: that stays the last I- or P-frame. memory: the CodingMemory the
+    next frame decodes with.
     """
 
     frame_type: str
@@ -163,6 +198,7 @@ class DecodedValues:
     kept: np.ndarray
     stats: FrameStats
     motion: MotionVectors | None = None
+    memory: CodingMemory | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -531,7 +567,7 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
 
 
 def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats, QuantSteps] | None = None,
-                         field_coding: str = "best") -> CodedFrame:
+                         field_coding: str = "best", memory: CodingMemory | None = None) -> CodedFrame:
     """M-frame: no splats, the previous decoded picture moved by `motion` (whole or quarter pixels,
     per cell of `motion.cell` pixels, covering the frame: gsvc_cli.codec.moved_picture). With
     `residual` (N >= 1 quantised splats and their steps), those splats, intra-coded, are rendered
@@ -539,7 +575,8 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
     (FIELD_CODINGS): "neighbour" writes kinds 2-4 (format 6.0), "flagged" kind 5, "best" the
     shorter payload of the two. An overlapped field (motion.overlapped) has one coding: kind 6,
     kind 5's with the overlap; a field read through the 8-tap filter (motion.sharp) is kind 5 or 6
-    (its unit byte says so)."""
+    (its unit byte says so). memory: what the M-frames before it left (CodingMemory; None: an
+    I-frame came last), which its streams and steps may repeat."""
     if field_coding not in FIELD_CODINGS:
         raise ValueError(f"field coding {field_coding!r}: one of {', '.join(FIELD_CODINGS)}")
     if motion.overlapped or motion.sharp:
@@ -557,34 +594,37 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
         _check_range(values, "M-frame residual")
         order = _position_order(values)
         values = values[order]
-    options = [_picture_payload(motion, values, steps, flagged) for flagged in (False, True)
+    memory = memory if memory is not None else CodingMemory()
+    options = [_picture_payload(motion, values, steps, flagged, memory) for flagged in (False, True)
                if field_coding == "best" or (field_coding == "flagged") == flagged]
     payload, writer = min(options, key=lambda option: len(option[0]))
     prefixes = (RESIDUAL_PREFIX,) if len(values) else ()
     stats = FrameStats("M", len(values), 0, len(values), 0, 8 * len(payload), writer.stats,
                        _stream_groups(prefixes))
-    return CodedFrame(payload, _tensor(order), stats)
+    return CodedFrame(payload, _tensor(order), stats, memory.after(writer.used, steps))
 
 
 def _picture_payload(motion: MotionVectors, values: np.ndarray, steps: QuantSteps | None,
-                     flagged: bool) -> tuple[bytes, EntropyWriter]:
+                     flagged: bool, memory: CodingMemory) -> tuple[bytes, EntropyWriter]:
     """An M-frame's payload of kind 2, 3 or 4 (flagged False) or 5 (6 when the field is
-    overlapped), and its writer (the stats)."""
-    writer = EntropyWriter()
+    overlapped), and its writer (the stats and the models it used)."""
+    writer = EntropyWriter(memory.models)
+    same_steps = bool(len(values)) and steps is not None and memory.same_steps(steps)
+    repeat = SAME_STEPS_BIT if same_steps else 0
     if flagged:
         head = bytearray([FRAME_M_OVERLAPPED if motion.overlapped else FRAME_M_FLAGGED])
         put_varint(head, len(values))
-        head.append(motion.per_pixel | (SHARP_UNIT_BIT if motion.sharp else 0))
+        head.append(motion.per_pixel | (SHARP_UNIT_BIT if motion.sharp else 0) | repeat)
     elif len(values):
         head = bytearray([FRAME_M_RESIDUAL])
         put_varint(head, len(values))
-        head.append(motion.per_pixel)
+        head.append(motion.per_pixel | repeat)
     else:
         head = bytearray([FRAME_M_QUARTER if motion.per_pixel == 4 else FRAME_M])
         put_varint(head, 0)
-    if len(values):
+    if len(values) and not same_steps:
         assert steps is not None
-        head += struct.pack("<6f", *steps.as_tuple())
+        head += _packed_steps(steps)
     if flagged:
         _write_flagged_motion(head, writer, motion)
     else:
@@ -606,9 +646,11 @@ def decode_frame(payload: bytes, prev: QuantisedSplats | None, what: str = "fram
 
 
 def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
-                  expected_type: str | None = None) -> DecodedValues:
+                  expected_type: str | None = None, memory: CodingMemory | None = None) -> DecodedValues:
     """Payload -> [N, 8] integers. P-frames need `prev`, the [N_prev, 8] integers of the last I- or
-    P-frame before them (an M-frame has none and leaves them as they were).
+    P-frame before them (an M-frame has none and leaves them as they were). `memory`: the
+    CodingMemory the frame before it left (`DecodedValues.memory`; None for the first frame or
+    after a seek, where an I-frame comes first).
 
     `what` names the frame in errors (e.g. "clip.gsvc: frame 7"); `expected_type` ("I"/"P"), when
     given, is the container record's type, which the payload must agree with. Raises FormatError
@@ -629,13 +671,17 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
         entropy.check_consumed()
         stats = FrameStats("I", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
                            _stream_groups(("",)))
-        return DecodedValues("I", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats)
+        return DecodedValues("I", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats,
+                             memory=CodingMemory())
+    memory = memory if memory is not None else CodingMemory()
     if frame_type in (FRAME_M, FRAME_M_QUARTER):
-        return _decode_picture_frame(reader, n_cur, payload, what, 4 if frame_type == FRAME_M_QUARTER else 1)
+        return _decode_picture_frame(reader, n_cur, payload, what, 4 if frame_type == FRAME_M_QUARTER else 1,
+                                     memory)
     if frame_type == FRAME_M_RESIDUAL:
-        return _decode_residual_picture_frame(reader, n_cur, payload, what)
+        return _decode_residual_picture_frame(reader, n_cur, payload, what, memory)
     if frame_type in (FRAME_M_FLAGGED, FRAME_M_OVERLAPPED):
-        return _decode_flagged_picture_frame(reader, n_cur, payload, what, frame_type == FRAME_M_OVERLAPPED)
+        return _decode_flagged_picture_frame(reader, n_cur, payload, what, frame_type == FRAME_M_OVERLAPPED,
+                                             memory)
     if frame_type != FRAME_P:
         raise FormatError(f"{what}: unknown frame type {frame_type}")
     if prev is None:
@@ -676,7 +722,7 @@ def decode_values(payload: bytes, prev: np.ndarray | None, what: str = "frame",
     entropy.check_consumed()
     stats = FrameStats("P", n_cur, n_kept, n_cur - n_kept, n_prev - n_kept, 8 * len(payload),
                        entropy.stats, _stream_groups(("new.",)))
-    return DecodedValues("P", _check_decoded(values, what), None, kept, stats)
+    return DecodedValues("P", _check_decoded(values, what), None, kept, stats, memory=memory)
 
 
 def _read_steps(reader: ByteReader, what: str) -> QuantSteps:
@@ -687,62 +733,76 @@ def _read_steps(reader: ByteReader, what: str) -> QuantSteps:
         raise FormatError(f"{what}: bad quantiser steps ({exc})") from exc
 
 
-def _read_picture_field(reader: ByteReader, what: str, per_pixel: int) -> tuple[EntropyReader, MotionVectors]:
+def _read_residual_steps(reader: ByteReader, what: str, unit: int, memory: CodingMemory) -> QuantSteps:
+    """A residual's steps: in the payload, or (SAME_STEPS_BIT in `unit`) the memory's."""
+    if not unit & SAME_STEPS_BIT:
+        return _read_steps(reader, what)
+    if memory.steps is None:
+        raise FormatError(f"{what}: M-frame repeats residual steps no earlier M-frame gave")
+    return memory.steps
+
+
+def _read_picture_field(reader: ByteReader, what: str, per_pixel: int,
+                        memory: CodingMemory) -> tuple[EntropyReader, MotionVectors]:
     """An M-frame's field size (header varints), then its streams mv.x, mv.y: the entropy reader
     positioned after them, and the field."""
     gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
     if not (gw >= 1 and gh >= 1):
         raise FormatError(f"{what}: M-frame without a motion field")
-    entropy = EntropyReader(reader.remaining(), what)
+    entropy = EntropyReader(reader.remaining(), what, memory.models)
     motion = _read_motion(entropy, gw, gh, cell, what, per_pixel)
     assert motion is not None  # gw, gh >= 1
     return entropy, motion
 
 
 def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str,
-                          per_pixel: int) -> DecodedValues:
+                          per_pixel: int, memory: CodingMemory) -> DecodedValues:
     """The rest of an M-frame's payload: its field (which the decoder checks against the frame size)."""
     if n_cur != 0:
         raise FormatError(f"{what}: an M-frame holds no splats, payload says {n_cur}")
-    entropy, motion = _read_picture_field(reader, what, per_pixel)
+    entropy, motion = _read_picture_field(reader, what, per_pixel, memory)
     entropy.check_consumed()
     stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), entropy.stats, _stream_groups(()))
     empty = np.zeros((0, 8), dtype=np.int64)
-    return DecodedValues("M", empty, None, np.zeros(0, dtype=np.int64), stats, motion)
+    return DecodedValues("M", empty, None, np.zeros(0, dtype=np.int64), stats, motion,
+                         memory.after(entropy.used, None))
 
 
 def _decode_residual_picture_frame(reader: ByteReader, n_cur: int, payload: bytes,
-                                   what: str) -> DecodedValues:
+                                   what: str, memory: CodingMemory) -> DecodedValues:
     """Kind 4: an M-frame's field, then its residual splats (values, with their own steps)."""
     if n_cur < 1:
         raise FormatError(f"{what}: an M-frame with a residual holds at least one splat, "
                           f"payload says {n_cur}")
-    per_pixel = reader.u8()
+    unit = reader.u8()
+    per_pixel = unit & ~SAME_STEPS_BIT
     if per_pixel not in (1, 4):
         raise FormatError(f"{what}: M-frame vectors in 1/{per_pixel} pixels (only 1 and 4 exist)")
-    steps = _read_steps(reader, what)
-    entropy, motion = _read_picture_field(reader, what, per_pixel)
+    steps = _read_residual_steps(reader, what, unit, memory)
+    entropy, motion = _read_picture_field(reader, what, per_pixel, memory)
     values = _read_intra(entropy, n_cur, RESIDUAL_PREFIX)
     entropy.check_consumed()
     stats = FrameStats("M", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
                        _stream_groups((RESIDUAL_PREFIX,)))
-    return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion)
+    return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion,
+                         memory.after(entropy.used, steps))
 
 
 def _decode_flagged_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str,
-                                  overlapped: bool) -> DecodedValues:
+                                  overlapped: bool, memory: CodingMemory) -> DecodedValues:
     """Kinds 5 and 6: an M-frame's unit, steps when it has residual splats, its flagged field, then
     the splats (none, or at least one)."""
     unit = reader.u8()
-    per_pixel, sharp = unit & ~SHARP_UNIT_BIT, bool(unit & SHARP_UNIT_BIT)
-    if per_pixel not in (1, 4) or (sharp and per_pixel != 4):
-        raise FormatError(f"{what}: M-frame unit byte {unit} (1, 4 or 4 + 128 only)")
-    steps = _read_steps(reader, what) if n_cur else None
+    per_pixel, sharp = unit & ~(SHARP_UNIT_BIT | SAME_STEPS_BIT), bool(unit & SHARP_UNIT_BIT)
+    if per_pixel not in (1, 4) or (sharp and per_pixel != 4) or (unit & SAME_STEPS_BIT and not n_cur):
+        raise FormatError(f"{what}: M-frame unit byte {unit} (1, 4 or 4 + 128, + 64 with residual steps)")
+    steps = _read_residual_steps(reader, what, unit, memory) if n_cur else None
     gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
-    entropy = EntropyReader(reader.remaining(), what)
+    entropy = EntropyReader(reader.remaining(), what, memory.models)
     motion = _read_flagged_motion(entropy, gw, gh, cell, what, per_pixel, overlapped, sharp)
     values = _read_intra(entropy, n_cur, RESIDUAL_PREFIX)
     entropy.check_consumed()
     prefixes = (RESIDUAL_PREFIX,) if n_cur else ()
     stats = FrameStats("M", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats, _stream_groups(prefixes))
-    return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion)
+    return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion,
+                         memory.after(entropy.used, steps))

@@ -30,6 +30,7 @@ from gsvc_cli.atomic import check_output_path
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
 from gsvc_cli.codec.bitstream.frame_coding import (
     CodedFrame,
+    CodingMemory,
     encode_inter_frame,
     encode_intra_frame,
     encode_picture_frame,
@@ -250,6 +251,7 @@ class Encoder:
         self.p_far_losses = 0  # P-fits in a row that lost so (RDTuning.m_skip_backoff)
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
         self.field_zero_share = 0.5  # zero residuals in the last M-frame's field (the flag's price)
+        self.coding_memory: CodingMemory | None = None  # what the next M-frame's payload may repeat
         self.searched_field: MotionVectors | None = None  # the field of this frame's M-frame candidate
         self.cells_won: set[int] = set()  # block sizes whose field won since the last search of all
         self.full_cell_search: int | None = None  # the frame of the last search of all block sizes
@@ -364,6 +366,10 @@ class Encoder:
                 ) -> tuple[CodedFrame, FrameReport, torch.Tensor]:
         """What every coded frame updates (the picture, the GOP length, rate figures) and its report."""
         self.picture = decoded
+        if coded.frame_type == "I":
+            self.coding_memory = None
+        elif coded.frame_type == "M" and self.settings.tuning.model_memory:
+            self.coding_memory = coded.memory
         self.gop_length += 1
         self.prev_psnr = weighted_psnr(decoded, image, CHANNEL_WEIGHTS)
         output = Frame.from_yuv444_float(decoded, self.info, index)
@@ -404,7 +410,7 @@ class Encoder:
 
         def choice(motion: MotionVectors) -> _PictureChoice:
             moved = torch.from_numpy(move_picture(reference, motion))
-            coded = encode_picture_frame(motion, field_coding=tuning.field_coding)
+            coded = encode_picture_frame(motion, field_coding=tuning.field_coding, memory=self.coding_memory)
             cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
             return coded, moved, cost
 
@@ -485,7 +491,7 @@ class Encoder:
 
         def candidate(q: QuantisedSplats, steps: QuantSteps) -> tuple[_PictureChoice, float, Splats]:
             """(the choice, J at lam_choice, its splats as decoded, in coding order)."""
-            coded = encode_picture_frame(motion, (q, steps), field_coding)
+            coded = encode_picture_frame(motion, (q, steps), field_coding, self.coding_memory)
             decoded = dequantise(q.select(coded.order), steps)
             added = render(decoded.means, decoded.chol, decoded.colors, self.height, self.width)
             picture = (moved + added).clamp(0, 1)

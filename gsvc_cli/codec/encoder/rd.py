@@ -129,6 +129,9 @@ class RDTuning:
     only where it beats the inter frame by itself). Off by the whole-clip ablation (BENCHMARKS.md,
     "a GOP refresh by the mean J"): it pays where P-frames drift (the Kodak pan) and loses where
     the J after a refresh is no lower than before it (foreman).
+    model_memory: an M-frame's streams may repeat the entropy models, and its residual the steps,
+    of the M-frames before it since the last I-frame (format 10.0, frame_coding.CodingMemory; off:
+    every M-frame describes its own, as format 9.0 did).
     field_flag_costs: the M-frame motion search prices a zero residual as kind 5's flag does, from
     the share of zero residuals in the last field searched (off: as the 6.0 coding does).
     overlapped_cells: each M-frame field is also tried with overlapped cells (kind 6, blended at the
@@ -239,6 +242,7 @@ class RDTuning:
     residual_lambda_ratio: float = 1.0
     field_coding: str = "best"
     refresh_run: int = 0
+    model_memory: bool = True
     field_flag_costs: bool = True
     overlapped_cells: bool = True
     field_refine_passes: int = 2
