@@ -44,7 +44,8 @@ INDEX_MAGIC = b"GSIX"
 TRAILER_MAGIC = b"GSVE"
 FORMAT_MAJOR = 10
 FORMAT_MINOR = 0
-# 10.0: M-frames repeat earlier M-frames' entropy models and residual steps; 9.0: M-frames read through the 8-tap filter; 8.0: overlapped cells; 7.0: M-frame fields with
+# 10.0: M-frames repeat earlier M-frames' entropy models and residual steps;
+# 9.0: M-frames read through the 8-tap filter; 8.0: overlapped cells; 7.0: M-frame fields with
 # zero flags; 6.0: M-frames with residual splats; 5.0: quarter-pixel M-frames; 4.0: M-frames;
 # 3.0: P-frame motion field; 2.0: context modelling; 1.1: sar, colour tags
 
