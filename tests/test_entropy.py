@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gsvc_cli.codec.bitstream.entropy import (
+    KIND_REPEAT,
     KIND_SKEW,
     KIND_SPLIT,
     TOTAL,
@@ -163,3 +164,41 @@ def test_skewed_stream_uses_two_decays():
     assert freqs.sum() == TOTAL and freqs.min() >= 1 and int(np.argmax(freqs)) == 40
     with pytest.raises(FormatError):
         EntropyReader(bytes(data[:1]) + bytes([9]) + bytes(data[2:])).read(len(values))
+
+
+def test_a_later_payload_repeats_an_earlier_model_in_one_byte():
+    """Format 10.0's model memory: a stream like the one before it codes its model as REPEAT (one
+    byte where the description took several), bucket by bucket in a SPLIT; a value outside the
+    earlier model's range gets a model of its own; a reader without the memory refuses."""
+    rng = np.random.default_rng(7)
+    contexts = rng.integers(0, 2, 300)
+    first = [rng.laplace(0, 3, 300).round().astype(np.int64) for _ in range(2)]
+    first[1] = np.where(contexts == 0, first[1] // 8, first[1] * 8)
+    writer = EntropyWriter()
+    writer.add("a", first[0])
+    writer.add("b", first[1], contexts, 2)
+    memory = writer.used
+    assert set(memory) == {"a", "b#0", "b#1"}
+    later = [rng.laplace(0, 3, 300).round().astype(np.int64) for _ in range(2)]
+    later[1] = np.where(contexts == 0, later[1] // 8, later[1] * 8)
+    for bucket in (0, 1):  # inside the earlier bucket's range, as successive frames mostly are
+        old = first[1][contexts == bucket]
+        later[1][contexts == bucket] = np.clip(later[1][contexts == bucket], old.min(), old.max())
+    later[0][0] = int(first[0].min()) - 1  # below the earlier model's range: a REPEAT cannot code it
+    fresh = EntropyWriter()
+    fresh_stats = [fresh.add("a", later[0]), fresh.add("b", later[1], contexts, 2)]
+    again = EntropyWriter(memory)
+    stats = [again.add("a", later[0]), again.add("b", later[1], contexts, 2)]
+    data = again.finish()
+    assert stats[0].model_bits == fresh_stats[0].model_bits  # "a" needed a new model
+    assert stats[1].model_bits == 8 + 8 + 8 < fresh_stats[1].model_bits  # SPLIT + two REPEATs
+    assert data.count(bytes([KIND_REPEAT])) >= 2
+    reader = EntropyReader(data, "p", memory)
+    np.testing.assert_array_equal(reader.read(300, "a"), later[0])
+    np.testing.assert_array_equal(reader.read(300, "b", contexts, 2), later[1])
+    reader.check_consumed()
+    assert set(reader.used) == {"a", "b#0", "b#1"}
+    with pytest.raises(FormatError, match="repeats a model"):
+        reader = EntropyReader(data, "p")
+        reader.read(300, "a")
+        reader.read(300, "b", contexts, 2)

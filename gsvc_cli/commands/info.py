@@ -64,7 +64,7 @@ def _fps_text(fps: Fraction) -> str:
 
 def describe(path: Path) -> dict[str, Any]:
     """Everything `gsvc info` reports, as JSON-ready data (the keys are a stable interface)."""
-    from gsvc_cli.codec.bitstream.container import GsvcReader, record_overhead
+    from gsvc_cli.codec.bitstream.container import GsvcReader
     from gsvc_cli.codec.bitstream.frame_coding import GROUPS, decode_values
 
     with GsvcReader(path) as reader:
@@ -81,7 +81,7 @@ def describe(path: Path) -> dict[str, Any]:
             motion = decoded.motion if record.frame_type == "M" else None
             rows.append({
                 "frame": k, "type": record.frame_type, "splats": stats.n_splats, "new": stats.n_new,
-                "deleted": stats.n_deleted, "bytes": len(record.payload) + record_overhead(),
+                "deleted": stats.n_deleted, "bytes": index[k].record_length,
                 "payload_bits": stats.payload_bits,
                 "bits_per_splat": (stats.payload_bits / stats.n_splats
                                    if stats.n_splats and record.frame_type != "M" else None),

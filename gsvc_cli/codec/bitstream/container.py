@@ -1,5 +1,10 @@
 """The .gsvc container: file header, checksummed frame records, frame index, fixed-size trailer.
 
+Records and index entries carry their counts as varints (format 10.0): a record costs 7-11 bytes
+beyond its payload and an index entry 3-7, where the fixed-width layout of formats 3-9 (still
+read) cost 17 and 20; at the rates where splat codecs work, frames of a few hundred bytes paid a
+tenth of the file for them.
+
 The container knows nothing about splats: a record is (type "I"/"P"/"M", splat count, payload bytes),
 the payload coming from `frame_coding`. docs/FORMAT.md is the byte-level contract.
 
@@ -50,9 +55,11 @@ FORMAT_MINOR = 0
 # 3.0: P-frame motion field; 2.0: context modelling; 1.1: sar, colour tags
 
 _HEADER_FIXED = struct.Struct("<8sHHIIIIIIBBBBH")  # magic .. kv count: 42 bytes
-_RECORD_HEAD = struct.Struct("<4scII")  # magic, type, splat count, payload length: 13 bytes
+_LEGACY_RECORD_HEAD = struct.Struct("<4scII")  # formats 3-9: magic, type, splat count, payload length
 _INDEX_HEAD = struct.Struct("<4sI")  # magic, frame count: 8 bytes
-_INDEX_ENTRY = struct.Struct("<QIIc3x")  # offset, payload length, splat count, type: 20 bytes
+_LEGACY_INDEX_ENTRY = struct.Struct("<QIIc3x")  # formats 3-9: offset, payload length, splat count, type
+COMPACT_MAJOR = 10
+"""The first major whose records and index entries are compact (type byte, varint count and length)."""
 _TRAILER = struct.Struct("<QI4s")  # index offset, index CRC32, magic: 16 bytes
 _CRC = struct.Struct("<I")
 
@@ -60,7 +67,7 @@ COLOUR_SPACES = ("rgb", "yuv")
 MATRICES = ("none", "bt601", "bt709")
 RANGES = ("full", "limited")
 FRAME_TYPES = ("I", "P", "M")
-READABLE_MAJORS = (3, 4, 5, 6, 7, 8, 9, FORMAT_MAJOR)  # 3.x: 9.0 without M-frames; 4.x: without quarter
+READABLE_MAJORS = (3, 4, 5, 6, 7, 8, 9, FORMAT_MAJOR)  # 3.x: 10.0 without M-frames; 4.x: without quarter
 # pixels; 5.x: without residual splats; 6.x: without flagged fields; 7.x: without overlapped cells;
 # 8.x: without the 8-tap filter; 9.x: without model memory
 MAX_RECORD_PAYLOAD = (1 << 32) - 1
@@ -128,16 +135,61 @@ class FileHeader:
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """Where frame k lives: record offset (bytes from file start), type, splat count, payload size."""
+    """Where frame k lives: record offset (bytes from file start), type, splat count, payload size,
+    and the size of the record's head (compact: 3-11 bytes; formats 3-9: 13)."""
 
     offset: int
     frame_type: str
     n_splats: int
     payload_length: int
+    head_size: int
 
     @property
     def record_length(self) -> int:
-        return _RECORD_HEAD.size + self.payload_length + _CRC.size
+        return self.head_size + self.payload_length + _CRC.size
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position) of the varint at `pos` (at most 5 bytes: values below 2^35)."""
+    value = shift = 0
+    for k in range(5):
+        if pos + k >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos + k]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos + k + 1
+        shift += 7
+    raise ValueError("varint too long")
+
+
+def _compact_head(frame_type: str, n_splats: int, payload_length: int) -> bytes:
+    """A record's head, which is also its index entry: type byte, varint count, varint length."""
+    return frame_type.encode() + _varint(n_splats) + _varint(payload_length)
+
+
+def _parse_compact_head(data: bytes, pos: int) -> tuple[str, int, int, int]:
+    """(type, splat count, payload length, next position) of a compact head at `pos`; ValueError
+    if it is malformed."""
+    if pos >= len(data):
+        raise ValueError("truncated")
+    frame_type = chr(data[pos])
+    if frame_type not in FRAME_TYPES:
+        raise ValueError("bad frame type")
+    n_splats, pos = _read_varint(data, pos + 1)
+    length, pos = _read_varint(data, pos)
+    if n_splats >= (1 << 32) or length > MAX_RECORD_PAYLOAD:
+        raise ValueError("count out of range")
+    return frame_type, n_splats, length, pos
 
 
 @dataclass(frozen=True)
@@ -151,14 +203,20 @@ class FrameRecord:
     payload: bytes
 
 
-def record_overhead() -> int:
-    """Bytes a record adds around its payload (header and CRC), for rate control."""
-    return _RECORD_HEAD.size + _CRC.size
+_TYPICAL_COUNT = (1 << 21) - 1
+"""Largest splat count or payload length whose varint takes 3 bytes (the estimates' bound)."""
+
+
+def record_overhead(n_splats: int = _TYPICAL_COUNT, payload_length: int = _TYPICAL_COUNT) -> int:
+    """Bytes a record adds around its payload (head and CRC): exact for the given count and length;
+    by default a bound for any frame below 2 MiB and 2M splats (rate control)."""
+    return len(_compact_head("I", n_splats, payload_length)) + _CRC.size
 
 
 def index_and_trailer_size(frame_count: int) -> int:
-    """Bytes of the index and trailer of a file with `frame_count` frames."""
-    return _INDEX_HEAD.size + frame_count * _INDEX_ENTRY.size + _TRAILER.size
+    """Bytes of the index and trailer of a file with `frame_count` frames, each entry counted at
+    the bound `record_overhead()` assumes (rate control: a file's own are at most this)."""
+    return _INDEX_HEAD.size + frame_count * (record_overhead() - _CRC.size) + _TRAILER.size
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,11 +258,11 @@ class GsvcWriter:
             raise GsvcError(f"{self.path}: the first frame must be an I-frame")
         if not 0 <= n_splats < (1 << 32) or len(payload) > MAX_RECORD_PAYLOAD:
             raise GsvcError(f"{self.path}: frame {len(self.index)} too large to store")
-        head = _RECORD_HEAD.pack(RECORD_MAGIC, frame_type.encode(), n_splats, len(payload))
+        head = _compact_head(frame_type, n_splats, len(payload))
         crc = zlib.crc32(payload, zlib.crc32(head))
         record = head + payload + _CRC.pack(crc)
         self._file.write(record)
-        self.index.append(IndexEntry(self._offset, frame_type, n_splats, len(payload)))
+        self.index.append(IndexEntry(self._offset, frame_type, n_splats, len(payload), len(head)))
         self._offset += len(record)
         return len(record)
 
@@ -214,8 +272,9 @@ class GsvcWriter:
         return self._offset
 
     def projected_size(self, extra_frames: int = 0) -> int:
-        """File size if closed now (plus index entries for `extra_frames` more frames)."""
-        return self._offset + index_and_trailer_size(len(self.index) + extra_frames)
+        """File size if closed now (plus index entries, at their bound, for `extra_frames` more frames)."""
+        entries = sum(e.head_size for e in self.index)
+        return self._offset + entries + index_and_trailer_size(extra_frames)
 
     def close(self) -> None:
         """Write index and trailer, patch the frame count, and move the file into place."""
@@ -224,7 +283,7 @@ class GsvcWriter:
         try:
             index = bytearray(_INDEX_HEAD.pack(INDEX_MAGIC, len(self.index)))
             for e in self.index:
-                index += _INDEX_ENTRY.pack(e.offset, e.payload_length, e.n_splats, e.frame_type.encode())
+                index += _compact_head(e.frame_type, e.n_splats, e.payload_length)
             self._file.write(index)
             self._file.write(_TRAILER.pack(self._offset, zlib.crc32(index), TRAILER_MAGIC))
             self.header.frame_count = len(self.index)
@@ -367,19 +426,42 @@ class GsvcReader:
         if zlib.crc32(data) != index_crc:
             raise FormatError(f"{self.name}: frame index fails its checksum")
         magic, count = _INDEX_HEAD.unpack_from(data)
-        if magic != INDEX_MAGIC or len(data) != _INDEX_HEAD.size + count * _INDEX_ENTRY.size:
+        if magic != INDEX_MAGIC:
             raise FormatError(f"{self.name}: malformed frame index")
         if count != self.header.frame_count:
             raise FormatError(f"{self.name}: index lists {count} frames, header says "
                               f"{self.header.frame_count}")
+        if self.header.version[0] < COMPACT_MAJOR:
+            return self._legacy_index(data, count, index_offset)
+        entries = []
+        pos, offset = _INDEX_HEAD.size, self.header_size
+        for k in range(count):
+            try:
+                ftype, n_splats, length, end = _parse_compact_head(data, pos)
+            except ValueError as exc:
+                raise FormatError(f"{self.name}: malformed frame index (entry {k})") from exc
+            entries.append(IndexEntry(offset, ftype, n_splats, length, end - pos))
+            offset += entries[-1].record_length
+            pos = end
+            if offset > index_offset:
+                raise FormatError(f"{self.name}: malformed frame index (entry {k})")
+        if pos != len(data) or offset != index_offset:  # records fill the span up to the index
+            raise FormatError(f"{self.name}: malformed frame index")
+        return entries
+
+    def _legacy_index(self, data: bytes, count: int, index_offset: int) -> list[IndexEntry]:
+        """Formats 3-9: fixed 20-byte entries with their records' offsets."""
+        if len(data) != _INDEX_HEAD.size + count * _LEGACY_INDEX_ENTRY.size:
+            raise FormatError(f"{self.name}: malformed frame index")
         entries = []
         for k in range(count):
-            offset, length, n_splats, ftype = _INDEX_ENTRY.unpack_from(
-                data, _INDEX_HEAD.size + k * _INDEX_ENTRY.size)
-            if (ftype.decode("latin-1") not in FRAME_TYPES or offset < self.header_size
-                    or offset + _RECORD_HEAD.size + length + _CRC.size > index_offset):
+            offset, length, n_splats, ftype = _LEGACY_INDEX_ENTRY.unpack_from(
+                data, _INDEX_HEAD.size + k * _LEGACY_INDEX_ENTRY.size)
+            entry = IndexEntry(offset, ftype.decode("latin-1"), n_splats, length, _LEGACY_RECORD_HEAD.size)
+            if (entry.frame_type not in FRAME_TYPES or offset < self.header_size
+                    or offset + entry.record_length > index_offset):
                 raise FormatError(f"{self.name}: malformed frame index (entry {k})")
-            entries.append(IndexEntry(offset, ftype.decode(), n_splats, length))
+            entries.append(entry)
         return entries
 
     def _scan_records(self) -> list[IndexEntry]:
@@ -398,18 +480,31 @@ class GsvcReader:
 
     # -- records ------------------------------------------------------------------------------
 
+    def _record_head(self, where: str, offset: int) -> tuple[IndexEntry, bytes]:
+        """The record head at `offset` as an IndexEntry, and its bytes (the CRC covers them)."""
+        if self.header.version[0] < COMPACT_MAJOR:
+            head = self._read_at(offset, _LEGACY_RECORD_HEAD.size)
+            if len(head) < _LEGACY_RECORD_HEAD.size:
+                raise FormatError(f"{where}: truncated record")
+            magic, ftype, n_splats, length = _LEGACY_RECORD_HEAD.unpack(head)
+            if magic != RECORD_MAGIC or ftype.decode("latin-1") not in FRAME_TYPES:
+                raise FormatError(f"{where}: corrupt record header")
+            return IndexEntry(offset, ftype.decode(), n_splats, length, len(head)), head
+        data = self._read_at(offset, 11)
+        try:
+            ftype, n_splats, length, end = _parse_compact_head(data, 0)
+        except ValueError as exc:
+            raise FormatError(f"{where}: {'truncated record' if len(data) < 3 else 'corrupt record header'}"
+                              ) from exc
+        return IndexEntry(offset, ftype, n_splats, length, end), data[:end]
+
     def _check_record(self, k: int, offset: int, expected: IndexEntry | None) -> tuple[IndexEntry, bytes]:
-        head = self._read_at(offset, _RECORD_HEAD.size)
         where = f"{self.name}: frame {k}"
-        if len(head) < _RECORD_HEAD.size:
-            raise FormatError(f"{where}: truncated record")
-        magic, ftype, n_splats, length = _RECORD_HEAD.unpack(head)
-        if magic != RECORD_MAGIC or ftype.decode("latin-1") not in FRAME_TYPES:
-            raise FormatError(f"{where}: corrupt record header")
-        entry = IndexEntry(offset, ftype.decode(), n_splats, length)
+        entry, head = self._record_head(where, offset)
         if expected is not None and entry != expected:
             raise FormatError(f"{where}: record does not match the index (corrupt record header)")
-        rest = self._read_at(offset + _RECORD_HEAD.size, length + _CRC.size)
+        length = entry.payload_length
+        rest = self._read_at(offset + entry.head_size, length + _CRC.size)
         if len(rest) < length + _CRC.size:
             raise FormatError(f"{where}: truncated record")
         payload = rest[:length]

@@ -377,8 +377,8 @@ class Encoder:
         out_psnr = quality.get("psnr_yuv", quality.get("psnr_y", 0.0))
         if self.settings.target.psnr is not None:  # learn what quantisation and 4:2:0 cost
             self.psnr_margin = min(3.0, max(0.0, self.psnr_margin + self.settings.target.psnr - out_psnr))
-        bits = 8 * (len(coded.payload) + record_overhead())
         stats = coded.stats
+        bits = 8 * (len(coded.payload) + record_overhead(stats.n_splats, len(coded.payload)))
         self.rate.record(coded.frame_type, bits, stats.n_splats,
                          self.bits_per_splat_unit if coded.frame_type == "I" else None)
         report_ = FrameReport(index, coded.frame_type, stats.n_splats, stats.n_new, stats.n_deleted, bits,
