@@ -2,8 +2,8 @@
 
 Records and index entries carry their counts as varints (format 10.0): a record costs 7-11 bytes
 beyond its payload and an index entry 3-7, where the fixed-width layout of formats 3-9 (still
-read) cost 17 and 20; at the rates where splat codecs work, frames of a few hundred bytes paid a
-tenth of the file for them.
+read) cost 17 and 20: at quality 27, 7% of foreman's file and 13% of the Kodak pan's, whose
+frames are a few hundred bytes.
 
 The container knows nothing about splats: a record is (type "I"/"P"/"M", splat count, payload bytes),
 the payload coming from `frame_coding`. docs/FORMAT.md is the byte-level contract.
