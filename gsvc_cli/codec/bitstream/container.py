@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gsvc_cli.atomic import atomic_output
+from gsvc_cli.codec.bitstream.entropy import ByteReader, put_varint
 from gsvc_cli.errors import FormatError, GsvcError, InputError, UsageError
 
 MAGIC = b"GSVC\r\n\x1a\n"
@@ -149,47 +150,30 @@ class IndexEntry:
         return self.head_size + self.payload_length + _CRC.size
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """(value, next position) of the varint at `pos` (at most 5 bytes: values below 2^35)."""
-    value = shift = 0
-    for k in range(5):
-        if pos + k >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos + k]
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos + k + 1
-        shift += 7
-    raise ValueError("varint too long")
+_MAX_VARINT_BYTES = 5
+"""Longest varint a compact head may hold (FORMAT.md: 1-5 bytes)."""
 
 
 def _compact_head(frame_type: str, n_splats: int, payload_length: int) -> bytes:
     """A record's head, which is also its index entry: type byte, varint count, varint length."""
-    return frame_type.encode() + _varint(n_splats) + _varint(payload_length)
+    head = bytearray(frame_type.encode())
+    put_varint(head, n_splats)
+    put_varint(head, payload_length)
+    return bytes(head)
 
 
-def _parse_compact_head(data: bytes, pos: int) -> tuple[str, int, int, int]:
-    """(type, splat count, payload length, next position) of a compact head at `pos`; ValueError
-    if it is malformed."""
-    if pos >= len(data):
-        raise ValueError("truncated")
-    frame_type = chr(data[pos])
-    if frame_type not in FRAME_TYPES:
-        raise ValueError("bad frame type")
-    n_splats, pos = _read_varint(data, pos + 1)
-    length, pos = _read_varint(data, pos)
-    if n_splats >= (1 << 32) or length > MAX_RECORD_PAYLOAD:
-        raise ValueError("count out of range")
-    return frame_type, n_splats, length, pos
+def _read_compact_head(reader: ByteReader) -> tuple[str, int, int]:
+    """(type, splat count, payload length) of the compact head at the reader's position; FormatError
+    (the reader's, or its own) if it is truncated or malformed."""
+    frame_type = chr(reader.u8())
+    start = reader.pos
+    n_splats = reader.varint()
+    middle = reader.pos
+    length = reader.varint()
+    if (frame_type not in FRAME_TYPES or max(middle - start, reader.pos - middle) > _MAX_VARINT_BYTES
+            or n_splats >= (1 << 32) or length > MAX_RECORD_PAYLOAD):
+        raise FormatError(f"{reader.what}: malformed record head")
+    return frame_type, n_splats, length
 
 
 @dataclass(frozen=True)
@@ -434,18 +418,19 @@ class GsvcReader:
         if self.header.version[0] < COMPACT_MAJOR:
             return self._legacy_index(data, count, index_offset)
         entries = []
-        pos, offset = _INDEX_HEAD.size, self.header_size
+        reader, offset = ByteReader(data, self.name), self.header_size
+        reader.pos = _INDEX_HEAD.size
         for k in range(count):
+            start = reader.pos
             try:
-                ftype, n_splats, length, end = _parse_compact_head(data, pos)
-            except ValueError as exc:
+                ftype, n_splats, length = _read_compact_head(reader)
+            except FormatError as exc:
                 raise FormatError(f"{self.name}: malformed frame index (entry {k})") from exc
-            entries.append(IndexEntry(offset, ftype, n_splats, length, end - pos))
+            entries.append(IndexEntry(offset, ftype, n_splats, length, reader.pos - start))
             offset += entries[-1].record_length
-            pos = end
             if offset > index_offset:
                 raise FormatError(f"{self.name}: malformed frame index (entry {k})")
-        if pos != len(data) or offset != index_offset:  # records fill the span up to the index
+        if reader.pos != len(data) or offset != index_offset:  # records fill the span up to the index
             raise FormatError(f"{self.name}: malformed frame index")
         return entries
 
@@ -490,13 +475,14 @@ class GsvcReader:
             if magic != RECORD_MAGIC or ftype.decode("latin-1") not in FRAME_TYPES:
                 raise FormatError(f"{where}: corrupt record header")
             return IndexEntry(offset, ftype.decode(), n_splats, length, len(head)), head
-        data = self._read_at(offset, 11)
+        data = self._read_at(offset, 1 + 2 * _MAX_VARINT_BYTES)
+        reader = ByteReader(data, where)
         try:
-            ftype, n_splats, length, end = _parse_compact_head(data, 0)
-        except ValueError as exc:
+            ftype, n_splats, length = _read_compact_head(reader)
+        except FormatError as exc:
             raise FormatError(f"{where}: {'truncated record' if len(data) < 3 else 'corrupt record header'}"
                               ) from exc
-        return IndexEntry(offset, ftype, n_splats, length, end), data[:end]
+        return IndexEntry(offset, ftype, n_splats, length, reader.pos), data[:reader.pos]
 
     def _check_record(self, k: int, offset: int, expected: IndexEntry | None) -> tuple[IndexEntry, bytes]:
         where = f"{self.name}: frame {k}"
