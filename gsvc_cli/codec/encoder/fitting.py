@@ -88,9 +88,11 @@ def _learning_rates(config: FitConfig, spacing: float) -> list[float]:
     return [config.lr_means * min(1.0, spacing / 4), config.lr_chol * spacing, config.lr_colors]
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, config: FitConfig, spacing: float, step: int) -> None:
-    t = min(1.0, step / max(1, config.max_steps))
-    factor = config.lr_final_fraction + (1 - config.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * t))
+def _cosine(start: float, end: float, t: float) -> float:
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, config: FitConfig, spacing: float, factor: float) -> None:
     for group, base in zip(optimizer.param_groups, _learning_rates(config, spacing), strict=True):
         group["lr"] = base * factor
 
@@ -184,8 +186,15 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
     last_event = 0
     step = 0
     current_psnr = float("nan")
+    anneal: tuple[int, float] | None = None  # (step, lr factor) where the plateau's short decay began
+    factor = 1.0
     for step in range(1, config.max_steps + 1):
-        _set_lr(optimizer, config, spacing, step - 1)
+        if anneal is None:
+            factor = _cosine(1.0, config.lr_final_fraction, (step - 1) / max(1, config.max_steps))
+        else:
+            since = step - 1 - anneal[0]
+            factor = _cosine(anneal[1], config.lr_final_fraction, since / config.anneal_steps)
+        _set_lr(optimizer, config, spacing, factor)
         out = draw(params.splats())
         loss = weighted_mse(out, image, weights)
         optimizer.zero_grad(set_to_none=True)
@@ -211,9 +220,14 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
         if event or step % config.refit_every == 0:
             refit(config.refit_iters)
             last_event = step
-        if (step >= config.min_steps and step > densify_end and step - last_event >= config.stop_window
+        if anneal is not None:
+            if step - anneal[0] >= config.anneal_steps:
+                break
+        elif (step >= config.min_steps and step > densify_end and step - last_event >= config.stop_window
                 and _plateau(psnrs, config)):
-            break
+            if config.anneal_steps <= 0:
+                break
+            anneal = (step, factor)
 
     # --- finish: last colour refit, keep whichever of before/after is better ----------------------
     before = params.splats().detach()

@@ -216,11 +216,16 @@ class Encoder:
         self.large = info.height * info.width > SEARCH_PIXELS  # searched downscaled; a P-fit costs seconds
         preset = get_preset(settings.preset)
         tuning = settings.tuning
-        intra_steps = preset.intra.max_steps
+        intra = replace(preset.intra, coarse_steps=tuning.coarse_steps, fine_steps=tuning.fine_steps)
+        # Residual splats of M-frames: short fits at the preset's own learning rates.
+        self.residual_config = replace(intra, max_steps=min(intra.max_steps, RESIDUAL_MAX_STEPS))
         if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
-            intra_steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))
-        self.preset = replace(preset, intra=replace(preset.intra, coarse_steps=tuning.coarse_steps,
-                                                    fine_steps=tuning.fine_steps, max_steps=intra_steps))
+            lr = tuning.intra_lr_scale
+            steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))
+            intra = replace(intra, max_steps=steps,
+                            lr_means=intra.lr_means * lr, lr_chol=intra.lr_chol * lr,
+                            lr_colors=intra.lr_colors * lr, anneal_steps=int(tuning.intra_anneal_steps))
+        self.preset = replace(preset, intra=intra)
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
                                    overhead_bytes,
                                    entry_bytes=index_and_trailer_size(1) - index_and_trailer_size(0))
@@ -485,7 +490,7 @@ class Encoder:
         plain_bits = 8.0 * len(plain[0].payload)
         best_choice = plain_cost - (self.lam - lam_choice) * plain_bits
         target = image - moved
-        config = replace(self.preset.intra, max_steps=min(self.preset.intra.max_steps, RESIDUAL_MAX_STEPS))
+        config = self.residual_config
         pixels = self.height * self.width
         field_coding = self.settings.tuning.field_coding
 

@@ -25,6 +25,9 @@ class FitConfig:
     # Early stopping: stop when the PSNR gain over the last stop_window steps, per step, is below this.
     stop_gain_db: float = 2e-3
     stop_window: int = 40
+    # On that plateau, decay the learning rates to lr * lr_final_fraction over this many more steps
+    # before stopping (the annealing the cosine would have done by max_steps). 0: stop at once.
+    anneal_steps: int = 0
     # Closed-form colour refits (every refit_every steps, after each densification and at the end).
     refit_every: int = 100
     refit_iters: int = 6
