@@ -117,3 +117,18 @@ def test_scales_are_float32_of_a_float64_exp_whatever_the_array():
     assert np.array_equal(scales_of(q, 0.0625), expected)
     assert np.array_equal(scales_of(np.append(q, 1 << 20), 0.0625)[:-1], expected)
     assert all(scales_of(q[i:i + 1], 0.0625)[0] == expected[i] for i in range(0, len(q), 17))
+
+
+def test_scales_beyond_float32_are_inf_without_a_warning():
+    """A corrupt file's huge log-scale gives inf quietly (the decoder reports errors, numpy must not
+    print a RuntimeWarning on the way): exp(1500 * 0.0625) fits a float64, not a float32."""
+    import warnings
+
+    import numpy as np
+
+    from gsvc_cli.codec.bitstream.dequant import scales_of
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scales = scales_of(np.array([0, 1500, 1 << 20]), 0.0625)
+    assert scales[0] == 1.0 and np.isinf(scales[1]) and np.isinf(scales[2])

@@ -111,7 +111,9 @@ def scales_of(q: np.ndarray, log_scale: float) -> np.ndarray:
 
 def _exp_f32(q: np.ndarray, log_scale: float) -> np.ndarray:
     arguments = q.astype(np.float32) * np.float32(log_scale)  # float32 product, as torch made it
-    return np.array([_exp_or_inf(float(x)) for x in arguments], dtype=np.float64).astype(np.float32)
+    exact = np.array([_exp_or_inf(float(x)) for x in arguments], dtype=np.float64)
+    with np.errstate(over="ignore"):  # beyond float32 is inf, as torch gave (corrupt files only)
+        return exact.astype(np.float32)
 
 
 _MAX_TABLE = 1 << 12
