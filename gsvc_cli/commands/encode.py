@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gsvc_cli.atomic import check_output_path, refuse_same_file
-from gsvc_cli.codec.encoder.presets import PRESET_NAMES
+from gsvc_cli.codec.encoder.presets import CUT_MARGIN_DB, PRESET_NAMES
 from gsvc_cli.commands.common import (
     FpsOption,
     FramesOption,
@@ -174,7 +174,7 @@ def encode_command(
         help="Scene-cut sensitivity in dB: a P-frame whose warm start beats a coarse block picture "
              "of the frame by less than this becomes an I-frame (0: off). With --quality or --bpp, "
              "any value above 0 keeps the cut test of those modes on: a frame whose best moved "
-             "picture beats that block picture by less than 3 dB is an I-frame."),
+             f"picture beats that block picture by less than {CUT_MARGIN_DB:g} dB is an I-frame."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the fitter (same seed, same file)."),
     start: int = StartOption,
     frames: int | None = FramesOption,

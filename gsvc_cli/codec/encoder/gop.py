@@ -51,7 +51,7 @@ from gsvc_cli.codec.encoder.picture_motion import (
     quarter_refine,
     refine_field,
 )
-from gsvc_cli.codec.encoder.presets import FitConfig, get_preset
+from gsvc_cli.codec.encoder.presets import CUT_MARGIN_DB, FitConfig, get_preset
 from gsvc_cli.codec.encoder.rate_control import (
     BPP_SEARCH_PASSES,
     BPP_STEER_PASSES,
@@ -99,14 +99,6 @@ RESIDUAL_STEP_SCALES = (1.0, 2.0, 4.0)
 """Quantiser step scales (times the I-frame's) an M-frame's residual splats are tried at."""
 RESIDUAL_MAX_STEPS = 200
 """Most fitting steps for an M-frame's residual splats (a few hundred splats settle early)."""
-CUT_MARGIN_DB = 3.0
-"""A frame is a cut when its best moved picture is less than this many dB (YUV 6:1:1) better than
-its own 40x40 block means (Encoder._moved_picture_is_cut). In encodes at Q 27 (the previous decoded
-picture moved): cuts_qcif's five cuts at -6.5 to +0.95 dB, every other frame of cuts_qcif, mobile
-and vt2people at +7.1 dB or more. Between source frames (fields at 16 px, far motion): the six
-real cuts of cuts_qcif and scenecut at -7.7 to -1.7 dB; no other frame of those, cars, mobile,
-vt2people, the pan, foreman (60 and 300 frames) or chaplin below +6.7 dB; airplane's fade to
-black at its end (frames 273-279) below 0."""
 RESIDUAL_PRUNE_RATIO = 0.8
 """Each count an M-frame's residual set is pruned to is at most this share of the one before."""
 ENCODER_NAME = "gsvc-encoder 1"

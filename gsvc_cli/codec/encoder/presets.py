@@ -1,6 +1,6 @@
 """Encoder presets (--preset fast|medium|slow, as x264's) and the fitting loop's knobs: one table.
 
-Torch-free, so the CLI can list the preset names without loading the codec.
+Torch-free, so the CLI can list the preset names (and say the cut margin) without loading the codec.
 """
 
 from __future__ import annotations
@@ -8,6 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gsvc_cli.errors import UsageError
+
+CUT_MARGIN_DB = 3.0
+"""A frame is a cut when its best moved picture is less than this many dB (YUV 6:1:1) better than
+its own 40x40 block means (Encoder._moved_picture_is_cut). In encodes at Q 27 (the previous decoded
+picture moved): cuts_qcif's five cuts at -6.5 to +0.95 dB, every other frame of cuts_qcif, mobile
+and vt2people at +7.1 dB or more. Between source frames (fields at 16 px, far motion): the six
+real cuts of cuts_qcif and scenecut at -7.7 to -1.7 dB; no other frame of those, cars, mobile,
+vt2people, the pan, foreman (60 and 300 frames) or chaplin below +6.7 dB; airplane's fade to
+black at its end (frames 273-279) below 0."""
 
 
 @dataclass(frozen=True)
