@@ -95,11 +95,16 @@ def load(path: Path) -> list[PFrame]:
     prev: np.ndarray | None = None
     state = np.zeros(0, dtype=np.int64)
     last = np.zeros((0, 8), dtype=np.int64)
+    memory = None
     with GsvcReader(path) as gsvc:
         for k, record in gsvc.frames():
             assert record is not None
             what = f"{path.name}: frame {k}"
-            frame = decode_values(record.payload, prev if record.frame_type == "P" else None, what)
+            frame = decode_values(record.payload, prev if record.frame_type == "P" else None, what,
+                                  memory=memory)
+            memory = frame.memory  # M-frames may repeat models of the M-frames before them
+            if frame.frame_type == "M":  # the picture moved: the splat state stays as it was
+                continue
             values = frame.values
             if frame.frame_type == "I":
                 state = np.full(len(values), STATE_INTRA, dtype=np.int64)
