@@ -188,3 +188,14 @@ def test_coarse_to_fine_fit_starts_from_the_downscaled_frame(crop: torch.Tensor)
     off = replace(coarse_cfg, coarse_min_pixels=64 * 64 + 1)  # frames below the threshold: no stage
     _, off_stats = fit_frame(crop, 96, config=off, seed=0)
     assert off_stats.steps == 40
+
+
+def test_anneal_on_plateau_runs_its_steps_then_stops(crop: torch.Tensor) -> None:
+    """With anneal_steps, the fit that would stop on its plateau runs exactly that many more steps
+    (the learning rates decaying to their floor), and those steps buy PSNR on a real crop."""
+    config = replace(get_preset("fast").intra, max_steps=600)
+    _, plain = fit_frame(crop, 256, config=config, seed=0)
+    _, annealed = fit_frame(crop, 256, config=replace(config, anneal_steps=60), seed=0)
+    assert plain.steps < 600  # it stopped on the plateau ...
+    assert annealed.steps == plain.steps + 60  # ... where the other decayed for 60 steps more
+    assert annealed.psnr > plain.psnr
