@@ -211,12 +211,12 @@ class Encoder:
         intra = replace(preset.intra, coarse_steps=tuning.coarse_steps, fine_steps=tuning.fine_steps)
         # Residual splats of M-frames: short fits at the preset's own learning rates.
         self.residual_config = replace(intra, max_steps=min(intra.max_steps, RESIDUAL_MAX_STEPS))
-        lr = tuning.intra_lr_scale
-        intra = replace(intra, lr_means=intra.lr_means * lr, lr_chol=intra.lr_chol * lr,
-                        lr_colors=intra.lr_colors * lr)
         if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
+            lr = tuning.intra_lr_scale
             steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))
-            intra = replace(intra, max_steps=steps, anneal_steps=int(tuning.intra_anneal_steps))
+            intra = replace(intra, max_steps=steps,
+                            lr_means=intra.lr_means * lr, lr_chol=intra.lr_chol * lr,
+                            lr_colors=intra.lr_colors * lr, anneal_steps=int(tuning.intra_anneal_steps))
         self.preset = replace(preset, intra=intra)
         self.rate = RateController(settings.target, info.width, info.height, frames, settings.gop,
                                    overhead_bytes,

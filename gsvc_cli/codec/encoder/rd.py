@@ -92,9 +92,8 @@ class RDTuning:
     intra_steps_scale: I-frame fits of frames below the coarse-to-fine size (FitConfig.
     coarse_min_pixels, fitted at full size only) run the preset's small_intra_steps times this
     (the ablations: 250 / 1200 gives fast's steps before c1782b0, 0.5 its 600 of c1782b0).
-    intra_lr_scale: every I-fit's learning rates (FitConfig.lr_*) times this, at every frame size.
-    intra_anneal_steps: FitConfig.anneal_steps of the I-fits at full size only (the short decay on
-    the plateau instead of stopping there).
+    intra_lr_scale, intra_anneal_steps: those same fits' learning rates times intra_lr_scale, and
+    FitConfig.anneal_steps (the short decay on the plateau instead of stopping there).
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
     m_skip_backoff: with more than m_skip_frames, on frames of more than motion.SEARCH_PIXELS,
