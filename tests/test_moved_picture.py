@@ -244,9 +244,12 @@ def _encode_128x96(frames: list[Frame], info, out: Path, field_coding: str = "ne
     made to bring out each M-frame kind: at lambda / 2 the sharper I-frame tips their 3 inter
     frames elsewhere (the spot clip: I M P M with no residual splats). What these tests check is
     the M-frame kinds and their exact decoding, not the I-frame's lambda. For the same reason the
-    I-frame is fitted in fast's 250 steps of before c1782b0 (now more below 1280x720)."""
+    I-frame is fitted in fast's 250 steps of before c1782b0 at the learning rates of then (now
+    more steps at twice the rates below 1280x720)."""
     recon: dict[int, np.ndarray] = {}
     tuning.setdefault("intra_steps_scale", FAST_STEPS_BEFORE / get_preset("fast").small_intra_steps)
+    tuning.setdefault("intra_lr_scale", 1.0)  # and at its learning rates of then
+    tuning.setdefault("intra_anneal_steps", 0)
     settings = EncoderSettings(RateTarget(quality=27), "fast",
                                tuning=RDTuning(ip_lambda_ratio=1.0, field_coding=field_coding, **tuning))
     summary = encode_video(iter(frames), info.with_(width=128, height=96, frame_count=4), out, settings,

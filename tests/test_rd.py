@@ -261,7 +261,8 @@ def test_the_i_frame_count_follows_quality_inside_the_no_refit_band() -> None:
     def code(quality: float, follow: bool) -> tuple[int, int, float]:
         settings = EncoderSettings(RateTarget(quality=quality), preset="fast",
                                    tuning=RDTuning(count_follows_lambda=follow, ip_lambda_ratio=1.0,
-                                                   intra_steps_scale=steps_then))
+                                                   intra_steps_scale=steps_then, intra_lr_scale=1.0,
+                                                   intra_anneal_steps=0))
         encoder = Encoder(info, settings, 1, 0)
         encoder.intra_count = 50  # the first fit's count; every answer below is within the band
         # (at the I-frame's lambda equal to lambda, and in fast's 250 steps of when this test was
@@ -382,14 +383,21 @@ def test_cell_memory_searches_all_sizes_now_and_then_and_the_winners_between() -
 
 
 def test_preset_fast_fits_small_i_frames_longer() -> None:
-    """Preset fast: 1200 I-fit steps on a frame fitted at full size, 250 on one fitted coarse to
-    fine (1280x720 and up); intra_steps_scale multiplies the first only (0.5: 600)."""
+    """Preset fast: 2400 I-fit steps at twice the learning rates, with a decay on the plateau, on a
+    frame fitted at full size; 250 at the preset's own rates on one fitted coarse to fine (1280x720
+    and up); intra_steps_scale multiplies the first only (0.5: 1200)."""
     frames, info = crops([(0, 200, 40)])
     large = info.with_(width=1280, height=720)
-    for tuning, small_steps in ((RDTuning(), 1200), (RDTuning(intra_steps_scale=0.5), 600)):
+    own = get_preset("fast").intra
+    for tuning, small_steps in ((RDTuning(), 2400), (RDTuning(intra_steps_scale=0.5), 1200)):
         settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning)
-        assert Encoder(info, settings, 8, 64).preset.intra.max_steps == small_steps
-        assert Encoder(large, settings, 8, 64).preset.intra.max_steps == 250
+        small_fit = Encoder(info, settings, 8, 64).preset.intra
+        large_fit = Encoder(large, settings, 8, 64).preset.intra
+        assert small_fit.max_steps == small_steps and large_fit.max_steps == 250
+        assert small_fit.anneal_steps == 200 and large_fit.anneal_steps == 0
+        assert (small_fit.lr_means, small_fit.lr_colors) == (2 * own.lr_means, 2 * own.lr_colors)
+        assert (large_fit.lr_means, large_fit.lr_colors) == (own.lr_means, own.lr_colors)
+    assert [get_preset(p).small_intra_steps for p in ("fast", "medium", "slow")] == [2400, 2400, 3000]
 
 
 def _skips_after_loss(enc: Encoder, p_over_m: float) -> int:

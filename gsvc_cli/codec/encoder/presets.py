@@ -103,13 +103,16 @@ def _preset(name: str, intra_steps: int, inter_steps: int, residual_max_pixels: 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     # Residual splats at 1080p (street, 12 frames, Q 27): +26% bytes for +2.0 dB, 2.9x the encode
     # time (BENCHMARKS.md): on in medium and slow, below 1280x720 in fast.
-    # fast's I-fits below 1280x720 (no coarse stage) take 1200 steps: the I-frame's picture is what
+    # fast's I-fits below 1280x720 (no coarse stage) take 2400 steps: the I-frame's picture is what
     # every M-frame after it moves. On seven whole clips 600 steps saved 5.5-12.7% of the bits
-    # against 250, and 1200 another 3-4% (BENCHMARKS.md "Longer I-fits in preset fast"). Medium
-    # takes as many (its own whole-clip RD with them not re-measured): no slower preset fits less.
-    _preset("fast", 250, 40, 1280 * 720, small_intra_steps=1200),
-    _preset("medium", 600, 80, ALL_SIZES, small_intra_steps=1200),
-    _preset("slow", 1500, 160, ALL_SIZES),
+    # against 250, 1200 another 3-4% (BENCHMARKS.md "Longer I-fits in preset fast"), and 2400 at
+    # twice the learning rates with a decay on the plateau (RDTuning.intra_lr_scale,
+    # intra_anneal_steps) 4.6-7.5% more ("I-fits at twice the learning rate"). Medium takes as
+    # many and slow more (their own whole-clip RD with them not re-measured): no slower preset
+    # fits less.
+    _preset("fast", 250, 40, 1280 * 720, small_intra_steps=2400),
+    _preset("medium", 600, 80, ALL_SIZES, small_intra_steps=2400),
+    _preset("slow", 1500, 160, ALL_SIZES, small_intra_steps=3000),
 )}
 PRESET_NAMES = tuple(PRESETS)
 

@@ -91,9 +91,11 @@ class RDTuning:
     real I-frame fit (its J times p_preference) instead of the estimate alone.
     intra_steps_scale: I-frame fits of frames below the coarse-to-fine size (FitConfig.
     coarse_min_pixels, fitted at full size only) run the preset's small_intra_steps times this
-    (the ablations: 250 / 1200 gives fast's steps before c1782b0, 0.5 its 600 of c1782b0).
+    (the ablations: 250 / 2400 gives fast's steps before c1782b0, 0.25 its 600 of c1782b0, 0.5
+    its 1200 of f7eb77e).
     intra_lr_scale, intra_anneal_steps: those same fits' learning rates times intra_lr_scale, and
-    FitConfig.anneal_steps (the short decay on the plateau instead of stopping there).
+    FitConfig.anneal_steps (the short decay on the plateau instead of stopping there); 1 and 0
+    with intra_steps_scale 0.5 give the I-fits of format 10.0's first encoder (f7eb77e..a406ddf).
     m_skip_ratio, m_skip_frames: when the last P-fit's J exceeded m_skip_ratio x its M-frame's, the
     next frames skip the P-fit (M or I by cost), at most m_skip_frames in a row; 0: always try P.
     m_skip_backoff: with more than m_skip_frames, on frames of more than motion.SEARCH_PIXELS,
@@ -260,8 +262,16 @@ class RDTuning:
     # with and without it (no P-frame won there) and flower took 0.885x the time.
     m_skip_backoff: int = 24
     intra_steps_scale: float = 1.0
-    intra_lr_scale: float = 1.0
-    intra_anneal_steps: int = 0
+    # intra_lr_scale 2 and intra_anneal_steps 200 with 2400 steps by the whole-clip run of
+    # 2026-12-05 (seven clips, same run; BENCHMARKS.md "I-fits at twice the learning rate"):
+    # -4.6% to -7.5% BD-rate against 1200 steps at the old rates; 2400 steps alone gave -3.3% to
+    # -7.9%. One-frame fits first (frame 0 of five clips, 1200 steps): rates x2 +0.2-0.3 dB,
+    # the decay on the plateau +0.1-0.2 dB more (on vt2people x3 or x4 gave less, and colours or
+    # means alone a part of it).
+    # At 1080p (coarse to fine) rates x2 were about neutral (street, 24 frames, Q 27: +0.8% bytes
+    # for +0.06 dB), so large frames keep theirs.
+    intra_lr_scale: float = 2.0
+    intra_anneal_steps: int = 200
     intra_step_groups: str = "1,1,1,1"
     intra_step_exponent: float = 0.0
 
