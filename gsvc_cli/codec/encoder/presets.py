@@ -107,7 +107,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     # every M-frame after it moves. On seven whole clips 600 steps saved 5.5-12.7% of the bits
     # against 250, 1200 another 3-4% (BENCHMARKS.md "Longer I-fits in preset fast"), and 2400 at
     # twice the learning rates with a decay on the plateau (RDTuning.intra_lr_scale,
-    # intra_anneal_steps) 4.6-7.5% more ("I-fits at twice the learning rate"). Medium takes as
+    # intra_anneal_steps) 4.2-9.7% more ("I-fits at twice the learning rate"). Medium takes as
     # many and slow more (their own whole-clip RD with them not re-measured): no slower preset
     # fits less.
     _preset("fast", 250, 40, 1280 * 720, small_intra_steps=2400),

@@ -264,7 +264,7 @@ class RDTuning:
     intra_steps_scale: float = 1.0
     # intra_lr_scale 2 and intra_anneal_steps 200 with 2400 steps by the whole-clip run of
     # 2026-12-05 (seven clips, same run; BENCHMARKS.md "I-fits at twice the learning rate"):
-    # -4.6% to -7.5% BD-rate against 1200 steps at the old rates; 2400 steps alone gave -3.3% to
+    # -4.2% to -9.7% BD-rate against 1200 steps at the old rates; 2400 steps alone gave -3.3% to
     # -7.9%. One-frame fits first (frame 0 of five clips, 1200 steps): rates x2 +0.2-0.3 dB,
     # the decay on the plateau +0.1-0.2 dB more (on vt2people x3 or x4 gave less, and colours or
     # means alone a part of it).
