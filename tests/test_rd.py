@@ -515,3 +515,43 @@ def test_a_stale_intra_estimate_is_checked_by_a_real_i_frame() -> None:
     assert (enc.steps, enc.intra_scale, enc.intra_count, enc.intra_cost) == before
     coded, result, _ = enc._real_intra_if_cheaper(2, image, p_cost=float("inf"))
     assert coded.frame_type == "I" and len(result.q) > 0
+
+
+def test_a_short_fit_skips_only_the_real_i_fits_that_would_lose(monkeypatch) -> None:
+    """The real I-frame trial first fits tuning.intra_trial_steps steps: a P-frame that even the
+    best I-frame such a fit allows cannot beat keeps its place without the full fit, while a
+    P-frame just above the full fit's J (times p_preference) still gets the I-frame."""
+    import gsvc_cli.codec.encoder.gop as gop
+
+    frames, info = crops([(0, 200, 40), (1, 200, 40), (2, 202, 40)])
+    enc = Encoder(info, EncoderSettings(RateTarget(quality=30), "fast"), 3, 64)
+    enc.encode(0, frames[0])
+    image = frames[2].to_yuv444_float()
+    saved = (enc.steps, enc.intra_scale, enc.intra_count, enc.intra_cost)
+    enc._intra_rd(2, image)
+    i_sse, i_bits = enc.intra_cost
+    full_j = enc.settings.tuning.p_preference * (i_sse + enc.lam * i_bits)
+    enc.steps, enc.intra_scale, enc.intra_count, enc.intra_cost = saved
+
+    fits: list[int] = []
+    real_fit = gop.fit_frame
+
+    def counted(*args, **kwargs):
+        fits.append(kwargs["config"].max_steps)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(gop, "fit_frame", counted)
+    trial, full = enc.settings.tuning.intra_trial_steps, enc.preset.intra.max_steps
+    assert 0 < trial < full
+    assert enc._real_intra_if_cheaper(2, image, p_cost=0.5 * full_j) is None
+    assert fits == [trial]  # a far loss: the short fit only
+    assert enc._real_intra_if_cheaper(2, image, p_cost=0.99 * full_j) is None
+    assert (enc.steps, enc.intra_scale, enc.intra_count, enc.intra_cost) == saved
+    fits.clear()
+    intra = enc._real_intra_if_cheaper(2, image, p_cost=1.01 * full_j)
+    assert intra is not None and intra[0].frame_type == "I"
+    assert fits[0] == trial and full in fits
+    enc.settings = dataclasses.replace(enc.settings, tuning=RDTuning(intra_trial_steps=0))
+    fits.clear()
+    assert enc._real_intra_if_cheaper(2, image, p_cost=0.5 * full_j) is None
+    assert trial not in fits and full in fits  # the ablation: always the full fit

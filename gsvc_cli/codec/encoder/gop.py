@@ -111,6 +111,7 @@ COUNT_EXPONENT = DB_PER_DOUBLING / (10 * math.log10(2))  # D ~ N^-beta for N spl
 STEP_SCALE_GRID = tuple(2.0 ** (k / 2) for k in range(-3, 4))  # around the last I-frame's scale
 PIXELS_PER_SPLAT_GUESS = 50  # first I-frame's count before the RD count model takes over
 COUNT_BAND = 0.35  # octaves: an I-frame count model answer this close to the fitted count needs no refit
+INTRA_TRIAL_BOUND = 0.65  # a full I-fit's J over a RDTuning.intra_trial_steps fit's: 0.74-0.87 measured
 P_SSE_RATIO_FLOOR = 0.05  # no P-fit has removed more than 95% of its warm start's error (cut check)
 
 
@@ -606,6 +607,8 @@ class Encoder:
         estimate is the GOP's first I-frame's J, which says little about a cut after a run of
         M-frames (the scene-cut clip's cut became a P-frame of 76 kbit at 26.0 dB where an I-frame
         took 56 kbit at 28.6 dB)."""
+        if not self._intra_may_win(index, image, p_cost):
+            return None
         saved = (self.steps, self.intra_scale, self.intra_count, self.intra_cost)
         coded, result, fit_psnr = self._intra_rd(index, image)
         assert self.lam is not None
@@ -614,6 +617,23 @@ class Encoder:
             return coded, result, fit_psnr
         self.steps, self.intra_scale, self.intra_count, self.intra_cost = saved
         return None
+
+    def _intra_may_win(self, index: int, image: torch.Tensor, p_cost: float) -> bool:
+        """Whether a full I-fit might beat `p_cost`, judged by a short fit (tuning.intra_trial_steps)
+        at the last I-frame's count and step scale: a full fit has reached INTRA_TRIAL_BOUND of the
+        short fit's J or more, so below that the full fit (ten seconds at CIF) need not run. The
+        trials after M-frames mostly lose by far (BENCHMARKS.md "A short fit before each real
+        I-fit trial"). Frames fitted coarse to fine are not judged so (not measured)."""
+        steps = self.settings.tuning.intra_trial_steps
+        intra = self.preset.intra
+        if steps <= 0 or self.intra_count is None or self.height * self.width >= intra.coarse_min_pixels:
+            return True
+        assert self.lam is not None
+        config = replace(intra, max_steps=steps, anneal_steps=min(intra.anneal_steps, steps // 4))
+        splats, _ = self._fit(image, self.intra_count, None, config, self.settings.seed + index, None)
+        _, sse, bits = self._intra_cost_at(splats, image, self.intra_scale)
+        bound = INTRA_TRIAL_BOUND * self.settings.tuning.p_preference * (sse + self.lam * bits)
+        return p_cost > bound
 
     def _real_intra_over_m(self, index: int, image: torch.Tensor, moved: _PictureChoice
                            ) -> tuple[CodedFrame, _Reference, float] | None:

@@ -89,6 +89,9 @@ class RDTuning:
     real_intra_after_m: a P-fit from a splat state older than the previous frame (M-frames came
     between) whose J exceeds the I-frame estimate (the GOP's first I-frame's J) is compared with a
     real I-frame fit (its J times p_preference) instead of the estimate alone.
+    intra_trial_steps: before that real I-frame fit, on frames fitted at full size only, a fit of
+    this many steps; when even INTRA_TRIAL_BOUND times its J (times p_preference) exceeds the
+    P-frame's J, the full fit cannot win and is not run. 0: always the full fit (the ablation).
     intra_steps_scale: I-frame fits of frames below the coarse-to-fine size (FitConfig.
     coarse_min_pixels, fitted at full size only) run the preset's small_intra_steps times this
     (the ablations: 250 / 2400 gives fast's steps before c1782b0, 0.25 its 600 of c1782b0, 0.5
@@ -255,6 +258,10 @@ class RDTuning:
     sharp_filter: bool = True
     m_preference: float = 1.0
     real_intra_after_m: bool = True
+    # intra_trial_steps 300 by 41 real I-fit trials on seven clips (2026-12-05, BENCHMARKS.md "A
+    # short fit before each real I-fit trial"): the full fit's J was 0.74-0.87 of the short fit's,
+    # and the 40 trials that lost did so with J(P) / (p_preference J(I)) at 0.49-0.77.
+    intra_trial_steps: int = 300
     m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
     # m_skip_backoff 24 by 24-frame encodes of the three large clips (2026-12-04, BENCHMARKS.md
