@@ -123,3 +123,51 @@ def test_two_processes_building_at_once_share_one_library(tmp_path, monkeypatch)
     paths = {out.strip() for out, _ in outputs}
     assert len(paths) == 1
     assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".lock", ".so"]
+
+
+@pytest.mark.parametrize("cell, height, width", [(8, 48, 64), (16, 40, 50), (32, 37, 70)])
+def test_window_errors_sum_each_cell_at_each_vector(cell, height, width):
+    """The block search's sums against a plain sum per cell and vector, reads clamped at the
+    frame's edges (vectors reaching outside it, cells cut by the frame's right and bottom edges);
+    the same with one thread and with two."""
+    rng = np.random.default_rng(cell)
+    image = rng.random((height, width), dtype=np.float32)
+    reference = rng.random((height, width), dtype=np.float32)
+    gh, gw = -(-height // cell), -(-width // cell)
+    base = rng.integers(-12, 13, size=(gh, gw, 2))
+    offsets = np.array([(dx, dy) for dy in (-2, 0, 2) for dx in (-2, 0, 1)], dtype=np.int64)
+    got = capi.window_errors(image, reference, cell, base, offsets, threads=1)
+    ys, xs = np.arange(height), np.arange(width)
+    for k, (dx, dy) in enumerate(offsets):
+        for cy in range(gh):
+            for cx in range(gw):
+                vx, vy = base[cy, cx] + (dx, dy)
+                rows, cols = ys[cy * cell:(cy + 1) * cell], xs[cx * cell:(cx + 1) * cell]
+                moved = reference[np.clip(rows - vy, 0, height - 1)][:, np.clip(cols - vx, 0, width - 1)]
+                want = float(((image[rows][:, cols].astype(np.float64) - moved) ** 2).sum())
+                assert got[k, cy, cx] == pytest.approx(want, rel=1e-5)
+    assert np.array_equal(capi.window_errors(image, reference, cell, base, offsets, threads=2), got)
+    with pytest.raises(ValueError):
+        capi.window_errors(image, reference[:-1], cell, base, offsets)
+
+
+@pytest.mark.parametrize(("cell", "height", "width", "sharp"),
+                         [(8, 48, 64, False), (16, 40, 50, True), (32, 37, 70, False), (8, 21, 30, True)])
+def test_quarter_errors_are_the_errors_of_the_moved_pictures(cell, height, width, sharp):
+    """Each candidate field's per-cell squared errors equal those of the picture move_picture
+    moves by that field (quarter pixels, the cubic or the 8-tap filter, vectors reaching past the
+    frame, cells cut by its edges), summed per cell in double; one thread and two alike."""
+    rng = np.random.default_rng(cell + height)
+    image = rng.random((height, width), dtype=np.float32)
+    reference = rng.random((height, width), dtype=np.float32)
+    gh, gw = -(-height // cell), -(-width // cell)
+    candidates = rng.integers(-40, 41, size=(5, gh, gw, 2))
+    got = capi.quarter_errors(image, reference, cell, candidates, sharp, threads=1)
+    for k in range(len(candidates)):
+        moved = capi.move_picture(reference[None], candidates[k], cell, 4, sharp=sharp)[0]
+        err = (image.astype(np.float64) - moved) ** 2
+        for cy in range(gh):
+            for cx in range(gw):
+                want = err[cy * cell:(cy + 1) * cell, cx * cell:(cx + 1) * cell].sum()
+                assert got[k, cy, cx] == pytest.approx(want, rel=1e-5)
+    assert np.array_equal(capi.quarter_errors(image, reference, cell, candidates, sharp, threads=2), got)

@@ -1,6 +1,6 @@
 // A plain C ABI over the CPU kernels, for callers without torch (the decoder loads it with ctypes).
 //
-// Five entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
+// Eight entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
 //   gsvc_render_forward: splats -> image [3,H,W] (prepare_splats + bin_tiles + forward, the same
 //     calls as the torch binding, so the image is the same bit for bit);
 //   gsvc_yuv444_to_codes: YUV 4:4:4 floats [3,H,W] (code value / peak) -> integer code planes,
@@ -11,6 +11,8 @@
 //   gsvc_move_picture: an M-frame's picture, the previous one moved by its field (FORMAT.md
 //     "M-frame"; gsvc_cli/codec/moved_picture.py is the same arithmetic in numpy).
 //   gsvc_move_picture_overlapped: the same with kind 6's overlapped cells.
+//   gsvc_window_errors: the encoder's block search, each cell's squared error at many vectors;
+//   gsvc_quarter_errors: the same at quarter-pixel vectors, read as gsvc_move_picture reads them.
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
 // the ABI.
 #include <omp.h>
@@ -523,13 +525,36 @@ bool move_arguments_valid(int32_t channels, int32_t height, int32_t width, int32
          gw == (width - 1) / cell + 1;
 }
 
+// Sum over rows x n pixels of (image - block)^2, image rows of stride `width`, block rows of stride n:
+// per row eight lanes in a fixed order (it vectorises), rows added in double.
+inline float block_error(const float* image, int64_t width, const float* block, int32_t rows, int32_t n) {
+  double sum = 0.0;
+  for (int32_t r = 0; r < rows; ++r) {
+    const float* a = image + r * width;
+    const float* b = block + static_cast<int64_t>(r) * n;
+    float lanes[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int32_t x = 0;
+    for (; x + 8 <= n; x += 8)
+      for (int l = 0; l < 8; ++l) {
+        const float d = a[x + l] - b[x + l];
+        lanes[l] += d * d;
+      }
+    for (; x < n; ++x) {
+      const float d = a[x] - b[x];
+      lanes[0] += d * d;
+    }
+    sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  }
+  return static_cast<float>(sum);
+}
+
 }  // namespace
 
 extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 6; }
+int gsvc_capi_version(void) { return 8; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -642,6 +667,87 @@ int gsvc_move_picture_overlapped(const float* picture, int32_t channels, int32_t
     }
   }
   return failed ? 2 : 0;
+}
+
+// out [K,gh,gw]: for each cell of `cell` pixels tiling image [height,width] from its top-left corner
+// and each vector v = base[cy,cx] + offsets[k] (x, y; whole pixels), the sum over the cell's pixels p
+// inside the frame of (image(p) - reference(p - v))^2, reads clamped to the frame (the encoder's
+// picture_motion search; one cell's sums in a fixed order, so no thread count changes them).
+int gsvc_window_errors(const float* image, const float* reference, int32_t height, int32_t width,
+                       const int64_t* base, int32_t gh, int32_t gw, int32_t cell, const int64_t* offsets,
+                       int32_t count, float* out, int threads) {
+  if (height < 1 || width < 1 || cell < 1 || count < 0 || threads < 1 || gh != (height - 1) / cell + 1 ||
+      gw != (width - 1) / cell + 1)
+    return 1;
+  const int64_t cells = static_cast<int64_t>(gh) * gw;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t c = 0; c < cells; ++c) {
+    const int32_t y0 = static_cast<int32_t>(c / gw) * cell, x0 = static_cast<int32_t>(c % gw) * cell;
+    const int32_t y1 = std::min(height, y0 + cell), x1 = std::min(width, x0 + cell);
+    for (int32_t k = 0; k < count; ++k) {
+      const int64_t vx = base[2 * c] + offsets[2 * k], vy = base[2 * c + 1] + offsets[2 * k + 1];
+      const bool inside = x0 - vx >= 0 && x1 - 1 - vx < width;
+      double sum = 0.0;
+      for (int32_t y = y0; y < y1; ++y) {
+        const float* row = image + static_cast<int64_t>(y) * width;
+        const float* ref = reference + std::clamp<int64_t>(y - vy, 0, height - 1) * width;
+        float lanes[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};  // a fixed order that vectorises
+        int32_t x = x0;
+        if (inside) {
+          for (; x + 8 <= x1; x += 8)
+            for (int l = 0; l < 8; ++l) {
+              const float d = row[x + l] - ref[x + l - vx];
+              lanes[l] += d * d;
+            }
+        }
+        for (; x < x1; ++x) {
+          const float d = row[x] - ref[std::clamp<int64_t>(x - vx, 0, width - 1)];
+          lanes[0] += d * d;
+        }
+        sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+      }
+      out[k * cells + c] = static_cast<float>(sum);
+    }
+  }
+  return 0;
+}
+
+// out [K,gh,gw]: each cell's squared error sum, over its pixels inside the frame, between image
+// [height,width] and reference read by the quarter-pixel vectors candidates [K,gh,gw,2] (x, y in
+// quarter pixels) through the cubic (sharp 0) or the 8-tap filter (sharp 1): the values
+// gsvc_move_picture gives each such field (the same quarter_block), without moving whole pictures
+// (the encoder's quarter_refine). One cell's sums in a fixed order: no thread count changes them.
+int gsvc_quarter_errors(const float* image, const float* reference, int32_t height, int32_t width,
+                        const int64_t* candidates, int32_t count, int32_t gh, int32_t gw, int32_t cell,
+                        int32_t sharp, float* out, int threads) {
+  if (!move_arguments_valid(1, height, width, gh, gw, cell, 4, sharp, threads) || count < 0) return 1;
+  const int64_t cells = static_cast<int64_t>(gh) * gw;
+  const int32_t rows_max = std::min(cell, height), n_max = std::min(cell, width);
+  const size_t each = static_cast<size_t>(rows_max + 7) * n_max + static_cast<size_t>(rows_max) * n_max;
+  try {
+    std::vector<float> scratch(static_cast<size_t>(threads) * each);
+#pragma omp parallel num_threads(threads)
+    {
+      float* across = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * each;
+      float* block = across + static_cast<size_t>(rows_max + 7) * n_max;
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < cells; ++c) {
+        const int32_t y0 = static_cast<int32_t>(c / gw) * cell, x0 = static_cast<int32_t>(c % gw) * cell;
+        const int32_t rows = std::min(height, y0 + cell) - y0, n = std::min(width, x0 + cell) - x0;
+        for (int32_t k = 0; k < count; ++k) {
+          const int64_t vx = candidates[2 * (k * cells + c)], vy = candidates[2 * (k * cells + c) + 1];
+          if (sharp)
+            quarter_block<0, 8>(reference, height, width, vx, vy, y0, rows, x0, n, across, block, n);
+          else
+            quarter_block<0, 4>(reference, height, width, vx, vy, y0, rows, x0, n, across, block, n);
+          out[k * cells + c] = block_error(image + static_cast<int64_t>(y0) * width + x0, width, block, rows, n);
+        }
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    return 2;
+  }
+  return 0;
 }
 
 }  // extern "C"

@@ -1,6 +1,6 @@
 """The CPU kernels through their C ABI (ext/cpu/capi.cpp), on numpy arrays: rendering, the
 YUV 4:4:4 float -> integer codes conversion, the entropy tables' decay sequence and M-frames' moved
-pictures, for callers that must not import torch (the decoder).
+pictures, for callers that must not import torch (the decoder); and the encoder's block search sums.
 
 The render is the torch extension's forward, compiled from the same sources with the same flags, so
 images are equal bit for bit (tests/test_render_capi.py checks it). Thread counts default to
@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 6
+CAPI_VERSION = 8
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -62,6 +62,12 @@ def _library_cached() -> ctypes.CDLL:
                                       _int]
     lib.gsvc_move_picture_overlapped.restype = _int
     lib.gsvc_move_picture_overlapped.argtypes = lib.gsvc_move_picture.argtypes
+    lib.gsvc_quarter_errors.restype = _int
+    lib.gsvc_quarter_errors.argtypes = [_f32p, _f32p, _i32, _i32, _i64p, _i32, _i32, _i32, _i32, _i32, _f32p,
+                                        _int]
+    lib.gsvc_window_errors.restype = _int
+    lib.gsvc_window_errors.argtypes = [_f32p, _f32p, _i32, _i32, _i64p, _i32, _i32, _i32, _i64p, _i32, _f32p,
+                                       _int]
     return lib
 
 
@@ -154,4 +160,43 @@ def move_picture(picture: np.ndarray, vectors: np.ndarray, cell: int, per_pixel:
     kernel = library().gsvc_move_picture_overlapped if overlapped else library().gsvc_move_picture
     _check(kernel(picture, channels, height, width, vectors, gh, gw, cell, per_pixel, int(sharp), out,
                   threads), "move_picture")
+    return out
+
+
+def window_errors(image: np.ndarray, reference: np.ndarray, cell: int, base: np.ndarray, offsets: np.ndarray,
+                  threads: int | None = None) -> np.ndarray:
+    """Squared error sums [K, gh, gw] float32 of each cell of `cell` pixels of image [H, W] against
+    reference [H, W] read at p - (base[cy, cx] + offsets[k]) (x, y whole pixels; base [gh, gw, 2],
+    offsets [K, 2] int64), over the cell's pixels inside the frame, reads clamped to the frame."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    reference = np.ascontiguousarray(reference, dtype=np.float32)
+    base = np.ascontiguousarray(base, dtype=np.int64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1, 2)
+    height, width = image.shape
+    gh, gw = base.shape[:2]
+    if reference.shape != image.shape or base.shape != (gh, gw, 2):
+        raise ValueError(f"window_errors: shapes {image.shape}, {reference.shape}, {base.shape} do not match")
+    out = np.empty((len(offsets), gh, gw), dtype=np.float32)
+    _check(library().gsvc_window_errors(image, reference, height, width, base, gh, gw, cell, offsets,
+                                        len(offsets), out, threads or default_threads()), "window_errors")
+    return out
+
+
+def quarter_errors(image: np.ndarray, reference: np.ndarray, cell: int, candidates: np.ndarray, sharp: bool,
+                   threads: int | None = None) -> np.ndarray:
+    """Squared error sums [K, gh, gw] float32 of each cell of `cell` pixels of image [H, W] against
+    reference [H, W] moved by each field candidates[k] ([K, gh, gw, 2] int64, quarter pixels; the
+    cubic, or with `sharp` the 8-tap filter), as move_picture would move it, over the cell's pixels
+    inside the frame."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    reference = np.ascontiguousarray(reference, dtype=np.float32)
+    candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+    height, width = image.shape
+    count, gh, gw = candidates.shape[:3]
+    if reference.shape != image.shape or candidates.shape != (count, gh, gw, 2):
+        raise ValueError(f"quarter_errors: shapes {image.shape}, {reference.shape}, {candidates.shape} "
+                         "do not match")
+    out = np.empty((count, gh, gw), dtype=np.float32)
+    _check(library().gsvc_quarter_errors(image, reference, height, width, candidates, count, gh, gw, cell,
+                                         int(sharp), out, threads or default_threads()), "quarter_errors")
     return out

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
-from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, search_scale, translated
+from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, search_scale
 from gsvc_cli.codec.moved_picture import move_picture
+from gsvc_cli.render.capi import quarter_errors, window_errors
 
 RADIUS = 7  # pixels searched around zero on frames up to SEARCH_PIXELS
 REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector
@@ -90,8 +91,7 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
 
     if height * width <= SEARCH_PIXELS:
         offsets = [(dx, dy) for dy in range(-RADIUS, RADIUS + 1) for dx in range(-RADIUS, RADIUS + 1)]
-        errors = torch.stack([_block_sums((image - translated(reference, dx, dy)) ** 2, cell)
-                              for dx, dy in offsets])
+        errors = _window_errors(reference, image, cell, torch.zeros(gh, gw, 2, dtype=torch.int64), offsets)
         candidates = torch.tensor(offsets, dtype=torch.int64)[:, None, None, :].expand(-1, gh, gw, 2)
         if far:
             far_errors, far_candidates = around_coarse(FAR_SCALE)
@@ -127,10 +127,8 @@ def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vector
             left = torch.cat([field[:, :1], field[:, :-1]], dim=1)
             above = torch.cat([field[:1], field[:-1]], dim=0)
             candidates = torch.cat([candidates, left[None], above[None]])
-        errors = torch.stack([
-            _block_sums((image - torch.from_numpy(
-                move_picture(reference, MotionVectors(c.numpy(), cell, 4, sharp=sharp))[0])) ** 2, cell)
-            for c in candidates])
+        errors = torch.from_numpy(quarter_errors(image.numpy(), reference[0], cell, candidates.numpy(),
+                                                 sharp))
         field = _choose(errors * luma_weight, candidates, lam, costs)
     return field
 
@@ -215,11 +213,6 @@ def _field_bits_by_cell(field: np.ndarray, costs: VectorCosts) -> np.ndarray:
     return bits
 
 
-def _block_sums(values: torch.Tensor, cell: int) -> torch.Tensor:
-    """[H, W] -> [gh, gw] sums over the cells (the last row and column of cells cropped)."""
-    return F.avg_pool2d(values[None, None], cell, ceil_mode=True, divisor_override=1)[0, 0]
-
-
 def coarse_field(reference: torch.Tensor, image: torch.Tensor, scale: int | None = None) -> MotionField:
     """The downscaled block search cells refine around (one per frame, any cell); scale: the
     downscale factor (else block_motion's, which leaves frames up to SEARCH_PIXELS whole)."""
@@ -235,28 +228,11 @@ def _coarse_vectors(field: MotionField, cell: int, gh: int, gw: int) -> torch.Te
 
 def _window_errors(reference: torch.Tensor, image: torch.Tensor, cell: int, base: torch.Tensor,
                    offsets: list[tuple[int, int]]) -> torch.Tensor:
-    """Squared error sums [K, gh, gw] of each cell moved by base + offset_k: one gather of a window
-    around every cell's base position, then a strided slice per offset (no per-offset gather)."""
-    height, width = image.shape
-    gh, gw = base.shape[:2]
-    r = max(max(abs(dx), abs(dy)) for dx, dy in offsets)
-    side = cell + 2 * r
-    # Reference rows/cols of each cell's window: cell origin - base - r + [0, side), clamped.
-    origin_y = (torch.arange(gh) * cell)[:, None] - base[..., 1] - r  # [gh, gw]
-    origin_x = (torch.arange(gw) * cell)[None, :] - base[..., 0] - r
-    steps = torch.arange(side)
-    rows = (origin_y[..., None] + steps).clamp(0, height - 1)  # [gh, gw, side]
-    cols = (origin_x[..., None] + steps).clamp(0, width - 1)
-    windows = reference[rows[..., :, None], cols[..., None, :]]  # [gh, gw, side, side]
-    padded = F.pad(image, (0, gw * cell - width, 0, gh * cell - height))
-    blocks = padded.reshape(gh, cell, gw, cell).permute(0, 2, 1, 3)  # [gh, gw, cell, cell]
-    inside = F.pad(torch.ones(height, width), (0, gw * cell - width, 0, gh * cell - height))
-    mask = inside.reshape(gh, cell, gw, cell).permute(0, 2, 1, 3)
-    out = []
-    for dx, dy in offsets:  # reading at p - (base + d): window index r - d
-        moved = windows[:, :, r - dy:r - dy + cell, r - dx:r - dx + cell]
-        out.append((((blocks - moved) ** 2) * mask).sum((2, 3)))
-    return torch.stack(out)
+    """Squared error sums [K, gh, gw] of each cell moved by base + offset_k (reads clamped to the
+    frame; the native kernel, render.capi.window_errors)."""
+    errors = window_errors(image.numpy(), reference.numpy(), cell, base.numpy(),
+                           np.array(offsets, dtype=np.int64))
+    return torch.from_numpy(errors)
 
 
 def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float, costs: VectorCosts,
