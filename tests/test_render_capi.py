@@ -171,3 +171,46 @@ def test_quarter_errors_are_the_errors_of_the_moved_pictures(cell, height, width
                 want = err[cy * cell:(cy + 1) * cell, cx * cell:(cx + 1) * cell].sum()
                 assert got[k, cy, cx] == pytest.approx(want, rel=1e-5)
     assert np.array_equal(capi.quarter_errors(image, reference, cell, candidates, sharp, threads=2), got)
+
+
+@pytest.mark.parametrize("own", [False, True])
+def test_choose_vectors_takes_the_least_cost_in_coding_order(own):
+    """Each cell's choice against a plain loop: the least error + lambda x bits of the residual from
+    the left neighbour's choice (the cell above's down the first column), zero_bits for a zero
+    residual; with `own`, the predictor itself at its weighted squared error (reads clamped)."""
+    rng = np.random.default_rng(7 + own)
+    cell, height, width, count = 8, 30, 44, 6
+    gh, gw = -(-height // cell), -(-width // cell)
+    candidates = rng.integers(-6, 7, size=(count, gh, gw, 2))
+    candidates[1] = 0  # zero residuals from a zero predictor
+    errors = rng.random((count, gh, gw), dtype=np.float32) * 20
+    image = rng.random((height, width), dtype=np.float32)
+    reference = rng.random((height, width), dtype=np.float32)
+    lam, zero_bits, moving_bits, weight = 0.7, 1.5, 0.25, 0.75
+    got = capi.choose_vectors(errors, candidates, lam, zero_bits, moving_bits,
+                              (image, reference, cell, weight) if own else None)
+
+    def bits(r):
+        if not r.any():
+            return zero_bits
+        return float(sum(1 + 2 * np.log2(1 + abs(float(c))) for c in r)) + moving_bits
+
+    want = np.zeros((gh, gw, 2), dtype=np.int64)
+    order = [(row, 0) for row in range(gh)] + [(row, col) for col in range(1, gw) for row in range(gh)]
+    for row, col in order:
+        predictor = want[row, col - 1] if col else (want[row - 1, 0] if row else np.zeros(2, np.int64))
+        costs = [errors[k, row, col] + lam * bits(candidates[k, row, col] - predictor) for k in range(count)]
+        best = candidates[int(np.argmin(costs)), row, col]
+        if own:
+            ys = np.arange(row * cell, min(height, row * cell + cell))
+            xs = np.arange(col * cell, min(width, col * cell + cell))
+            moved = reference[np.clip(ys - predictor[1], 0, height - 1)]
+            moved = moved[:, np.clip(xs - predictor[0], 0, width - 1)]
+            if weight * float(((image[ys][:, xs] - moved) ** 2).sum()) + lam * zero_bits < min(costs):
+                best = predictor
+        want[row, col] = best
+    assert np.array_equal(got, want)
+    if own:  # the predictor's own vector won somewhere
+        assert not np.array_equal(got, capi.choose_vectors(errors, candidates, lam, zero_bits, moving_bits))
+    with pytest.raises(ValueError):
+        capi.choose_vectors(errors[:, :-1], candidates, lam, zero_bits, moving_bits)

@@ -1,6 +1,6 @@
 // A plain C ABI over the CPU kernels, for callers without torch (the decoder loads it with ctypes).
 //
-// Eight entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
+// Nine entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
 //   gsvc_render_forward: splats -> image [3,H,W] (prepare_splats + bin_tiles + forward, the same
 //     calls as the torch binding, so the image is the same bit for bit);
 //   gsvc_yuv444_to_codes: YUV 4:4:4 floats [3,H,W] (code value / peak) -> integer code planes,
@@ -12,7 +12,8 @@
 //     "M-frame"; gsvc_cli/codec/moved_picture.py is the same arithmetic in numpy).
 //   gsvc_move_picture_overlapped: the same with kind 6's overlapped cells.
 //   gsvc_window_errors: the encoder's block search, each cell's squared error at many vectors;
-//   gsvc_quarter_errors: the same at quarter-pixel vectors, read as gsvc_move_picture reads them.
+//   gsvc_quarter_errors: the same at quarter-pixel vectors, read as gsvc_move_picture reads them;
+//   gsvc_choose_vectors: per cell, the candidate of least error + lambda x bits, in coding order.
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
 // the ABI.
 #include <omp.h>
@@ -554,7 +555,7 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 8; }
+int gsvc_capi_version(void) { return 9; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -747,6 +748,71 @@ int gsvc_quarter_errors(const float* image, const float* reference, int32_t heig
   } catch (const std::bad_alloc&) {
     return 2;
   }
+  return 0;
+}
+
+// chosen [gh,gw,2]: per cell, of the candidates [K,gh,gw,2] (x, y) with their errors [K,gh,gw], the
+// one of least error + lam x bits, bits those of its residual r from the cell's predictor (the
+// left neighbour's choice; down the first column the one above; (0, 0) first): (0, 0) costs
+// zero_bits, any other moving_bits + the sum over components of 1 + 2 log2(1 + |r|); the first of
+// equal costs wins, all in float32. With image and reference ([height,width] luma, whole-pixel
+// candidates), each cell also tries its predictor itself, at own_weight x its squared error (reads
+// clamped to the frame), after the K candidates. Cells are chosen in order, one after another.
+int gsvc_choose_vectors(const float* errors, const int64_t* candidates, int32_t count, int32_t gh, int32_t gw,
+                        float lam, float zero_bits, float moving_bits, const float* image, const float* reference,
+                        int32_t height, int32_t width, int32_t cell, float own_weight, int64_t* chosen) {
+  if (count < 1 || gh < 1 || gw < 1) return 1;
+  const bool own = image != nullptr && reference != nullptr;
+  if (own && (height < 1 || width < 1 || cell < 1 || gh != (height - 1) / cell + 1 || gw != (width - 1) / cell + 1))
+    return 1;
+  const int64_t cells = static_cast<int64_t>(gh) * gw;
+  auto component = [](int64_t r) { return 1.0f + 2.0f * std::log2(1.0f + static_cast<float>(r < 0 ? -r : r)); };
+  auto bits = [&](int64_t rx, int64_t ry) {
+    return rx == 0 && ry == 0 ? zero_bits : (component(rx) + component(ry)) + moving_bits;
+  };
+  auto choose = [&](int32_t row, int32_t col, int64_t px, int64_t py) {
+    const int64_t c = static_cast<int64_t>(row) * gw + col;
+    int64_t bx = candidates[2 * c], by = candidates[2 * c + 1];
+    float best = errors[c] + lam * bits(bx - px, by - py);
+    for (int32_t k = 1; k < count; ++k) {
+      const int64_t at = k * cells + c;
+      const int64_t vx = candidates[2 * at], vy = candidates[2 * at + 1];
+      const float cost = errors[at] + lam * bits(vx - px, vy - py);
+      if (cost < best) {
+        best = cost;
+        bx = vx;
+        by = vy;
+      }
+    }
+    if (own) {
+      const int32_t y0 = row * cell, x0 = col * cell;
+      const int32_t y1 = std::min(height, y0 + cell), x1 = std::min(width, x0 + cell);
+      double sum = 0.0;
+      for (int32_t y = y0; y < y1; ++y) {
+        const float* a = image + static_cast<int64_t>(y) * width;
+        const float* b = reference + std::clamp<int64_t>(y - py, 0, height - 1) * width;
+        for (int32_t x = x0; x < x1; ++x) {
+          const float d = a[x] - b[std::clamp<int64_t>(x - px, 0, width - 1)];
+          sum += static_cast<double>(d) * d;
+        }
+      }
+      if (own_weight * static_cast<float>(sum) + lam * zero_bits < best) {
+        bx = px;
+        by = py;
+      }
+    }
+    chosen[2 * c] = bx;
+    chosen[2 * c + 1] = by;
+  };
+  for (int32_t row = 0; row < gh; ++row) {  // first column: predicted from the cell above
+    const int64_t* above = row ? chosen + 2 * static_cast<int64_t>(row - 1) * gw : nullptr;
+    choose(row, 0, above ? above[0] : 0, above ? above[1] : 0);
+  }
+  for (int32_t col = 1; col < gw; ++col)
+    for (int32_t row = 0; row < gh; ++row) {
+      const int64_t* left = chosen + 2 * (static_cast<int64_t>(row) * gw + col - 1);
+      choose(row, col, left[0], left[1]);
+    }
   return 0;
 }
 

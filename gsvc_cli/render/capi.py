@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 8
+CAPI_VERSION = 9
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -62,6 +62,10 @@ def _library_cached() -> ctypes.CDLL:
                                       _int]
     lib.gsvc_move_picture_overlapped.restype = _int
     lib.gsvc_move_picture_overlapped.argtypes = lib.gsvc_move_picture.argtypes
+    lib.gsvc_choose_vectors.restype = _int
+    lib.gsvc_choose_vectors.argtypes = [_f32p, _i64p, _i32, _i32, _i32, ctypes.c_float, ctypes.c_float,
+                                        ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, _i32, _i32, _i32,
+                                        ctypes.c_float, _i64p]
     lib.gsvc_quarter_errors.restype = _int
     lib.gsvc_quarter_errors.argtypes = [_f32p, _f32p, _i32, _i32, _i64p, _i32, _i32, _i32, _i32, _i32, _f32p,
                                         _int]
@@ -200,3 +204,33 @@ def quarter_errors(image: np.ndarray, reference: np.ndarray, cell: int, candidat
     _check(library().gsvc_quarter_errors(image, reference, height, width, candidates, count, gh, gw, cell,
                                          int(sharp), out, threads or default_threads()), "quarter_errors")
     return out
+
+
+def choose_vectors(errors: np.ndarray, candidates: np.ndarray, lam: float, zero_bits: float,
+                   moving_bits: float, own: tuple[np.ndarray, np.ndarray, int, float] | None = None
+                   ) -> np.ndarray:
+    """Per cell, the candidate (candidates [K, gh, gw, 2] int64, errors [K, gh, gw] float32) of least
+    error + lam x bits of its residual from its predictor (the left neighbour's choice; down the
+    first column the one above), chosen cell after cell: [gh, gw, 2] int64. Bits: zero_bits for
+    (0, 0), else moving_bits + per component 1 + 2 log2(1 + |r|). own (image, reference, cell,
+    weight; luma [H, W], whole pixels): each cell also tries its predictor itself at weight x its
+    squared error. Float32 costs; the first of equal costs wins."""
+    errors = np.ascontiguousarray(errors, dtype=np.float32)
+    candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+    count, gh, gw = errors.shape
+    if candidates.shape != (count, gh, gw, 2):
+        raise ValueError(f"choose_vectors: shapes {errors.shape} and {candidates.shape} do not match")
+    chosen = np.empty((gh, gw, 2), dtype=np.int64)
+    image = reference = None
+    height = width = cell = 0
+    weight = 0.0
+    if own is not None:
+        image, reference = (np.ascontiguousarray(a, dtype=np.float32) for a in own[:2])
+        if reference.shape != image.shape:
+            raise ValueError(f"choose_vectors: shapes {image.shape} and {reference.shape} do not match")
+        (height, width), cell, weight = image.shape, own[2], own[3]
+    _check(library().gsvc_choose_vectors(
+        errors, candidates, count, gh, gw, lam, zero_bits, moving_bits,
+        None if image is None else image.ctypes.data, None if reference is None else reference.ctypes.data,
+        height, width, cell, weight, chosen), "choose_vectors")
+    return chosen

@@ -22,17 +22,15 @@ the M-frame will have.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, search_scale
 from gsvc_cli.codec.moved_picture import move_picture
-from gsvc_cli.render.capi import quarter_errors, window_errors
+from gsvc_cli.render.capi import choose_vectors, quarter_errors, window_errors
 
 RADIUS = 7  # pixels searched around zero on frames up to SEARCH_PIXELS
 REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector
@@ -104,10 +102,7 @@ def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam:
             errors = torch.cat([errors, far_errors])
             candidates = torch.cat([candidates, far_candidates])
 
-    def own(rows: slice, col: int, vectors: torch.Tensor) -> torch.Tensor:
-        return luma_weight * _column_errors(reference, image, cell, rows, col, vectors)
-
-    return _choose(errors * luma_weight, candidates, lam, costs, own)
+    return _choose(errors * luma_weight, candidates, lam, costs, (image, reference, cell, luma_weight))
 
 
 def quarter_refine(reference: np.ndarray, image: torch.Tensor, cell: int, vectors: torch.Tensor,
@@ -236,42 +231,15 @@ def _window_errors(reference: torch.Tensor, image: torch.Tensor, cell: int, base
 
 
 def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float, costs: VectorCosts,
-            own: Callable[[slice, int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Per cell, the candidate of least error + lam * bits, left to right (first column top down).
-    With `own` (the weighted error of cells rows x col at given vectors), each cell also tries its
+            own: tuple[torch.Tensor, torch.Tensor, int, float] | None = None) -> torch.Tensor:
+    """Per cell, the candidate of least error + lam * bits (vector_bits of its residual from the
+    left neighbour's choice), left to right (first column top down; render.capi.choose_vectors).
+    With `own` (image and reference luma, the cell size, luma's weight), each cell also tries its
     predictor's own vector (x264 tries the predicted vector first), so a field can stay rigid
     across motion beyond the searched window."""
-    _, gh, gw = errors.shape
-    chosen = torch.zeros(gh, gw, 2, dtype=torch.int64)
-
-    def pick(rows: slice, col: int, predictor: torch.Tensor) -> torch.Tensor:
-        k_vectors, k_errors = candidates[:, rows, col], errors[:, rows, col]  # [K, rows, 2], [K, rows]
-        if own is not None:
-            k_vectors = torch.cat([k_vectors, predictor[None]])
-            k_errors = torch.cat([k_errors, own(rows, col, predictor)[None]])
-        bits = vector_bits((k_vectors - predictor).float(), costs)
-        best = (k_errors + lam * bits).argmin(0)
-        return k_vectors.gather(0, best[None, ..., None].expand(1, *best.shape, 2))[0]
-
-    for row in range(gh):  # first column: predicted from the cell above
-        above = chosen[row - 1:row, 0] if row else torch.zeros(1, 2, dtype=torch.int64)
-        chosen[row:row + 1, 0] = pick(slice(row, row + 1), 0, above)
-    for col in range(1, gw):
-        chosen[:, col] = pick(slice(0, gh), col, chosen[:, col - 1])
-    return chosen
-
-
-def _column_errors(reference: torch.Tensor, image: torch.Tensor, cell: int, rows: slice, col: int,
-                   vectors: torch.Tensor) -> torch.Tensor:
-    """Luma squared error of the cells rows x col, each moved by its own vector ([rows, 2])."""
-    height, width = image.shape
-    y0, y1 = rows.start * cell, min(height, rows.stop * cell)
-    x0, x1 = col * cell, min(width, (col + 1) * cell)
-    per_row = vectors.repeat_interleave(cell, 0)[:y1 - y0]  # [strip height, 2]
-    ys = (torch.arange(y0, y1)[:, None] - per_row[:, 1:2]).clamp(0, height - 1)
-    xs = (torch.arange(x0, x1)[None, :] - per_row[:, 0:1]).clamp(0, width - 1)
-    err = ((image[y0:y1, x0:x1] - reference[ys, xs]) ** 2).sum(1)
-    return F.pad(err, (0, (rows.stop - rows.start) * cell - len(err))).reshape(-1, cell).sum(1)
+    arrays = None if own is None else (own[0].numpy(), own[1].numpy(), own[2], own[3])
+    return torch.from_numpy(choose_vectors(errors.numpy(), candidates.numpy(), lam, costs.zero_bits,
+                                           costs.moving_bits, arrays))
 
 
 def luma_share(channel_weights: tuple[float, float, float]) -> float:
