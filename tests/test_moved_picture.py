@@ -32,7 +32,6 @@ from gsvc_cli.codec.encoder.picture_motion import (
     FAR_SCALE_LARGE,
     RADIUS,
     VectorCosts,
-    _window_sums,
     picture_motion,
     quarter_refine,
     refine_field,
@@ -51,6 +50,7 @@ from gsvc_cli.codec.moved_picture import (
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.errors import FormatError
 from gsvc_cli.render import capi, render
+from gsvc_cli.render.capi import window_sums
 from gsvc_cli.video import Frame, open_video
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "small.gsvc"
@@ -709,15 +709,21 @@ def test_an_m_frame_adds_residual_splats_where_the_moved_picture_misses(tmp_path
 @pytest.mark.parametrize(("height", "width", "cell", "reach"),
                          [(48, 64, 8, 1), (50, 70, 16, 2), (37, 41, 8, 0), (100, 90, 32, 4)])
 def test_window_sums_cover_each_cell_and_its_reach(height: int, width: int, cell: int, reach: int) -> None:
-    """refine_field's per-cell sums over the cell and `reach` pixels around it (partial cells at
-    the right and bottom edges, windows cut by the frame), against a sum over each window."""
-    errors = np.random.default_rng(1).random((height, width)).astype(np.float32)
+    """refine_field's per-cell sums of the weighted squared error over the cell and `reach` pixels
+    around it (partial cells at the right and bottom edges, windows cut by the frame), against a
+    sum over each window; one thread and two alike."""
+    rng = np.random.default_rng(1)
+    moved, image = (rng.random((3, height, width)).astype(np.float32) for _ in range(2))
+    weights = np.array([0.75, 0.125, 0.125], dtype=np.float32)
+    errors = np.tensordot(weights, (moved - image) ** 2, axes=1)
     gh, gw = -(-height // cell), -(-width // cell)
     want = np.zeros((gh, gw))
     for i, j in itertools.product(range(gh), range(gw)):
         y0, x0 = max(0, i * cell - reach), max(0, j * cell - reach)
         want[i, j] = errors[y0:(i + 1) * cell + reach, x0:(j + 1) * cell + reach].astype(np.float64).sum()
-    np.testing.assert_allclose(_window_sums(errors, cell, reach, gh, gw), want, rtol=1e-12)
+    got = window_sums(moved, image, weights, cell, reach, threads=1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.array_equal(window_sums(moved, image, weights, cell, reach, threads=2), got)
 
 
 @pytest.mark.parametrize("overlapped", [False, True])

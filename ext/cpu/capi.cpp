@@ -1,6 +1,6 @@
 // A plain C ABI over the CPU kernels, for callers without torch (the decoder loads it with ctypes).
 //
-// Nine entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
+// Ten entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
 //   gsvc_render_forward: splats -> image [3,H,W] (prepare_splats + bin_tiles + forward, the same
 //     calls as the torch binding, so the image is the same bit for bit);
 //   gsvc_yuv444_to_codes: YUV 4:4:4 floats [3,H,W] (code value / peak) -> integer code planes,
@@ -13,7 +13,8 @@
 //   gsvc_move_picture_overlapped: the same with kind 6's overlapped cells.
 //   gsvc_window_errors: the encoder's block search, each cell's squared error at many vectors;
 //   gsvc_quarter_errors: the same at quarter-pixel vectors, read as gsvc_move_picture reads them;
-//   gsvc_choose_vectors: per cell, the candidate of least error + lambda x bits, in coding order.
+//   gsvc_choose_vectors: per cell, the candidate of least error + lambda x bits, in coding order;
+//   gsvc_window_sums: per cell, a weighted squared error summed over the cell and a ring around it.
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
 // the ABI.
 #include <omp.h>
@@ -555,7 +556,7 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 9; }
+int gsvc_capi_version(void) { return 10; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -813,6 +814,59 @@ int gsvc_choose_vectors(const float* errors, const int64_t* candidates, int32_t 
       const int64_t* left = chosen + 2 * (static_cast<int64_t>(row) * gw + col - 1);
       choose(row, col, left[0], left[1]);
     }
+  return 0;
+}
+
+// out [gh,gw] (double): per cell of `cell` pixels tiling [height,width] from the top-left corner, the
+// sum over the cell and `reach` pixels around it, inside the frame, of e(p) = sum over channels of
+// weights[c] x (a[c,p] - b[c,p])^2 (a, b [channels,height,width]; e in float32, its sums in double):
+// the encoder's refine_field cost of a moved picture a against the frame b. Rows first (each row's
+// windows across), then down the columns.
+int gsvc_window_sums(const float* a, const float* b, int32_t channels, int32_t height, int32_t width,
+                     const float* weights, int32_t cell, int32_t reach, int32_t gh, int32_t gw, double* out,
+                     int threads) {
+  if (channels < 1 || height < 1 || width < 1 || cell < 1 || reach < 0 || threads < 1 ||
+      gh != (height - 1) / cell + 1 || gw != (width - 1) / cell + 1)
+    return 1;
+  const int64_t plane = static_cast<int64_t>(height) * width;
+  try {
+    std::vector<double> across(static_cast<size_t>(height) * gw);  // [height, gw]: each row's window sums
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<float> e(static_cast<size_t>(width));
+#pragma omp for schedule(static)
+      for (int32_t y = 0; y < height; ++y) {
+        const int64_t at = static_cast<int64_t>(y) * width;
+        for (int32_t x = 0; x < width; ++x) {
+          const float d = a[at + x] - b[at + x];
+          e[x] = weights[0] * (d * d);
+        }
+        for (int32_t c = 1; c < channels; ++c)
+          for (int32_t x = 0; x < width; ++x) {
+            const float d = a[c * plane + at + x] - b[c * plane + at + x];
+            e[x] += weights[c] * (d * d);
+          }
+        double* row = across.data() + static_cast<int64_t>(y) * gw;
+        for (int32_t cx = 0; cx < gw; ++cx) {
+          const int32_t x0 = std::max(0, cx * cell - reach), x1 = std::min(width, (cx + 1) * cell + reach);
+          double sum = 0.0;
+          for (int32_t x = x0; x < x1; ++x) sum += e[x];
+          row[cx] = sum;
+        }
+      }
+#pragma omp for schedule(static)
+      for (int32_t cy = 0; cy < gh; ++cy) {
+        const int32_t y0 = std::max(0, cy * cell - reach), y1 = std::min(height, (cy + 1) * cell + reach);
+        for (int32_t cx = 0; cx < gw; ++cx) {
+          double sum = 0.0;
+          for (int32_t y = y0; y < y1; ++y) sum += across[static_cast<size_t>(y) * gw + cx];
+          out[static_cast<int64_t>(cy) * gw + cx] = sum;
+        }
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    return 2;
+  }
   return 0;
 }
 

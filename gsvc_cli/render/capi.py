@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 9
+CAPI_VERSION = 10
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -62,6 +62,9 @@ def _library_cached() -> ctypes.CDLL:
                                       _int]
     lib.gsvc_move_picture_overlapped.restype = _int
     lib.gsvc_move_picture_overlapped.argtypes = lib.gsvc_move_picture.argtypes
+    lib.gsvc_window_sums.restype = _int
+    lib.gsvc_window_sums.argtypes = [_f32p, _f32p, _i32, _i32, _i32, _f32p, _i32, _i32, _i32, _i32,
+                                     np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS"), _int]
     lib.gsvc_choose_vectors.restype = _int
     lib.gsvc_choose_vectors.argtypes = [_f32p, _i64p, _i32, _i32, _i32, ctypes.c_float, ctypes.c_float,
                                         ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, _i32, _i32, _i32,
@@ -234,3 +237,21 @@ def choose_vectors(errors: np.ndarray, candidates: np.ndarray, lam: float, zero_
         None if image is None else image.ctypes.data, None if reference is None else reference.ctypes.data,
         height, width, cell, weight, chosen), "choose_vectors")
     return chosen
+
+
+def window_sums(moved: np.ndarray, image: np.ndarray, weights: np.ndarray, cell: int, reach: int,
+                threads: int | None = None) -> np.ndarray:
+    """[gh, gw] float64: per cell of `cell` pixels, the sum over the cell and `reach` pixels around
+    it (inside the frame) of the channel-weighted squared error between moved and image
+    ([C, H, W] float32; weights [C])."""
+    moved = np.ascontiguousarray(moved, dtype=np.float32)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    channels, height, width = image.shape
+    if moved.shape != image.shape or weights.shape != (channels,):
+        raise ValueError(f"window_sums: shapes {moved.shape}, {image.shape}, {weights.shape} do not match")
+    gh, gw = -(-height // cell), -(-width // cell)
+    out = np.empty((gh, gw), dtype=np.float64)
+    _check(library().gsvc_window_sums(moved, image, channels, height, width, weights, cell, reach, gh, gw,
+                                      out, threads or default_threads()), "window_sums")
+    return out

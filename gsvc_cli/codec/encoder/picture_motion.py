@@ -30,7 +30,7 @@ import torch
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, search_scale
 from gsvc_cli.codec.moved_picture import move_picture
-from gsvc_cli.render.capi import choose_vectors, quarter_errors, window_errors
+from gsvc_cli.render.capi import choose_vectors, quarter_errors, window_errors, window_sums
 
 RADIUS = 7  # pixels searched around zero on frames up to SEARCH_PIXELS
 REFINE_RADIUS = 2  # pixels searched around the downscaled search's vector
@@ -159,9 +159,7 @@ def refine_field(reference: np.ndarray, image: np.ndarray, motion: MotionVectors
                     trial = replace(motion, vectors=np.ascontiguousarray(field))
                 except ValueError:  # a step past the largest vector
                     continue
-                diff = move_picture(reference, trial) - image
-                errors = np.tensordot(weights, np.square(diff, out=diff), axes=1)
-                cost = (_window_sums(errors, motion.cell, reach, gh, gw)
+                cost = (window_sums(move_picture(reference, trial), image, weights, motion.cell, reach)
                         + lam * _field_bits_by_cell(field, costs))
                 if best_cost is None:
                     best_cost, best = cost, field
@@ -171,27 +169,6 @@ def refine_field(reference: np.ndarray, image: np.ndarray, motion: MotionVectors
                     best = np.where(better[..., None], field, best)
             vectors = np.where(mine, best, vectors)
     return replace(motion, vectors=np.ascontiguousarray(vectors))
-
-
-def _window_sums(errors: np.ndarray, cell: int, reach: int, gh: int, gw: int) -> np.ndarray:
-    """[gh, gw]: per cell, the sum of `errors` [H, W] over the cell and `reach` pixels around it
-    (float64). Rows first, then columns: each window is its cell's rows summed by a reshape plus
-    the `reach` rows on either side (no summed-area table: two float64 cumsums over a 1080p
-    frame cost ten times as much)."""
-    height, width = errors.shape
-    padded = np.zeros((gh * cell + 2 * reach, gw * cell + 2 * reach), dtype=errors.dtype)
-    padded[reach:reach + height, reach:reach + width] = errors
-
-    def bands(values: np.ndarray, count: int) -> np.ndarray:
-        """Sums over axis 0 of rows [k cell, (k + 1) cell + 2 reach), k < count."""
-        sums = values[reach:reach + count * cell].reshape(count, cell, -1).sum(1, dtype=np.float64)
-        if reach:
-            before = (np.arange(count) * cell)[:, None] + np.arange(reach)[None]
-            sums += values[before].sum(1, dtype=np.float64)
-            sums += values[before + cell + reach].sum(1, dtype=np.float64)
-        return sums
-
-    return bands(bands(padded, gh).T, gw).T
 
 
 def _field_bits_by_cell(field: np.ndarray, costs: VectorCosts) -> np.ndarray:
