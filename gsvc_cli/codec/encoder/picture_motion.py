@@ -16,7 +16,9 @@ vector of the downscaled block search (motion.block_motion) alone, within REFINE
 resolution. `quarter_refine` then refines a whole-pixel field by half and
 quarter pixels (as x264's subpixel refinement does), reading through the decoder's own filter
 (moved_picture.move_picture: the cubic, or the 8-tap filter), so the errors it weighs are the ones
-the M-frame will have.
+the M-frame will have. The per-cell sums and the choice run in native kernels (render.capi:
+window_errors, quarter_errors, choose_vectors, window_sums), which sum in their own order, so a
+near-tie may fall the other way than a plain sum would decide it.
 """
 
 from __future__ import annotations
