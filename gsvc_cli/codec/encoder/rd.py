@@ -89,6 +89,9 @@ class RDTuning:
     real_intra_after_m: a P-fit from a splat state older than the previous frame (M-frames came
     between) whose J exceeds the I-frame estimate (the GOP's first I-frame's J) is compared with a
     real I-frame fit (its J times p_preference) instead of the estimate alone.
+    real_intra_vs_m: an I-frame chosen over an M-frame by the estimate alone is coded only when the
+    real I-fit's J is below the M-frame's (times m_preference); else the M-frame (off: the
+    estimate decides).
     intra_trial_steps: before that real I-frame fit, on frames fitted at full size only, a fit of
     this many steps; when even INTRA_TRIAL_BOUND times its J (times p_preference) exceeds the
     P-frame's J, the full fit cannot win and is not run. 0: always the full fit (the ablation).
@@ -262,6 +265,7 @@ class RDTuning:
     # short fit before each real I-fit trial"): the full fit's J was 0.74-0.87 of the short fit's,
     # and the 40 trials that lost did so with J(P) / (p_preference J(I)) at 0.49-0.77.
     intra_trial_steps: int = 300
+    real_intra_vs_m: bool = False
     m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
     # m_skip_backoff 24 by 24-frame encodes of the three large clips (2026-12-04, BENCHMARKS.md
