@@ -555,3 +555,27 @@ def test_a_short_fit_skips_only_the_real_i_fits_that_would_lose(monkeypatch) -> 
     fits.clear()
     assert enc._real_intra_if_cheaper(2, image, p_cost=0.5 * full_j) is None
     assert trial not in fits and full in fits  # the ablation: always the full fit
+
+
+def test_a_stale_estimate_does_not_code_an_i_frame_that_costs_more_than_the_m_frame(monkeypatch) -> None:
+    """When the I-frame estimate is far too low (a stale one), every inter frame looks dearer than
+    an I-frame; with real_intra_vs_m the real I-fit's J is compared with the M-frame's, so the
+    M-frames that cost less stay M-frames (and the encoder's I-frame state is left as it was)."""
+    frames, info = crops([(0, 200, 40), (1, 200, 40), (2, 200, 40)])
+
+    def types(on: bool) -> str:
+        tuning = RDTuning(real_intra_vs_m=on, intra_steps_scale=0.1)  # short I-fits: the test is the choice
+        enc = Encoder(info, EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning), 3, 64)
+        enc.encode(0, frames[0])
+        monkeypatch.setattr(enc, "_intra_cost_estimate", lambda: 1e-9)
+        kinds = "I"
+        for k in (1, 2):
+            before = enc.intra_cost
+            coded, _, _ = enc.encode(k, frames[k])
+            kinds += coded.frame_type
+            if coded.frame_type == "M":
+                assert enc.intra_cost == before
+        return kinds
+
+    assert types(False) == "III"  # the estimate alone: I-frames
+    assert types(True) == "IMM"  # the real I-frames cost more than these M-frames
