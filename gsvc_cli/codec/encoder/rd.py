@@ -265,6 +265,9 @@ class RDTuning:
     # short fit before each real I-fit trial"): the full fit's J was 0.74-0.87 of the short fit's,
     # and the 40 trials that lost did so with J(P) / (p_preference J(I)) at 0.49-0.77.
     intra_trial_steps: int = 300
+    # real_intra_vs_m off (2026-12-05, BENCHMARKS.md "A short fit before each real I-fit trial"):
+    # street Q 27 +1.0% bytes for -0.11 dB (the I-frame it turned into an M-frame renewed the
+    # picture the later M-frames move); no change on the twelve small-clip points where it can act.
     real_intra_vs_m: bool = False
     m_skip_ratio: float = 1.5
     m_skip_frames: int = 3
