@@ -54,7 +54,7 @@ def main() -> None:
         for steps in short_steps:
             start = time.perf_counter()
             shorts[steps] = (short_fit_cost(encoder, index, image, steps), time.perf_counter() - start)
-        saved = (encoder.steps, encoder.intra_scale, encoder.intra_count, encoder.intra_cost)
+        saved = encoder._intra_state()
         start = time.perf_counter()
         result = encoder._intra_rd(index, image)
         seconds = time.perf_counter() - start
@@ -67,7 +67,7 @@ def main() -> None:
                           "short_s": {s: round(t, 2) for s, (_, t) in shorts.items()}}), flush=True)
         if p_cost > preference * full:
             return result
-        encoder.steps, encoder.intra_scale, encoder.intra_count, encoder.intra_cost = saved
+        encoder._restore_intra_state(saved)
         return None
 
     gop.Encoder._real_intra_if_cheaper = logged

@@ -93,6 +93,8 @@ _PictureChoice = tuple[CodedFrame, torch.Tensor, float]
 _ResidualSet = tuple[float, QuantisedSplats, QuantSteps, Splats]
 """An M-frame's residual splats as _with_residual tried them: (J, integers and decoded splats in
 coding order, steps)."""
+_IntraState = tuple[QuantSteps, float, int | None, tuple[float, float]]
+"""What an I-fit changes (Encoder._intra_state): steps, step scale, splat count, (SSE, bits)."""
 _ResidualTrial = Callable[[QuantisedSplats, QuantSteps], tuple[_PictureChoice, float, Splats]]
 """Prices residual splats in an M-frame: (the choice, J at the choosing lambda, decoded splats)."""
 RESIDUAL_STEP_SCALES = (1.0, 2.0, 4.0)
@@ -346,11 +348,11 @@ class Encoder:
                 coded, result, fit_psnr = intra
                 self.gop_length = 0
         if coded is None:
-            saved = (self.steps, self.intra_scale, self.intra_count, self.intra_cost)
+            saved = self._intra_state()
             coded, result, fit_psnr = (self._intra_rd(index, image) if self.lam is not None
                                        else self._intra(index, image, self.rate.plan_intra()))
             if moved is not None and not hard_cut and frame_type is None and self._moved_beats_intra(moved):
-                self.steps, self.intra_scale, self.intra_count, self.intra_cost = saved
+                self._restore_intra_state(saved)
                 return self._picture_frame(index, frame, image, moved[0], moved[1], start, moved[2])
             self.gop_length = 0
             self.p_over_m = None  # fresh splats: the next P-fit is worth trying
@@ -613,14 +615,22 @@ class Encoder:
         took 56 kbit at 28.6 dB)."""
         if not self._intra_may_win(index, image, p_cost):
             return None
-        saved = (self.steps, self.intra_scale, self.intra_count, self.intra_cost)
+        saved = self._intra_state()
         coded, result, fit_psnr = self._intra_rd(index, image)
         assert self.lam is not None
         i_sse, i_bits = self.intra_cost
         if p_cost > self.settings.tuning.p_preference * (i_sse + self.lam * i_bits):
             return coded, result, fit_psnr
-        self.steps, self.intra_scale, self.intra_count, self.intra_cost = saved
+        self._restore_intra_state(saved)
         return None
+
+    def _intra_state(self) -> _IntraState:
+        """What an I-fit changes (steps, step scale, splat count, costs): kept before a trial fit
+        and put back when the trial loses."""
+        return self.steps, self.intra_scale, self.intra_count, self.intra_cost
+
+    def _restore_intra_state(self, state: _IntraState) -> None:
+        self.steps, self.intra_scale, self.intra_count, self.intra_cost = state
 
     def _intra_may_win(self, index: int, image: torch.Tensor, p_cost: float) -> bool:
         """Whether a full I-fit might beat `p_cost`, judged by a short fit (tuning.intra_trial_steps)
@@ -646,7 +656,7 @@ class Encoder:
         at frame 26 (M 3035, estimate 3001, the real I-frame 3369)."""
         if not self.settings.tuning.real_intra_vs_m or self.lam is None:
             return False
-        i_sse, i_bits = self.intra_cost
+        i_sse, i_bits = self.intra_cost  # the I-frame just fitted, not the estimate
         return moved[2] * self.settings.tuning.m_preference < i_sse + self.lam * i_bits
 
     def _real_intra_over_m(self, index: int, image: torch.Tensor, moved: _PictureChoice
