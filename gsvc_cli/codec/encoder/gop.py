@@ -355,7 +355,8 @@ class Encoder:
                 self._restore_intra_state(saved)
                 return self._picture_frame(index, frame, image, moved[0], moved[1], start, moved[2])
             self.gop_length = 0
-            self.p_over_m = None  # fresh splats: the next P-fit is worth trying
+            if not (self.large and self.settings.tuning.m_skip_over_intra and self.p_far_losses):
+                self.p_over_m = None  # fresh splats: the next P-fit is worth trying
         if coded.frame_type == "I" and self.lam is not None:
             self.gop_cost, self.above_mean = (0.0, 0), 0
             self._count_cost(self._intra_cost_estimate())

@@ -108,6 +108,9 @@ class RDTuning:
     each P-fit that loses so again when tried after a run of skips doubles the next run, up to
     this many frames (one that does not lose so resets it): where P-fits never win (street 1080p:
     none of 49 inter frames), they cost ~4 s a try.
+    m_skip_over_intra: on those frames, while P-fits keep losing so, an I-frame does not end the run
+    of skips (else the frame after every I-frame tries a P-fit: street 1080p tried and lost 3 of
+    its 5 P-fits, 5-11 s each, right after an I-frame).
     A speed switch: the P-fit is most of a frame's encode time, and at low qualities M-frames win
     most frames.
     picture_rd_search: an M-frame's vectors are chosen by D + lambda R per block (picture_motion),
@@ -275,6 +278,7 @@ class RDTuning:
     # "Longer I-fits in preset fast"): street Q 27, cockatoo and flower Q 30 gave the same bytes
     # with and without it (no P-frame won there) and flower took 0.885x the time.
     m_skip_backoff: int = 24
+    m_skip_over_intra: bool = True
     intra_steps_scale: float = 1.0
     # intra_lr_scale 2 and intra_anneal_steps 200 with 2400 steps by the whole-clip run of
     # 2026-12-05 (seven clips, same run; BENCHMARKS.md "I-fits at twice the learning rate"):
