@@ -6,6 +6,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import kodak_crop
@@ -173,6 +174,39 @@ def test_weighted_mse_is_bit_identical_to_the_plain_expression() -> None:
     b = torch.rand(3, 9, 13, generator=g, dtype=torch.float64, requires_grad=True)
     w64 = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda x, y: weighted_mse(x, y, w64), (a, b))
+
+
+def test_fitting_loss_gives_the_same_gradient_and_the_clamped_mse_beside_it() -> None:
+    """The fitting loop's native loss: the gradient of weighted_mse bit for bit (so fits do not
+    change), the loss and the MSE of the render clamped to [0, 1] as the plain expressions give
+    them (to rounding), on frames whose rows are not a multiple of eight wide; one and two
+    threads give the same sums. A tensor the kernels cannot take goes the torch way."""
+    from gsvc_cli.codec.encoder.loss import fitting_loss, loss_weights, weighted_mse
+    from gsvc_cli.render import capi
+
+    g = torch.Generator().manual_seed(1)
+    w = loss_weights((6.0, 1.0, 1.0), "cpu")
+    for height, width in ((48, 80), (37, 53), (1, 3)):
+        image = torch.rand(3, height, width, generator=g)
+        start = torch.rand(3, height, width, generator=g) * 1.4 - 0.2
+        plain_in = start.clone().requires_grad_(True)
+        plain = weighted_mse(plain_in, image, w)
+        plain.backward()
+        native_in = start.clone().requires_grad_(True)
+        loss, coded = fitting_loss(native_in, image, w)
+        loss.backward()
+        assert torch.equal(native_in.grad, plain_in.grad)
+        assert float(loss.detach()) == pytest.approx(float(plain.detach()), rel=1e-6)
+        clamped = float(weighted_mse(start.clamp(0, 1), image, w))
+        assert coded == pytest.approx(clamped, rel=1e-6) and coded < float(plain.detach())
+        one = capi.fit_error_sums(start.numpy(), image.numpy(), threads=1)
+        two = capi.fit_error_sums(start.numpy(), image.numpy(), threads=2)
+        assert all(np.array_equal(x, y) for x, y in zip(one, two, strict=True))
+    as_double = start.double().requires_grad_(True)  # not float32: the torch expressions
+    loss, coded = fitting_loss(as_double, image.double(), w)
+    loss.backward()
+    assert loss.dtype == torch.float64 and as_double.grad is not None  # the gradient went through
+    assert coded == pytest.approx(float(weighted_mse(start.double().clamp(0, 1), image.double(), w)))
 
 
 def test_coarse_to_fine_fit_starts_from_the_downscaled_frame(crop: torch.Tensor) -> None:

@@ -1,6 +1,6 @@
 // A plain C ABI over the CPU kernels, for callers without torch (the decoder loads it with ctypes).
 //
-// Nine entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
+// Entry points, all on caller-owned float32 / integer arrays (row-major, contiguous):
 //   gsvc_render_forward: splats -> image [3,H,W] (prepare_splats + bin_tiles + forward, the same
 //     calls as the torch binding, so the image is the same bit for bit);
 //   gsvc_yuv444_to_codes: YUV 4:4:4 floats [3,H,W] (code value / peak) -> integer code planes,
@@ -15,6 +15,8 @@
 //   gsvc_quarter_errors: the same at quarter-pixel vectors, read as gsvc_move_picture reads them;
 //   gsvc_choose_vectors: per cell, the candidate of least error + lambda x bits, in coding order;
 //   gsvc_window_sums: per cell, a weighted squared error summed over the cell and a ring around it.
+//   gsvc_fit_error_sums, gsvc_fit_error_gradient: the fitting loop's distortion (each channel's
+//     squared error, raw and with the render clamped) and its gradient, one pass over the frame each.
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
 // the ABI.
 #include <omp.h>
@@ -556,7 +558,7 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 10; }
+int gsvc_capi_version(void) { return 11; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -866,6 +868,73 @@ int gsvc_window_sums(const float* a, const float* b, int32_t channels, int32_t h
     }
   } catch (const std::bad_alloc&) {
     return 2;
+  }
+  return 0;
+}
+
+// sums [2 x channels] (double): per channel c, the sum over its `count` values of (a - b)^2, then
+// the same with a clamped to [0, 1] (the fitting loop's loss and its PSNR of the picture as coded).
+// Each row of `width` values sums in eight float lanes in a fixed order, the rows in double, in
+// order: no thread count changes the sums.
+int gsvc_fit_error_sums(const float* a, const float* b, int32_t channels, int32_t height, int32_t width,
+                        double* sums, int threads) {
+  if (channels < 1 || height < 1 || width < 1 || threads < 1) return 1;
+  const int64_t rows = static_cast<int64_t>(channels) * height;
+  try {
+    std::vector<double> raw(static_cast<size_t>(rows)), clamped(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* x = a + r * width;
+      const float* y = b + r * width;
+      float lanes[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+      float lanes_c[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+      int32_t i = 0;
+      for (; i + 8 <= width; i += 8)
+        for (int l = 0; l < 8; ++l) {
+          const float d = x[i + l] - y[i + l];
+          const float e = std::min(std::max(x[i + l], 0.0f), 1.0f) - y[i + l];
+          lanes[l] += d * d;
+          lanes_c[l] += e * e;
+        }
+      for (; i < width; ++i) {
+        const float d = x[i] - y[i];
+        const float e = std::min(std::max(x[i], 0.0f), 1.0f) - y[i];
+        lanes[0] += d * d;
+        lanes_c[0] += e * e;
+      }
+      raw[static_cast<size_t>(r)] =
+          ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+      clamped[static_cast<size_t>(r)] = ((lanes_c[0] + lanes_c[1]) + (lanes_c[2] + lanes_c[3])) +
+                                        ((lanes_c[4] + lanes_c[5]) + (lanes_c[6] + lanes_c[7]));
+    }
+    for (int32_t c = 0; c < channels; ++c) {
+      double s = 0.0, t = 0.0;
+      for (int32_t y = 0; y < height; ++y) {
+        s += raw[static_cast<size_t>(c) * height + y];
+        t += clamped[static_cast<size_t>(c) * height + y];
+      }
+      sums[c] = s;
+      sums[channels + c] = t;
+    }
+  } catch (const std::bad_alloc&) {
+    return 2;
+  }
+  return 0;
+}
+
+// out [channels, count] = (a - b) x scales[c]: the gradient of sum_c w_c mean_c (a - b)^2 with
+// respect to a, scales[c] = 2 w_c / count as the caller rounds it (each value one subtraction and
+// one product, as the plain expression's).
+int gsvc_fit_error_gradient(const float* a, const float* b, int32_t channels, int64_t count, const float* scales,
+                            float* out, int threads) {
+  if (channels < 1 || count < 1 || threads < 1) return 1;
+  for (int32_t c = 0; c < channels; ++c) {
+    const float scale = scales[c];
+    const float* x = a + c * count;
+    const float* y = b + c * count;
+    float* g = out + c * count;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < count; ++i) g[i] = (x[i] - y[i]) * scale;
   }
   return 0;
 }

@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 10
+CAPI_VERSION = 11
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -75,6 +75,11 @@ def _library_cached() -> ctypes.CDLL:
     lib.gsvc_window_errors.restype = _int
     lib.gsvc_window_errors.argtypes = [_f32p, _f32p, _i32, _i32, _i64p, _i32, _i32, _i32, _i64p, _i32, _f32p,
                                        _int]
+    lib.gsvc_fit_error_sums.restype = _int
+    lib.gsvc_fit_error_sums.argtypes = [_f32p, _f32p, _i32, _i32, _i32,
+                                        np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS"), _int]
+    lib.gsvc_fit_error_gradient.restype = _int
+    lib.gsvc_fit_error_gradient.argtypes = [_f32p, _f32p, _i32, _i64, _f32p, _f32p, _int]
     return lib
 
 
@@ -255,3 +260,31 @@ def window_sums(moved: np.ndarray, image: np.ndarray, weights: np.ndarray, cell:
     _check(library().gsvc_window_sums(moved, image, channels, height, width, weights, cell, reach, gh, gw,
                                       out, threads or default_threads()), "window_sums")
     return out
+
+
+def fit_error_sums(a: np.ndarray, b: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel of [C, H, W] float32 a and b: the sum of (a - b)^2 and the sum with a clamped
+    to [0, 1] ([C] float64 each), in one pass (the fitting loop's loss and its PSNR)."""
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"fit_error_sums: shapes {a.shape} and {b.shape} must be the same [C, H, W]")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    channels, height, width = a.shape
+    sums = np.empty(2 * channels, dtype=np.float64)
+    _check(library().gsvc_fit_error_sums(a, b, channels, height, width, sums, threads or default_threads()),
+           "fit_error_sums")
+    return sums[:channels], sums[channels:]
+
+
+def fit_error_gradient(a: np.ndarray, b: np.ndarray, scales: np.ndarray, out: np.ndarray,
+                       threads: int | None = None) -> None:
+    """out = (a - b) x scales[c] per channel c of [C, H, W] float32 arrays (out preallocated,
+    contiguous): the fitting loss's gradient, one pass."""
+    if a.shape != b.shape or out.shape != a.shape or a.ndim != 3 or scales.shape != (a.shape[0],):
+        raise ValueError(f"fit_error_gradient: shapes {a.shape}, {b.shape}, {scales.shape}, {out.shape}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    scales = np.ascontiguousarray(scales, dtype=np.float32)
+    channels = a.shape[0]
+    _check(library().gsvc_fit_error_gradient(a, b, channels, a[0].size, scales, out,
+                                             threads or default_threads()), "fit_error_gradient")

@@ -22,7 +22,7 @@ import torch
 from gsvc_cli.codec.encoder.colour_refit import refit_colours
 from gsvc_cli.codec.encoder.densify import colour_gradient, prune_and_place
 from gsvc_cli.codec.encoder.init import content_aware_splats
-from gsvc_cli.codec.encoder.loss import loss_weights, weighted_mse, weighted_psnr
+from gsvc_cli.codec.encoder.loss import fitting_loss, loss_weights, weighted_psnr
 from gsvc_cli.codec.encoder.presets import FitConfig
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.metrics.psnr import mse_to_psnr
@@ -196,7 +196,7 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
             factor = _cosine(anneal[1], config.lr_final_fraction, since / config.anneal_steps)
         _set_lr(optimizer, config, spacing, factor)
         out = draw(params.splats())
-        loss = weighted_mse(out, image, weights)
+        loss, coded_mse = fitting_loss(out, image, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -204,7 +204,7 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
             chol = params.tensors[1]
             chol[:, 0].clamp_(min=config.min_sigma)
             chol[:, 2].clamp_(min=config.min_sigma)
-            current_psnr = mse_to_psnr(float(weighted_mse(out.detach().clamp(0, 1), image, weights)), 1.0)
+        current_psnr = mse_to_psnr(coded_mse, 1.0)
         psnrs.append(current_psnr)
         if step % history_every == 0 or step == 1:
             history.append((step, time.perf_counter() - start_time, float(loss.detach()), current_psnr))
