@@ -18,7 +18,14 @@ from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.bitstream.quantise import QuantSteps
 from gsvc_cli.codec.decoder import decode_frames
 from gsvc_cli.codec.encoder.colour_refit import splat_energy
-from gsvc_cli.codec.encoder.gop import CUT_MARGIN_DB, Encoder, EncoderSettings, encode_frames, encode_video
+from gsvc_cli.codec.encoder.gop import (
+    CHANNEL_WEIGHTS,
+    CUT_MARGIN_DB,
+    Encoder,
+    EncoderSettings,
+    encode_frames,
+    encode_video,
+)
 from gsvc_cli.codec.encoder.inter_fit import field_vectors
 from gsvc_cli.codec.encoder.loss import loss_weights
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion
@@ -39,6 +46,7 @@ from gsvc_cli.codec.encoder.rd import (
     lagrangian,
     replacement_cost,
     residual_products,
+    weighted_sse,
 )
 from gsvc_cli.codec.splats import Splats
 from gsvc_cli.render import render
@@ -579,3 +587,18 @@ def test_a_stale_estimate_does_not_code_an_i_frame_that_costs_more_than_the_m_fr
 
     assert types(False) == "III"  # the estimate alone: I-frames
     assert types(True) == "IMM"  # the real I-frames cost more than these M-frames
+
+
+def test_weighted_sse_is_the_clamped_weighted_sum_of_squares() -> None:
+    """J's distortion, from the native pass on float32 CPU frames (a real crop against a render
+    that leaves [0, 1]), equals the plain float64 expression to rounding; a float64 frame goes
+    the torch way and gives the same."""
+    frames, _ = crops([(0, 200, 40)])
+    image = frames[0].to_yuv444_float()
+    g = torch.Generator().manual_seed(3)
+    rendered = image + 0.3 * torch.randn(image.shape, generator=g)
+    weights = loss_weights(CHANNEL_WEIGHTS, "cpu")
+    plain = float(((rendered.double().clamp(0, 1) - image.double()) ** 2).sum(dim=(1, 2)) @ weights.double())
+    assert weighted_sse(rendered, image, weights) == pytest.approx(plain, rel=1e-6)
+    assert weighted_sse(rendered.double(), image.double(), weights.double()) == pytest.approx(plain, rel=1e-9)
+    assert weighted_sse(image, image, weights) == 0.0

@@ -100,6 +100,17 @@ def fitting_loss(out: torch.Tensor, image: torch.Tensor, channel_weights: torch.
     return loss, coded
 
 
+def clamped_error_sums(rendered: torch.Tensor, image: torch.Tensor) -> list[float] | None:
+    """Per channel, the sum of (clamp(rendered, 0, 1) - image)^2 over [C,H,W] float32 CPU
+    tensors, from the native kernel (one pass, double sums); None where it cannot take them."""
+    if not (rendered.device.type == "cpu" and image.device.type == "cpu" and rendered.dtype == torch.float32
+            and image.dtype == torch.float32 and rendered.dim() == 3 and rendered.shape == image.shape
+            and _native_sums()):
+        return None
+    _, clamped = capi.fit_error_sums(rendered.detach().numpy(), image.detach().numpy())
+    return clamped.tolist()
+
+
 @functools.cache
 def _native_sums() -> bool:
     """Whether the C library (render.capi) loads; without it the torch expressions stand in."""

@@ -32,6 +32,7 @@ import torch
 
 from gsvc_cli.codec.bitstream.dequant import QuantSteps
 from gsvc_cli.codec.encoder.colour_refit import apply_wt, splat_energy
+from gsvc_cli.codec.encoder.loss import clamped_error_sums
 from gsvc_cli.codec.splats import Splats
 
 LN2 = math.log(2.0)
@@ -108,6 +109,10 @@ class RDTuning:
     each P-fit that loses so again when tried after a run of skips doubles the next run, up to
     this many frames (one that does not lose so resets it): where P-fits never win (street 1080p:
     none of 49 inter frames), they cost ~4 s a try.
+    warm_count_refit: on I-frames fitted coarse to fine, when the count model asks for a second
+    fit (its answer COUNT_BAND or more from the first count), that fit starts from the first one's
+    splats (the least useful pruned, or new ones added at the residual) and runs the fine stage
+    alone, not a whole coarse-to-fine fit again (street 1080p: frames 0 and 53, 20 s each).
     m_skip_over_intra: on those frames, while P-fits keep losing so, an I-frame does not end the run
     of skips (else the frame after every I-frame tries a P-fit: street 1080p tried and lost 3 of
     its 5 P-fits, 5-11 s each, right after an I-frame).
@@ -279,6 +284,7 @@ class RDTuning:
     # with and without it (no P-frame won there) and flower took 0.885x the time.
     m_skip_backoff: int = 24
     m_skip_over_intra: bool = True
+    warm_count_refit: bool = True
     intra_steps_scale: float = 1.0
     # intra_lr_scale 2 and intra_anneal_steps 200 with 2400 steps by the whole-clip run of
     # 2026-12-05 (seven clips, same run; BENCHMARKS.md "I-fits at twice the learning rate"):
@@ -313,7 +319,12 @@ def intra_base_steps(tuning: RDTuning, lam: float) -> QuantSteps:
 
 
 def weighted_sse(rendered: torch.Tensor, image: torch.Tensor, weights: torch.Tensor) -> float:
-    """Sum over pixels of the channel-weighted squared error (weights sum to 1), clamped render."""
+    """Sum over pixels of the channel-weighted squared error (weights sum to 1), clamped render.
+    Every J of the encoder pays one (an M-frame's ~20 candidates each a whole frame): on the CPU
+    in one native pass with double sums (loss.clamped_error_sums), else torch's expression."""
+    sums = clamped_error_sums(rendered, image)
+    if sums is not None:
+        return float(sum(w * s for w, s in zip(weights.tolist(), sums, strict=True)))
     err = (rendered.clamp(0, 1) - image) ** 2
     return float((err.sum(dim=(1, 2)) * weights).sum())
 
