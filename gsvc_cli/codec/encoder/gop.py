@@ -774,8 +774,9 @@ class Encoder:
                  else PIXELS_PER_SPLAT_GUESS)
         fixed = self.settings.intra_splats
         count = fixed or self.intra_count or max(MIN_SPLATS, int(pixels // guess))
+        first: Splats | None = None
         for attempt in range(1 if fixed is not None else 2):
-            splats, fit_psnr = self._fit(image, count, None, self.preset.intra, seed, None)
+            splats, fit_psnr = self._fit(image, count, first, self._refit_config(first), seed, None)
             scale, sse, bits = self._best_step_scale(splats, image)
             beta = COUNT_EXPONENT
             best = count * (beta * sse / max(lam * bits, 1e-12)) ** (1.0 / (1.0 + beta))
@@ -783,6 +784,8 @@ class Encoder:
             if attempt == 1 or abs(math.log2(best / count)) < COUNT_BAND:
                 break
             count = best
+            if self.settings.tuning.warm_count_refit and pixels >= self.preset.intra.coarse_min_pixels:
+                first = splats
         self.intra_scale = scale
         self.intra_count = count if attempt == 1 else best
         self.steps = self._intra_base_steps().scaled(scale)
@@ -801,6 +804,15 @@ class Encoder:
         sse = weighted_sse(render_splats(decoded, self.height, self.width), image, self.weights)
         self.intra_cost = (sse, 8.0 * len(coded.payload))
         return coded, _Reference(q, decoded), fit_psnr
+
+    def _refit_config(self, first: Splats | None) -> FitConfig:
+        """The I-fit's config; for the count model's second fit from the first one's splats
+        (RDTuning.warm_count_refit), its fine stage alone: the splats the fine stage would start
+        from are there, pruned of the least useful or added to at the residual."""
+        intra = self.preset.intra
+        if first is None:
+            return intra
+        return replace(intra, max_steps=max(1, round(intra.fine_steps * intra.max_steps)), coarse_steps=0.0)
 
     def _inter_rd(self, index: int, image: torch.Tensor, warm: WarmStart
                   ) -> tuple[CodedFrame, _Reference, float, float]:
