@@ -284,7 +284,9 @@ class RDTuning:
     # with and without it (no P-frame won there) and flower took 0.885x the time.
     m_skip_backoff: int = 24
     m_skip_over_intra: bool = True
-    warm_count_refit: bool = True
+    # warm_count_refit off (2026-12-05, BENCHMARKS.md "Native loss sums"): street 1080p Q 27, one
+    # thread: frame 0's second fit in 0.49x the time, but the clip +2.3% bytes for -0.07 dB.
+    warm_count_refit: bool = False
     intra_steps_scale: float = 1.0
     # intra_lr_scale 2 and intra_anneal_steps 200 with 2400 steps by the whole-clip run of
     # 2026-12-05 (seven clips, same run; BENCHMARKS.md "I-fits at twice the learning rate"):
