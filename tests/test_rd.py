@@ -430,6 +430,22 @@ def test_p_fits_that_keep_losing_are_tried_ever_less_often() -> None:
         assert [_skips_after_loss(off, 3.0) for _ in range(4)] == [3, 3, 3, 3]
 
 
+def test_a_run_of_skipped_p_fits_outlasts_an_i_frame_on_large_frames() -> None:
+    """m_skip_over_intra: on a large frame whose P-fits lost by far, an I-frame leaves the run of
+    skips going (the frame after it skips the P-fit); switched off, or on a small frame, or with no
+    far loss yet, the I-frame's fresh splats make the next P-fit worth trying."""
+    cases = ((RDTuning(), True, 2, True), (RDTuning(m_skip_over_intra=False), True, 2, False),
+             (RDTuning(), False, 2, False), (RDTuning(), True, 0, False))
+    for tuning, large, losses, skips in cases:
+        enc = _encoder(tuning, large=large)
+        for _ in range(losses):
+            enc.p_over_m = 3.0
+            enc._note_p_over_m()
+        enc.p_fits_skipped = 0
+        enc._p_fits_after_intra()
+        assert enc._p_fit_pointless() is skips
+
+
 def _encoder(tuning: RDTuning = RDTuning(), large: bool = False) -> Encoder:
     """An encoder of 64x48 crops, or of 480x272 frames (more than SEARCH_PIXELS) with `large`."""
     frames, info = crops([(0, 200, 40)])

@@ -355,8 +355,7 @@ class Encoder:
                 self._restore_intra_state(saved)
                 return self._picture_frame(index, frame, image, moved[0], moved[1], start, moved[2])
             self.gop_length = 0
-            if not (self.large and self.settings.tuning.m_skip_over_intra and self.p_far_losses):
-                self.p_over_m = None  # fresh splats: the next P-fit is worth trying
+            self._p_fits_after_intra()
         if coded.frame_type == "I" and self.lam is not None:
             self.gop_cost, self.above_mean = (0.0, 0), 0
             self._count_cost(self._intra_cost_estimate())
@@ -677,6 +676,12 @@ class Encoder:
             return True
         self.p_fits_skipped = 0
         return False
+
+    def _p_fits_after_intra(self) -> None:
+        """Fresh splats make the next P-fit worth trying, unless P-fits keep losing by far on frames
+        of more than SEARCH_PIXELS (RDTuning.m_skip_over_intra): then the run of skips goes on."""
+        if not (self.large and self.settings.tuning.m_skip_over_intra and self.p_far_losses):
+            self.p_over_m = None
 
     def _note_p_over_m(self) -> None:
         """After a P-fit: a second loss by more than tuning.m_skip_ratio in a row doubles the run
