@@ -263,6 +263,9 @@ class RDTuning:
     model_memory: bool = True
     field_flag_costs: bool = True
     overlapped_cells: bool = True
+    # field_refine_passes 3 by the whole-clip run of 2026-12-05 (seven clips, same run; BENCHMARKS.md
+    # "Native loss sums"): -1.8% to +0.4% BD-rate (four clips gain, three lose) for +10% encode time
+    # at 1080p (street, 12 frames: -1.4% bytes, +0.03 dB; 1 pass +3.9% bytes, -0.14 dB). Stays 2.
     field_refine_passes: int = 2
     field_refine_all: bool = False
     far_motion: bool = True
