@@ -109,15 +109,15 @@ class RDTuning:
     each P-fit that loses so again when tried after a run of skips doubles the next run, up to
     this many frames (one that does not lose so resets it): where P-fits never win (street 1080p:
     none of 49 inter frames), they cost ~4 s a try.
-    warm_count_refit: on I-frames fitted coarse to fine, when the count model asks for a second
-    fit (its answer COUNT_BAND or more from the first count), that fit starts from the first one's
-    splats (the least useful pruned, or new ones added at the residual) and runs the fine stage
-    alone, not a whole coarse-to-fine fit again (street 1080p: frames 0 and 53, 20 s each).
     m_skip_over_intra: on those frames, while P-fits keep losing so, an I-frame does not end the run
     of skips (else the frame after every I-frame tries a P-fit: street 1080p tried and lost 3 of
     its 5 P-fits, 5-11 s each, right after an I-frame).
     A speed switch: the P-fit is most of a frame's encode time, and at low qualities M-frames win
     most frames.
+    warm_count_refit: on I-frames fitted coarse to fine, when the count model asks for a second
+    fit (its answer COUNT_BAND or more from the first count), that fit starts from the first one's
+    splats (the least useful pruned, or new ones added at the residual) and runs the fine stage
+    alone, not a whole coarse-to-fine fit again (street 1080p: frames 0 and 53, 20 s each).
     picture_rd_search: an M-frame's vectors are chosen by D + lambda R per block (picture_motion),
     else the least-error vectors of the P-frames' block search, rounded to whole pixels.
     picture_quarter: an M-frame's field may be in quarter pixels (read through a cubic): each
