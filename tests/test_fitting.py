@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import kodak_crop
+from helpers import kodak_crop, random_splats
 
-from gsvc_cli.codec.encoder.colour_refit import refit_colours
+import gsvc_cli.codec.encoder.colour_refit as colour_refit
+from gsvc_cli.codec.encoder.colour_refit import apply_wt, refit_colours
 from gsvc_cli.codec.encoder.fitting import fit_frame
 from gsvc_cli.codec.encoder.loss import weighted_psnr as psnr
 from gsvc_cli.codec.encoder.presets import get_preset
@@ -59,6 +60,26 @@ def test_colour_refit_recovers_known_colours() -> None:
     start = torch.zeros_like(truth.colors)
     colors = refit_colours(truth.means, truth.chol, target, start, iters=300, ridge=0.0, tol=1e-12)
     assert (colors - truth.colors).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize(("height", "width"), [(48, 64), (37, 53)])
+def test_binned_products_are_the_renderers_bit_for_bit(height: int, width: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """BinnedSplats (splats binned once per colour refit) gives render's image and its colour
+    gradient exactly, and so the same refit as the products through render's autograd."""
+    pytest.importorskip("gsvc_cli.render.build").cpu_kernels()
+    from gsvc_cli.render.cpu import BinnedSplats
+
+    means, chol, colors = random_splats(300, height, width, seed=5)
+    binned = BinnedSplats(means, chol, height, width)
+    image = binned.render(colors)
+    assert torch.equal(image, render(means, chol, colors, height, width, backend="cpu"))
+    pixels = torch.randn(3, height, width, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(binned.transpose(pixels), apply_wt(means, chol, pixels, height, width, backend="cpu"))
+    target = pixels.sigmoid()
+    binned_fit = refit_colours(means, chol, target, colors, iters=8, tol=0.0)
+    monkeypatch.setattr(colour_refit, "resolve_backend", lambda *args: "autograd")  # the products via render
+    assert torch.equal(binned_fit, refit_colours(means, chol, target, colors, iters=8, tol=0.0))
 
 
 def test_count_budget_is_kept_through_densify_and_prune(crop: torch.Tensor) -> None:

@@ -94,7 +94,7 @@ def test_quarter_pixel_reads_are_cubic_exact_on_whole_pixels_and_stay_in_range()
 
 
 @pytest.mark.parametrize("height, width, cell",
-                         [(24, 40, 8), (37, 53, 4), (7, 5, 1), (30, 40, 64), (96, 128, 16)])
+                         [(24, 40, 8), (37, 53, 4), (7, 5, 1), (30, 40, 64), (96, 128, 16), (70, 100, 32)])
 def test_the_c_kernel_moves_pictures_to_the_same_bits_as_numpy(height: int, width: int, cell: int) -> None:
     """FORMAT.md fixes every float32 operation of a quarter-pixel read and of the overlapped blend:
     the decoder's C kernel (no fused multiply-add, whatever -march allows) and the numpy fallback

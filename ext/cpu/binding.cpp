@@ -10,11 +10,11 @@
 
 namespace {
 
-// Returns [image [3,H,W], conics [N,5], boxes [N,4] int32, splat_offsets [N+1] int64,
-//          tile_offsets [T+1] int64, tile_splats [P] int32, tile_pairs [P] int64].
-std::vector<torch::Tensor> forward(const torch::Tensor& means, const torch::Tensor& chol,
-                                   const torch::Tensor& colors, int64_t height, int64_t width) {
-  gsvc::binding::check_forward(means, chol, colors, height, width, c10::DeviceType::CPU);
+// Returns [conics [N,5], boxes [N,4] int32, splat_offsets [N+1] int64, tile_offsets [T+1] int64,
+//          tile_splats [P] int32, tile_pairs [P] int64]: the binning forward and backward use.
+std::vector<torch::Tensor> bin_splats(const torch::Tensor& means, const torch::Tensor& chol, int64_t height,
+                                      int64_t width) {
+  gsvc::binding::check_geometry(means, chol, height, width, c10::DeviceType::CPU);
   const int threads = at::get_num_threads();
   const int64_t n = means.size(0);
   const auto h = static_cast<int32_t>(height), w = static_cast<int32_t>(width);
@@ -34,11 +34,32 @@ std::vector<torch::Tensor> forward(const torch::Tensor& means, const torch::Tens
   gsvc::cpu::bin_tiles(boxes.data_ptr<int32_t>(), splat_offsets.data_ptr<int64_t>(), n, h, w,
                        tile_offsets.data_ptr<int64_t>(), tile_splats.data_ptr<int32_t>(),
                        tile_pairs.data_ptr<int64_t>(), threads);
-  auto image = torch::empty({3, height, width}, f32);
+  return {conics, boxes, splat_offsets, tile_offsets, tile_splats, tile_pairs};
+}
+
+// image [3,H,W] of splats binned by bin_splats with these colours.
+torch::Tensor forward_binned(const torch::Tensor& colors, const torch::Tensor& conics, const torch::Tensor& boxes,
+                             const torch::Tensor& tile_offsets, const torch::Tensor& tile_splats, int64_t height,
+                             int64_t width) {
+  gsvc::binding::check_binned(colors, conics, boxes, tile_offsets, tile_splats, height, width,
+                              c10::DeviceType::CPU);
+  auto image = torch::empty({3, height, width}, torch::TensorOptions().dtype(torch::kFloat32));
   gsvc::cpu::forward(conics.data_ptr<float>(), boxes.data_ptr<int32_t>(), colors.data_ptr<float>(),
-                     tile_offsets.data_ptr<int64_t>(), tile_splats.data_ptr<int32_t>(), h, w,
-                     image.data_ptr<float>(), threads);
-  return {image, conics, boxes, splat_offsets, tile_offsets, tile_splats, tile_pairs};
+                     tile_offsets.data_ptr<int64_t>(), tile_splats.data_ptr<int32_t>(),
+                     static_cast<int32_t>(height), static_cast<int32_t>(width), image.data_ptr<float>(),
+                     at::get_num_threads());
+  return image;
+}
+
+// Returns [image [3,H,W], conics [N,5], boxes [N,4] int32, splat_offsets [N+1] int64,
+//          tile_offsets [T+1] int64, tile_splats [P] int32, tile_pairs [P] int64].
+std::vector<torch::Tensor> forward(const torch::Tensor& means, const torch::Tensor& chol,
+                                   const torch::Tensor& colors, int64_t height, int64_t width) {
+  gsvc::binding::check_forward(means, chol, colors, height, width, c10::DeviceType::CPU);
+  auto binning = bin_splats(means, chol, height, width);
+  auto image = forward_binned(colors, binning[0], binning[1], binning[3], binning[4], height, width);
+  binning.insert(binning.begin(), image);
+  return binning;
 }
 
 // Returns [grad_means [N,2], grad_chol [N,3], grad_colors [N,3]]; an output not asked for is an
@@ -88,6 +109,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gsvc CPU splat rasteriser (see ext/cpu/render_cpu.h)";
   m.def("forward", &forward, "render; returns the image and the binning the backward reuses");
   m.def("backward", &backward, "gradients for means, chol, colors");
+  m.def("bin_splats", &bin_splats, "the tile binning of forward alone, for products with fixed splat geometry");
+  m.def("forward_binned", &forward_binned, "render splats binned by bin_splats with new colours");
   m.def("fast_exp", &fast_exp, "the kernels' exp, for accuracy tests");
   m.def("simd", &gsvc::cpu::simd_name, "SIMD path compiled in");
 }

@@ -171,9 +171,12 @@ void quarter_block(const float* src, int32_t height, int32_t width, int64_t vx, 
   }
 }
 
-// The same block for a whole-pixel vector: copies, coordinates clamped (FORMAT.md kind 2).
+// The same block for a whole-pixel vector: copies, coordinates clamped (FORMAT.md kind 2). NE > 0
+// fixes the width at compile time, as quarter_block's (a copy of a known length, no call per row).
+template <int NE = 0>
 void whole_block(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t ya, int32_t rows,
-                 int32_t xa, int32_t ne, float* dst, int64_t stride) {
+                 int32_t xa, int32_t width_runtime, float* dst, int64_t stride) {
+  const int32_t ne = NE > 0 ? NE : width_runtime;
   const bool inside = xa - vx >= 0 && xa + ne - 1 - vx <= width - 1;
   for (int32_t r = 0; r < rows; ++r) {
     const float* line = src + clamp_index(ya + r - vy, height - 1) * width;
@@ -184,6 +187,29 @@ void whole_block(const float* src, int32_t height, int32_t width, int64_t vx, in
     } else {
       for (int32_t x = 0; x < ne; ++x) d[x] = line[clamp_index(xa + x - vx, width - 1)];
     }
+  }
+}
+
+// A plain cell's block (n columns; n == cell for every cell but the last column's) through
+// whole_block or quarter_block at a width fixed at compile time where n is 8, 16 or 32, the
+// encoder's cells; the values are the same either way.
+template <int T>
+void cell_block(const float* src, int32_t height, int32_t width, int32_t per_pixel, int64_t vx, int64_t vy,
+                int32_t ya, int32_t rows, int32_t xa, int32_t n, float* across, float* dst, int64_t stride) {
+  if (per_pixel == 1) {
+    switch (n) {
+      case 8: whole_block<8>(src, height, width, vx, vy, ya, rows, xa, n, dst, stride); break;
+      case 16: whole_block<16>(src, height, width, vx, vy, ya, rows, xa, n, dst, stride); break;
+      case 32: whole_block<32>(src, height, width, vx, vy, ya, rows, xa, n, dst, stride); break;
+      default: whole_block<0>(src, height, width, vx, vy, ya, rows, xa, n, dst, stride); break;
+    }
+    return;
+  }
+  switch (n) {
+    case 8: quarter_block<8, T>(src, height, width, vx, vy, ya, rows, xa, n, across, dst, stride); break;
+    case 16: quarter_block<16, T>(src, height, width, vx, vy, ya, rows, xa, n, across, dst, stride); break;
+    case 32: quarter_block<32, T>(src, height, width, vx, vy, ya, rows, xa, n, across, dst, stride); break;
+    default: quarter_block<0, T>(src, height, width, vx, vy, ya, rows, xa, n, across, dst, stride); break;
   }
 }
 
@@ -198,18 +224,12 @@ void move_cell_row(const float* picture, int32_t channels, int32_t height, int32
   for (int32_t column = 0; column < gw; ++column) {
     const int32_t x0 = column * cell, x1 = std::min(width, x0 + cell), n = x1 - x0;
     const int64_t vx = row_vectors[2 * column], vy = row_vectors[2 * column + 1];
-    if (per_pixel == 1) {
-      for (int32_t c = 0; c < channels; ++c)
-        whole_block(picture + c * plane, height, width, vx, vy, y0, rows, x0, n,
-                    out + c * plane + static_cast<int64_t>(y0) * width + x0, width);
-    } else {
-      for (int32_t c = 0; c < channels; ++c) {
-        float* dst = out + c * plane + static_cast<int64_t>(y0) * width + x0;
-        if (sharp)
-          quarter_block<0, 8>(picture + c * plane, height, width, vx, vy, y0, rows, x0, n, across, dst, width);
-        else
-          quarter_block<0, 4>(picture + c * plane, height, width, vx, vy, y0, rows, x0, n, across, dst, width);
-      }
+    for (int32_t c = 0; c < channels; ++c) {
+      float* dst = out + c * plane + static_cast<int64_t>(y0) * width + x0;
+      if (sharp)
+        cell_block<8>(picture + c * plane, height, width, per_pixel, vx, vy, y0, rows, x0, n, across, dst, width);
+      else
+        cell_block<4>(picture + c * plane, height, width, per_pixel, vx, vy, y0, rows, x0, n, across, dst, width);
     }
   }
 }
@@ -741,9 +761,9 @@ int gsvc_quarter_errors(const float* image, const float* reference, int32_t heig
         for (int32_t k = 0; k < count; ++k) {
           const int64_t vx = candidates[2 * (k * cells + c)], vy = candidates[2 * (k * cells + c) + 1];
           if (sharp)
-            quarter_block<0, 8>(reference, height, width, vx, vy, y0, rows, x0, n, across, block, n);
+            cell_block<8>(reference, height, width, 4, vx, vy, y0, rows, x0, n, across, block, n);
           else
-            quarter_block<0, 4>(reference, height, width, vx, vy, y0, rows, x0, n, across, block, n);
+            cell_block<4>(reference, height, width, 4, vx, vy, y0, rows, x0, n, across, block, n);
           out[k * cells + c] = block_error(image + static_cast<int64_t>(y0) * width + x0, width, block, rows, n);
         }
       }

@@ -24,18 +24,47 @@ inline void check_input(const torch::Tensor& t, const char* name, int64_t cols, 
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
-// forward(means, chol, colors, height, width): shapes, one device, image size and splat count within
-// the kernels' int32 indices.
-inline void check_forward(const torch::Tensor& means, const torch::Tensor& chol, const torch::Tensor& colors,
-                          int64_t height, int64_t width, c10::DeviceType device) {
+// bin_splats(means, chol, height, width): shapes, one device, image size and splat count within the
+// kernels' int32 indices.
+inline void check_geometry(const torch::Tensor& means, const torch::Tensor& chol, int64_t height, int64_t width,
+                           c10::DeviceType device) {
   check_input(means, "means", 2, device);
   check_input(chol, "chol", 3, device);
-  check_input(colors, "colors", 3, device);
-  TORCH_CHECK(means.size(0) == chol.size(0) && means.size(0) == colors.size(0), "splat counts differ");
-  TORCH_CHECK(chol.device() == means.device() && colors.device() == means.device(),
-              "means, chol and colors must be on the same device");
+  TORCH_CHECK(means.size(0) == chol.size(0), "splat counts differ");
+  TORCH_CHECK(chol.device() == means.device(), "means and chol must be on the same device");
   TORCH_CHECK(height > 0 && width > 0 && height < (1 << 30) && width < (1 << 30), "bad image size");
   TORCH_CHECK(means.size(0) < (int64_t(1) << 31), "too many splats");
+}
+
+// forward(means, chol, colors, height, width): the geometry's checks, and colours for every splat.
+inline void check_forward(const torch::Tensor& means, const torch::Tensor& chol, const torch::Tensor& colors,
+                          int64_t height, int64_t width, c10::DeviceType device) {
+  check_geometry(means, chol, height, width, device);
+  check_input(colors, "colors", 3, device);
+  TORCH_CHECK(means.size(0) == colors.size(0), "splat counts differ");
+  TORCH_CHECK(colors.device() == means.device(), "means, chol and colors must be on the same device");
+}
+
+// forward_binned(colors, conics, boxes, tile_offsets, tile_splats, height, width): the binning
+// bin_splats made for an image of this size, colours for each of its splats.
+inline void check_binned(const torch::Tensor& colors, const torch::Tensor& conics, const torch::Tensor& boxes,
+                         const torch::Tensor& tile_offsets, const torch::Tensor& tile_splats, int64_t height,
+                         int64_t width, c10::DeviceType device) {
+  check_input(colors, "colors", 3, device);
+  const int64_t n = colors.size(0);
+  const auto on_device = [&](const torch::Tensor& t) { return t.device() == colors.device() && t.is_contiguous(); };
+  TORCH_CHECK(height > 0 && width > 0 && height < (1 << 30) && width < (1 << 30), "bad image size");
+  TORCH_CHECK(on_device(conics) && conics.scalar_type() == torch::kFloat32 && conics.dim() == 2 &&
+                  conics.size(0) == n && conics.size(1) == 5,
+              "conics must be bin_splats' float32 [N,5]");
+  TORCH_CHECK(on_device(boxes) && boxes.scalar_type() == torch::kInt32 && boxes.dim() == 2 && boxes.size(0) == n &&
+                  boxes.size(1) == 4,
+              "boxes must be bin_splats' int32 [N,4]");
+  TORCH_CHECK(on_device(tile_offsets) && tile_offsets.scalar_type() == torch::kInt64 && tile_offsets.dim() == 1 &&
+                  tile_offsets.size(0) == tile_count(height, width) + 1,
+              "tile_offsets must be bin_splats' int64 [tiles+1] for an image of this size");
+  TORCH_CHECK(on_device(tile_splats) && tile_splats.scalar_type() == torch::kInt32 && tile_splats.dim() == 1,
+              "tile_splats must be bin_splats' int32 [P]");
 }
 
 // backward(grad_image, chol, colors, conics, boxes, splat_offsets, tile_offsets, tile_splats,

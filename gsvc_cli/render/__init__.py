@@ -32,7 +32,7 @@ class RenderError(GsvcError, ValueError):
     """Inputs the renderer cannot draw (wrong shapes, NaN/Inf) or a backend that is unavailable."""
 
 
-def _check_inputs(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, height: int,
+def check_inputs(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, height: int,
                   width: int) -> None:
     import torch
 
@@ -109,7 +109,7 @@ def render(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, height
     weighted sum). Returns the dtype of the inputs (float32 for the native backends).
     Raises RenderError (a ValueError) for bad shapes, NaN/Inf inputs or an unavailable backend.
     """
-    _check_inputs(means, chol, colors, height, width)
+    check_inputs(means, chol, colors, height, width)
     chosen = resolve_backend(backend, means.device, means.dtype)
     if chosen == "cpu":
         from gsvc_cli.render.build import cpu_kernels
