@@ -20,6 +20,9 @@
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
 // the ABI.
 #include <omp.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 #include <stdint.h>
 
 #include <algorithm>
@@ -131,8 +134,9 @@ inline int64_t clamp_index(int64_t i, int64_t last) { return i < 0 ? 0 : (i > la
 // with scratch rounds its width up to NE, the extra columns computed like the others); 0 takes
 // `width_runtime`. `across` holds (rows + T - 1) x NE floats.
 template <int NE, int T>
-void quarter_block(const float* src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t ya,
-                   int32_t rows, int32_t xa, int32_t width_runtime, float* across, float* dst, int64_t stride) {
+void quarter_block(const float* __restrict__ src, int32_t height, int32_t width, int64_t vx, int64_t vy, int32_t ya,
+                   int32_t rows, int32_t xa, int32_t width_runtime, float* __restrict__ across,
+                   float* __restrict__ dst, int64_t stride) {
   constexpr int kBefore = T / 2 - 1;
   const int32_t ne = NE > 0 ? NE : width_runtime;
   const int64_t ux = -vx, uy = -vy;  // reading at p + u / 4
@@ -141,6 +145,42 @@ void quarter_block(const float* src, int32_t height, int32_t width, int64_t vx, 
   tap_weights<T>(ux - 4 * ix, wx);
   tap_weights<T>(uy - 4 * iy, wy);
   const bool inside = xa + ix - kBefore >= 0 && xa + ne - 1 + ix + (T - 1 - kBefore) <= width - 1;
+#if defined(__AVX__)
+  if constexpr (NE > 0 && NE % 8 == 0) {  // eight values at a time: each one's products and sums as below
+    const __m256 zero = _mm256_set1_ps(0.0f), one = _mm256_set1_ps(1.0f);
+    for (int32_t j = 0; j < rows + T - 1; ++j) {
+      const float* line = src + clamp_index(ya + iy - kBefore + j, height - 1) * width;
+      float* h = across + static_cast<int64_t>(j) * NE;
+      if (!inside) {
+        for (int32_t x = 0; x < NE; ++x) {
+          const int64_t at = xa + x + ix - kBefore;
+          float s = wx[0] * line[clamp_index(at, width - 1)];
+          for (int t = 1; t < T; ++t) s = s + wx[t] * line[clamp_index(at + t, width - 1)];
+          h[x] = s;
+        }
+        continue;
+      }
+      const float* at = line + xa + ix - kBefore;
+      for (int32_t x = 0; x < NE; x += 8) {
+        __m256 s = _mm256_mul_ps(_mm256_set1_ps(wx[0]), _mm256_loadu_ps(at + x));
+        for (int t = 1; t < T; ++t) s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(wx[t]), _mm256_loadu_ps(at + x + t)));
+        _mm256_storeu_ps(h + x, s);
+      }
+    }
+    for (int32_t r = 0; r < rows; ++r) {
+      const float* h = across + static_cast<int64_t>(r) * NE;
+      float* d = dst + r * stride;
+      for (int32_t x = 0; x < NE; x += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_set1_ps(wy[0]), _mm256_loadu_ps(h + x));
+        for (int t = 1; t < T; ++t)
+          v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(wy[t]), _mm256_loadu_ps(h + x + t * NE)));
+        // std::min(std::max(v, 0), 1): max/min return their second operand on NaN, as std's do here
+        _mm256_storeu_ps(d + x, _mm256_min_ps(one, _mm256_max_ps(zero, v)));
+      }
+    }
+    return;
+  }
+#endif
   for (int32_t j = 0; j < rows + T - 1; ++j) {
     const float* line = src + clamp_index(ya + iy - kBefore + j, height - 1) * width;
     float* h = across + static_cast<int64_t>(j) * ne;
