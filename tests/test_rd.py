@@ -286,6 +286,44 @@ def test_the_i_frame_count_follows_quality_inside_the_no_refit_band() -> None:
     assert len({code(q, False) for q in qualities}) == 1
 
 
+def test_a_coarse_count_probe_refits_the_coarse_stage_not_the_whole_fit(monkeypatch) -> None:
+    """coarse_count_probe on frames fitted coarse to fine (here a crop, with the coarse stage's
+    size limit lowered): a probe that agrees with the count codes exactly what the whole fit alone
+    codes; a count far off is replaced after a coarse stage, so one whole fit runs, not two."""
+    import gsvc_cli.codec.encoder.fitting as fitting
+
+    frames, info = crops([(0, 200, 40)])
+    whole_fits: list[int] = []
+    real_fit = fitting.fit_frame
+
+    def counted(image, count, init=None, **kwargs):
+        if image.shape[-1] == info.width and kwargs.get("param_transform") is None:
+            whole_fits.append(count)  # at full size and not the fine-tune: a whole fit's fine stage
+        return real_fit(image, count, init, **kwargs)
+
+    monkeypatch.setattr("gsvc_cli.codec.encoder.gop.fit_frame", counted)
+
+    def code(probe: bool, count: int) -> tuple[bytes, list[int]]:
+        settings = EncoderSettings(RateTarget(quality=33.0), preset="fast",
+                                   tuning=RDTuning(coarse_count_probe=probe))
+        encoder = Encoder(info, settings, 1, 0)
+        intra = dataclasses.replace(encoder.preset.intra, coarse_min_pixels=1000, max_steps=60)
+        encoder.preset = dataclasses.replace(encoder.preset, intra=intra)
+        encoder.intra_count = count
+        whole_fits.clear()
+        coded, _, _ = encoder.encode(0, frames[0])
+        return coded.payload, list(whole_fits)
+
+    plain, fits = code(False, 80)
+    assert len(fits) == 1  # 80 splats is near the answer: no refit
+    assert code(True, 80) == (plain, fits)
+    far_plain, far_fits = code(False, 40)
+    assert len(far_fits) == 2 and far_fits[0] == 40  # a whole fit at 40, then one at the answer
+    _, probed = code(True, 40)
+    assert len(probed) == 1 and probed[0] != 40  # the coarse stage moved the count before any whole fit
+    assert abs(math.log2(probed[0] / far_fits[1])) < 0.5
+
+
 def test_decoder_reproduces_the_quality_mode_with_motion(tmp_path: Path) -> None:
     """A pan (the window moves 2 px a frame): motion-compensated P-frames (and, where they cost less,
     M-frames), decoded bit for bit."""

@@ -100,14 +100,17 @@ def _set_lr(optimizer: torch.optim.Optimizer, config: FitConfig, spacing: float,
 def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
               config: FitConfig = FitConfig(), seed: int = 0, progress: ProgressCallback | None = None,
               channel_weights: Sequence[float] | torch.Tensor | None = None,
-              param_transform: Callable[[Splats], Splats] | None = None) -> tuple[Splats, FitStats]:
+              param_transform: Callable[[Splats], Splats] | None = None,
+              coarse: tuple[Splats, int] | None = None) -> tuple[Splats, FitStats]:
     """Fit `count` splats to one frame.
 
     image [3,H,W] float32 in [0,1] (RGB or YUV 4:4:4) on any device; the splats live on the same
     device. init: warm-start splats (see the order contract in the module docstring).
     channel_weights: 3 loss weights (normalised to sum 1; default equal). param_transform: applied
     to the splats before every render in the loop (e.g. straight-through quantisation); the returned
-    splats are the raw, untransformed parameters. Deterministic for a given seed on a given device.
+    splats are the raw, untransformed parameters. coarse: the coarse stage, already run by the
+    caller (`coarse_fit` of this image, count, config, seed and channel weights), which the fit
+    then takes up as its own. Deterministic for a given seed on a given device.
     Returns (splats [count] in pixels, stats).
     """
     if image.dim() != 3 or image.shape[0] != 3:
@@ -130,8 +133,8 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
     # --- starting splats, and the warm start's swap -----------------------------------------------
     origin: torch.Tensor  # index into init for each current splat, -1 for a new one
     added = pruned = coarse_steps = 0
-    coarse = (_coarse_fit(image, count, config, seed, progress, channel_weights)
-              if init is None and param_transform is None else None)
+    if coarse is None and init is None and param_transform is None:
+        coarse = coarse_fit(image, count, config, seed, progress, channel_weights)
     if coarse is not None:
         start, coarse_steps = coarse
         fine = max(1, round(config.fine_steps * config.max_steps))
@@ -245,9 +248,9 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
     return Splats(final.means.contiguous(), final.chol.contiguous(), final.colors.contiguous()), stats
 
 
-def _coarse_fit(image: torch.Tensor, count: int, config: FitConfig, seed: int,
-                progress: ProgressCallback | None, channel_weights: Sequence[float] | torch.Tensor | None
-                ) -> tuple[Splats, int] | None:
+def coarse_fit(image: torch.Tensor, count: int, config: FitConfig, seed: int,
+               progress: ProgressCallback | None, channel_weights: Sequence[float] | torch.Tensor | None
+               ) -> tuple[Splats, int] | None:
     """The coarse half of a coarse-to-fine fit: `count` splats fitted to the frame averaged over 2x2
     blocks, returned in full-size pixels (centres sit at integer + 0.5, so coordinates double),
     with the steps it took. None when the config or the frame size asks for no coarse stage."""

@@ -38,7 +38,7 @@ from gsvc_cli.codec.bitstream.frame_coding import (
 from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
 from gsvc_cli.codec.encoder.densify import colour_gradient, removal_cost
-from gsvc_cli.codec.encoder.fitting import fit_frame
+from gsvc_cli.codec.encoder.fitting import coarse_fit, fit_frame
 from gsvc_cli.codec.encoder.inter_fit import InterResult, WarmStart, fit_inter, warm_start
 from gsvc_cli.codec.encoder.loss import loss_weights, weighted_psnr
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, block_motion
@@ -113,6 +113,10 @@ COUNT_EXPONENT = DB_PER_DOUBLING / (10 * math.log10(2))  # D ~ N^-beta for N spl
 STEP_SCALE_GRID = tuple(2.0 ** (k / 2) for k in range(-3, 4))  # around the last I-frame's scale
 PIXELS_PER_SPLAT_GUESS = 50  # first I-frame's count before the RD count model takes over
 COUNT_BAND = 0.35  # octaves: an I-frame count model answer this close to the fitted count needs no refit
+COARSE_SSE_PER_BIT = 0.78
+"""The first guess of a whole fit's weighted SSE per bit over its coarse stage's at the same count
+(RDTuning.coarse_count_probe); later I-frames use what the last one measured. Frame 0 of street
+1080p, cockatoo and flower 720p at Q 27-36 gave 0.42-0.96 (geometric mean 0.78, BENCHMARKS.md)."""
 INTRA_TRIAL_BOUND = 0.65  # a full I-fit's J over a RDTuning.intra_trial_steps fit's: 0.74-0.87 measured
 P_SSE_RATIO_FLOOR = 0.05  # no P-fit has removed more than 95% of its warm start's error (cut check)
 
@@ -237,6 +241,7 @@ class Encoder:
         self.intra_count: int | None = None
         self.intra_scale = 1.0
         self.intra_cost = (0.0, 0.0)  # (weighted SSE, bits) of the last I-frame
+        self.coarse_sse_per_bit = COARSE_SSE_PER_BIT  # a whole fit's SSE/bit over its coarse stage's
         self.p_sse_ratio = 0.1  # a P-fit's SSE over its warm start's, learned (optimistic start)
         self.p_bits = 0.0  # bits of a recent P-frame, learned
         self.active_fraction = 0.3
@@ -780,12 +785,16 @@ class Encoder:
         fixed = self.settings.intra_splats
         count = fixed or self.intra_count or max(MIN_SPLATS, int(pixels // guess))
         first: Splats | None = None
+        probe = None
+        if fixed is None and self.settings.tuning.coarse_count_probe:
+            count, probe = self._coarse_count_probe(image, count, seed, lam)
         for attempt in range(1 if fixed is not None else 2):
-            splats, fit_psnr = self._fit(image, count, first, self._refit_config(first), seed, None)
+            coarse = probe[0] if probe is not None and attempt == 0 else None
+            splats, fit_psnr = self._fit(image, count, first, self._refit_config(first), seed, None, coarse)
             scale, sse, bits = self._best_step_scale(splats, image)
-            beta = COUNT_EXPONENT
-            best = count * (beta * sse / max(lam * bits, 1e-12)) ** (1.0 / (1.0 + beta))
-            best = int(min(self.rate.max_splats, max(MIN_SPLATS, best)))
+            if coarse is not None and probe is not None:
+                self.coarse_sse_per_bit = (sse / max(bits, 1.0)) / max(probe[1], 1e-30)
+            best = self._count_answer(count, sse, bits, lam)
             if attempt == 1 or abs(math.log2(best / count)) < COUNT_BAND:
                 break
             count = best
@@ -809,6 +818,33 @@ class Encoder:
         sse = weighted_sse(render_splats(decoded, self.height, self.width), image, self.weights)
         self.intra_cost = (sse, 8.0 * len(coded.payload))
         return coded, _Reference(q, decoded), fit_psnr
+
+    def _count_answer(self, count: int, sse: float, bits: float, lam: float) -> int:
+        """The count model's splat count for a fit of `count` splats coded in `bits` at weighted
+        SSE `sse`: D ~ N^-beta and R ~ N, so J = D + lam R is least where beta D = lam R."""
+        beta = COUNT_EXPONENT
+        best = count * (beta * sse / max(lam * bits, 1e-12)) ** (1.0 / (1.0 + beta))
+        return int(min(self.rate.max_splats, max(MIN_SPLATS, best)))
+
+    def _coarse_count_probe(self, image: torch.Tensor, count: int, seed: int, lam: float
+                            ) -> tuple[int, tuple[tuple[Splats, int], float] | None]:
+        """On frames fitted coarse to fine (RDTuning.coarse_count_probe): the count model asked of
+        the coarse stage alone, its SSE per bit scaled by what the last I-frame's whole fit made of
+        its own, before the fine stage is spent on a count it would refit. Returns the count to fit
+        and the coarse stage at that count with its SSE per bit (None: no coarse stage here)."""
+        def stage(n: int) -> tuple[tuple[Splats, int], float, float] | None:
+            coarse = coarse_fit(image, n, self.preset.intra, seed, self.progress, CHANNEL_WEIGHTS)
+            if coarse is None:
+                return None
+            _, sse, bits = self._best_step_scale(coarse[0], image)
+            return coarse, sse, bits
+
+        probe = stage(count)
+        if probe is not None:
+            best = self._count_answer(count, probe[1] * self.coarse_sse_per_bit, probe[2], lam)
+            if abs(math.log2(best / count)) >= COUNT_BAND:
+                count, probe = best, stage(best)
+        return count, None if probe is None else (probe[0], probe[1] / max(probe[2], 1.0))
 
     def _refit_config(self, first: Splats | None) -> FitConfig:
         """The I-fit's config; for the count model's second fit from the first one's splats
@@ -944,15 +980,16 @@ class Encoder:
         return splats, fit_psnr
 
     def _fit(self, image: torch.Tensor, count: int, init: Splats | None, config: FitConfig,
-             seed: int, steps: QuantSteps | None) -> tuple[Splats, float]:
-        """Fit `count` splats (from `init` when given); with `steps`, through the quantiser.
-        Returns the splats and their PSNR in the fitting space."""
+             seed: int, steps: QuantSteps | None, coarse: tuple[Splats, int] | None = None
+             ) -> tuple[Splats, float]:
+        """Fit `count` splats (from `init` when given, from the coarse stage `coarse` when given);
+        with `steps`, through the quantiser. Returns the splats and their PSNR in the fitting space."""
         transform: Callable[[Splats], Splats] | None = None
         if steps is not None:
             def transform(s: Splats) -> Splats:
                 return fake_quantise(s, steps)
         splats, stats = fit_frame(image, count, init, config=config, seed=seed, progress=self.progress,
-                                  channel_weights=CHANNEL_WEIGHTS, param_transform=transform)
+                                  channel_weights=CHANNEL_WEIGHTS, param_transform=transform, coarse=coarse)
         return splats, stats.psnr
 
     def _intra(self, index: int, image: torch.Tensor, plan: FramePlan

@@ -118,6 +118,12 @@ class RDTuning:
     fit (its answer COUNT_BAND or more from the first count), that fit starts from the first one's
     splats (the least useful pruned, or new ones added at the residual) and runs the fine stage
     alone, not a whole coarse-to-fine fit again (street 1080p: frames 0 and 53, 20 s each).
+    coarse_count_probe: on I-frames fitted coarse to fine, the count model is first asked of the
+    coarse stage alone (its SSE per bit scaled by the whole fit's over its coarse stage's, as the
+    last such I-frame measured; gop.COARSE_SSE_PER_BIT before the first), and a count it calls far
+    off is fitted from the coarse stage on: a refit then costs a coarse stage, not a whole fit
+    (street 1080p at Q 27: frames 0 and 53 fitted twice, 20 s each). The whole fit's answer still
+    refits as before when far off.
     picture_rd_search: an M-frame's vectors are chosen by D + lambda R per block (picture_motion),
     else the least-error vectors of the P-frames' block search, rounded to whole pixels.
     picture_quarter: an M-frame's field may be in quarter pixels (read through a cubic): each
@@ -235,6 +241,7 @@ class RDTuning:
     p_skip_frames: int = 3
     p_clear_loss: float = 1.5
     count_follows_lambda: bool = False
+    coarse_count_probe: bool = False
     picture_frames: bool = True
     picture_rd_search: bool = True
     picture_quarter: bool = True
