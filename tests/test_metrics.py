@@ -130,3 +130,18 @@ def test_tensor_metrics_basic_properties():
     assert float(ms_ssim(x, noisy).mean()) < float(ms_ssim(x, (x + 0.01 * torch.randn_like(x))).mean())
     assert block_ssim(x[0] * 255, x[0] * 255) == pytest.approx(1.0)
     assert ms_ssim_scales(288, 352) == 5 and ms_ssim_scales(144, 176) == 4 and ms_ssim_scales(10, 10) == 0
+
+
+def test_frame_psnr_without_rgb_gives_the_same_yuv_figures(x264_pair):
+    """The encoder's per-frame report asks for the YUV figures alone (with_rgb=False): the same
+    values as the full call, and no RGB figure."""
+    from gsvc_cli.metrics.psnr import frame_psnr
+    from gsvc_cli.video import open_video
+
+    ref_path, dist_path = x264_pair
+    with open_video(ref_path) as ref, open_video(dist_path) as dist:
+        a, b = next(iter(ref)), next(iter(dist))
+    full, yuv_only = frame_psnr(a, b), frame_psnr(a, b, with_rgb=False)
+    assert "psnr_rgb" in full and "psnr_rgb" not in yuv_only
+    assert yuv_only == {k: v for k, v in full.items() if k != "psnr_rgb"}
+    assert 20.0 < yuv_only["psnr_yuv"] < 60.0

@@ -50,13 +50,14 @@ def plane_mse(reference: np.ndarray, distorted: np.ndarray) -> float:
     return total / diff.size
 
 
-def frame_psnr(reference: Frame, distorted: Frame, rgb: tuple[torch.Tensor, torch.Tensor] | None = None
-               ) -> dict[str, float]:
+def frame_psnr(reference: Frame, distorted: Frame, rgb: tuple[torch.Tensor, torch.Tensor] | None = None,
+               with_rgb: bool = True) -> dict[str, float]:
     """PSNR of one frame pair: psnr_y/u/v (dB, code values), psnr_yuv = (6Y + U + V) / 8, psnr_rgb.
 
     Both frames must share pix_fmt and size. `rgb` may pass already-converted [3, H, W] RGB
     tensors in [0, 1] (the evaluation loop reuses them for MS-SSIM); psnr_rgb uses those floats
-    unrounded with peak 1.
+    unrounded with peak 1. with_rgb False leaves psnr_rgb out (two colour conversions of the frame:
+    most of the time at 1080p, where the encoder's per-frame report needs the YUV figures alone).
     """
     fmt = reference.fmt
     out: dict[str, float] = {}
@@ -73,6 +74,8 @@ def frame_psnr(reference: Frame, distorted: Frame, rgb: tuple[torch.Tensor, torc
         out[name] = mse_to_psnr(mse, peak)
     if len(mses) == 3:
         out["psnr_yuv"] = (6.0 * out["psnr_y"] + out["psnr_u"] + out["psnr_v"]) / 8.0
+    if not with_rgb:
+        return out
     if rgb is None:
         rgb = (reference.to_rgb_float(), distorted.to_rgb_float())
     out["psnr_rgb"] = psnr(rgb[0], rgb[1], 1.0)

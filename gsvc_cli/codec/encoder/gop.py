@@ -382,7 +382,7 @@ class Encoder:
         self.gop_length += 1
         self.prev_psnr = weighted_psnr(decoded, image, CHANNEL_WEIGHTS)
         output = Frame.from_yuv444_float(decoded, self.info, index)
-        quality = frame_psnr(frame, output)
+        quality = frame_psnr(frame, output, with_rgb=False)
         out_psnr = quality.get("psnr_yuv", quality.get("psnr_y", 0.0))
         if self.settings.target.psnr is not None:  # learn what quantisation and 4:2:0 cost
             self.psnr_margin = min(3.0, max(0.0, self.psnr_margin + self.settings.target.psnr - out_psnr))
