@@ -447,8 +447,11 @@ class Encoder:
                     best, best_motion = candidate, motion
         assert best is not None and best_motion is not None
         if by_rd and tuning.field_refine_passes:
-            refined = refine_field(reference, target, best_motion, self.lam, weights, costs,
-                                   tuning.field_refine_passes)
+            # with refine_luma_only, the polish weighs luma alone (a third of the moves' work);
+            # the refined field is still kept only where the whole J is lower
+            planes = 1 if tuning.refine_luma_only else len(weights)
+            refined = refine_field(reference[:planes], target[:planes], best_motion, self.lam,
+                                   weights[:planes], costs, tuning.field_refine_passes)
             if (refined.vectors != best_motion.vectors).any():
                 candidate = choice(refined)
                 if candidate[2] < best[2]:
