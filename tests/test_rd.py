@@ -339,6 +339,32 @@ def test_decoder_reproduces_the_quality_mode_with_motion(tmp_path: Path) -> None
         (tmp_path / "pan.gsvc").unlink()
 
 
+def test_a_luma_only_field_polish_weighs_luma_and_still_decodes(tmp_path: Path, monkeypatch) -> None:
+    """refine_luma_only: the chosen M-frame field is polished on the luma plane alone (one plane
+    moved per trial, not three), and the M-frames it makes decode bit for bit."""
+    import gsvc_cli.codec.encoder.gop as gop
+
+    planes: list[int] = []
+    real_refine = gop.refine_field
+
+    def spy(reference, image, motion, *args, **kwargs):
+        planes.append(reference.shape[0])
+        assert image.shape[0] == reference.shape[0] == len(args[1])  # args: lam, weights, ...
+        return real_refine(reference, image, motion, *args, **kwargs)
+
+    monkeypatch.setattr(gop, "refine_field", spy)
+    frames, info = crops([(0, 180 + 2 * k, 40) for k in range(3)])
+    for luma_only in (False, True):
+        planes.clear()
+        tuning = RDTuning(refine_luma_only=luma_only, intra_steps_scale=0.1, picture_residual="")  # quick
+        summary, recon = encode(frames, info, tmp_path / f"pan{luma_only}.gsvc", tuning, quality=30)
+        assert "M" in "".join(f.frame_type for f in summary.frames) and planes
+        assert set(planes) == ({1} if luma_only else {3})
+        with GsvcReader(tmp_path / f"pan{luma_only}.gsvc") as reader:
+            for d in decode_frames(reader):
+                assert np.array_equal(d.image, recon[d.index].numpy()), f"frame {d.index} drifted"
+
+
 def test_a_static_clip_costs_a_few_bytes_and_loses_nothing(tmp_path: Path) -> None:
     """One frame repeated: every later frame is a skip (a P-frame that changes nothing or an M-frame
     that moves nothing: a few bytes, record included) unless a change pays for itself, so quality
