@@ -415,7 +415,8 @@ class Encoder:
                  if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())
         target, weights = image.numpy(), self.weights.numpy()
         # kinds 2-4 (the "neighbour" coding) carry neither the overlap nor the 8-tap filter
-        sharp_fields = tuning.sharp_filter and tuning.field_coding != "neighbour"
+        sharp_fields = (tuning.sharp_filter and tuning.field_coding != "neighbour"
+                        and self.height * self.width <= tuning.sharp_max_pixels)
 
         def choice(motion: MotionVectors) -> _PictureChoice:
             moved = torch.from_numpy(move_picture(reference, motion))

@@ -180,6 +180,9 @@ class RDTuning:
     (beyond its RADIUS x scale, 35 px at 1080p). Off: the ablation.
     sharp_filter: each quarter-pixel M-frame field is also searched and tried read through the 8-tap
     filter (format 9.0, moved_picture.SHARP_TAPS) and kept where J is lower (off: the cubic only).
+    sharp_max_pixels: the 8-tap filter (sharp_filter) is searched on frames of at most this many
+    pixels only (its half and quarter-pixel searches and its candidate fields are a sixth of an
+    M-frame's time at 1080p).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
@@ -219,6 +222,9 @@ class RDTuning:
     # 2-4x faster encodes where M-frames win (cars, foreman at Q 27-30), -15% bits on the pan and the
     # scene-cut clip, -0.6% foreman, 0 on mobile and vt2people, +3.1% cars, +1.5% cuts_qcif.
     # m_preference stays 1.0: 1.3 lost 5-41% on five clips (won 11% on the pan, 4% on scenecut).
+    # coarse_count_probe on by a run of 2026-12-05 (street 1080p 54 frames, cockatoo and flower 720p
+    # 24 frames, Q 27-36, same run as the curve without it): BD-rate PSNR-YUV / VMAF +0.04 / -1.28%,
+    # -1.47 / +0.14%, +0.38 / -1.63%: no RD change, and a far count costs a coarse stage, not a fit.
     # count_follows_lambda off by the whole-clip ablation of 2026-12-03 (seven clips, same run):
     # pruning or adding splats in the fine-tune lost on every clip against keeping the fitted count.
     ip_lambda_ratio: float = 0.5
@@ -244,7 +250,7 @@ class RDTuning:
     p_skip_frames: int = 3
     p_clear_loss: float = 1.5
     count_follows_lambda: bool = False
-    coarse_count_probe: bool = False
+    coarse_count_probe: bool = True
     picture_frames: bool = True
     picture_rd_search: bool = True
     picture_quarter: bool = True
@@ -281,6 +287,7 @@ class RDTuning:
     refine_luma_only: bool = False
     far_motion: bool = True
     sharp_filter: bool = True
+    sharp_max_pixels: int = 1 << 62
     m_preference: float = 1.0
     real_intra_after_m: bool = True
     # intra_trial_steps 300 by 41 real I-fit trials on seven clips (2026-12-05, BENCHMARKS.md "A
