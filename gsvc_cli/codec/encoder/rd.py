@@ -166,7 +166,9 @@ class RDTuning:
     lower (0: off, the ablation).
     refine_luma_only: the polish of the chosen field (field_refine_passes) moves and weighs the
     luma plane alone (luma is 6/8 of J's distortion), a third of the work of moving all three
-    planes; the refined field is still kept only where the whole J is lower.
+    planes; the refined field is still kept only where the whole J is lower. Off: 2.3x faster
+    refine_field at 1080p, but street's first 12 frames at Q 27 lost 0.16 dB at the same bytes and
+    foreman's whole clip +0.7% BD-rate (BENCHMARKS.md, 2026-12-05).
     field_refine_all: refine every candidate field (each block size, plain and overlapped) before
     the choice among them, not only the chosen one. Off: on the seven whole clips it saved 0.3-7%
     on five and halved the Kodak pan's bits, lost 0.2-0.5% on two, at up to six refinements per
