@@ -184,7 +184,8 @@ class RDTuning:
     filter (format 9.0, moved_picture.SHARP_TAPS) and kept where J is lower (off: the cubic only).
     sharp_max_pixels: the 8-tap filter (sharp_filter) is searched on frames of at most this many
     pixels only (its half and quarter-pixel searches and its candidate fields are a sixth of an
-    M-frame's time at 1080p).
+    M-frame's time at 1080p). No limit: without the filter, flower 720p lost 1.9% BD-rate PSNR-YUV
+    and 13% VMAF (cockatoo -0.2% / +0.8%, street even at Q 27 and 30; BENCHMARKS.md, 2026-12-05).
     residual_lambda_ratio: residual splats are chosen at lambda x this (they stay in the pictures of
     the M-frames after theirs, as an I-frame's quality stays: ip_lambda_ratio).
     intra_step_groups, intra_step_exponent: the constant-quality I-frame's quantiser steps per group
