@@ -340,3 +340,13 @@ def test_the_binding_refuses_what_the_kernels_cannot_read():
     with pytest.raises(RuntimeError, match="tile_splats and tile_pairs"):
         kernels.backward(torch.ones(3, 12, 20), chol, colors, *binning[:4], binning[4][:-1], binning[5], True,
                          True)
+    # the binning alone and a render from it (colour refits): the same image, the same refusals
+    conics, boxes, _, tile_offsets, tile_splats, _ = kernels.bin_splats(means, chol, 12, 20)
+    rendered = kernels.forward_binned(colors, conics, boxes, tile_offsets, tile_splats, 12, 20)
+    assert torch.equal(rendered, image)
+    with pytest.raises(RuntimeError, match="conics must be bin_splats'"):
+        kernels.forward_binned(colors, conics[:3], boxes, tile_offsets, tile_splats, 12, 20)
+    with pytest.raises(RuntimeError, match="tile_offsets must be bin_splats'"):
+        kernels.forward_binned(colors, conics, boxes, tile_offsets, tile_splats, 40, 20)
+    with pytest.raises(RuntimeError, match="splat counts differ"):
+        kernels.bin_splats(means, chol[:5].contiguous(), 12, 20)

@@ -45,6 +45,19 @@ inline void check_forward(const torch::Tensor& means, const torch::Tensor& chol,
   TORCH_CHECK(colors.device() == means.device(), "means, chol and colors must be on the same device");
 }
 
+// conics [N,5] float32 and boxes [N,4] int32, contiguous and on `like`'s device: a binning's
+// per-splat tables, as `maker` (a possessive: "forward's") made them.
+inline void check_splat_tables(const torch::Tensor& conics, const torch::Tensor& boxes, int64_t n,
+                               const torch::Tensor& like, const char* maker) {
+  const auto on_device = [&](const torch::Tensor& t) { return t.device() == like.device() && t.is_contiguous(); };
+  TORCH_CHECK(on_device(conics) && conics.scalar_type() == torch::kFloat32 && conics.dim() == 2 &&
+                  conics.size(0) == n && conics.size(1) == 5,
+              "conics must be ", maker, " float32 [N,5]");
+  TORCH_CHECK(on_device(boxes) && boxes.scalar_type() == torch::kInt32 && boxes.dim() == 2 && boxes.size(0) == n &&
+                  boxes.size(1) == 4,
+              "boxes must be ", maker, " int32 [N,4]");
+}
+
 // forward_binned(colors, conics, boxes, tile_offsets, tile_splats, height, width): the binning
 // bin_splats made for an image of this size, colours for each of its splats.
 inline void check_binned(const torch::Tensor& colors, const torch::Tensor& conics, const torch::Tensor& boxes,
@@ -54,12 +67,7 @@ inline void check_binned(const torch::Tensor& colors, const torch::Tensor& conic
   const int64_t n = colors.size(0);
   const auto on_device = [&](const torch::Tensor& t) { return t.device() == colors.device() && t.is_contiguous(); };
   TORCH_CHECK(height > 0 && width > 0 && height < (1 << 30) && width < (1 << 30), "bad image size");
-  TORCH_CHECK(on_device(conics) && conics.scalar_type() == torch::kFloat32 && conics.dim() == 2 &&
-                  conics.size(0) == n && conics.size(1) == 5,
-              "conics must be bin_splats' float32 [N,5]");
-  TORCH_CHECK(on_device(boxes) && boxes.scalar_type() == torch::kInt32 && boxes.dim() == 2 && boxes.size(0) == n &&
-                  boxes.size(1) == 4,
-              "boxes must be bin_splats' int32 [N,4]");
+  check_splat_tables(conics, boxes, n, colors, "bin_splats'");
   TORCH_CHECK(on_device(tile_offsets) && tile_offsets.scalar_type() == torch::kInt64 && tile_offsets.dim() == 1 &&
                   tile_offsets.size(0) == tile_count(height, width) + 1,
               "tile_offsets must be bin_splats' int64 [tiles+1] for an image of this size");
@@ -82,12 +90,7 @@ inline void check_backward(const torch::Tensor& grad_image, const torch::Tensor&
   const int64_t n = chol.size(0);
   TORCH_CHECK(colors.size(0) == n, "splat counts differ");
   const auto on_device = [&](const torch::Tensor& t) { return t.device() == chol.device() && t.is_contiguous(); };
-  TORCH_CHECK(on_device(conics) && conics.scalar_type() == torch::kFloat32 && conics.dim() == 2 &&
-                  conics.size(0) == n && conics.size(1) == 5,
-              "conics must be forward's float32 [N,5]");
-  TORCH_CHECK(on_device(boxes) && boxes.scalar_type() == torch::kInt32 && boxes.dim() == 2 && boxes.size(0) == n &&
-                  boxes.size(1) == 4,
-              "boxes must be forward's int32 [N,4]");
+  check_splat_tables(conics, boxes, n, chol, "forward's");
   TORCH_CHECK(on_device(splat_offsets) && splat_offsets.scalar_type() == torch::kInt64 &&
                   splat_offsets.dim() == 1 && splat_offsets.size(0) == n + 1,
               "splat_offsets must be forward's int64 [N+1]");
