@@ -146,46 +146,26 @@ void quarter_block(const float* __restrict__ src, int32_t height, int32_t width,
   tap_weights<T>(uy - 4 * iy, wy);
   const bool inside = xa + ix - kBefore >= 0 && xa + ne - 1 + ix + (T - 1 - kBefore) <= width - 1;
 #if defined(__AVX__)
-  if constexpr (NE > 0 && NE % 8 == 0) {  // eight values at a time: each one's products and sums as below
-    const __m256 zero = _mm256_set1_ps(0.0f), one = _mm256_set1_ps(1.0f);
-    for (int32_t j = 0; j < rows + T - 1; ++j) {
-      const float* line = src + clamp_index(ya + iy - kBefore + j, height - 1) * width;
-      float* h = across + static_cast<int64_t>(j) * NE;
-      if (!inside) {
-        for (int32_t x = 0; x < NE; ++x) {
-          const int64_t at = xa + x + ix - kBefore;
-          float s = wx[0] * line[clamp_index(at, width - 1)];
-          for (int t = 1; t < T; ++t) s = s + wx[t] * line[clamp_index(at + t, width - 1)];
-          h[x] = s;
-        }
-        continue;
-      }
-      const float* at = line + xa + ix - kBefore;
-      for (int32_t x = 0; x < NE; x += 8) {
-        __m256 s = _mm256_mul_ps(_mm256_set1_ps(wx[0]), _mm256_loadu_ps(at + x));
-        for (int t = 1; t < T; ++t) s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(wx[t]), _mm256_loadu_ps(at + x + t)));
-        _mm256_storeu_ps(h + x, s);
-      }
-    }
-    for (int32_t r = 0; r < rows; ++r) {
-      const float* h = across + static_cast<int64_t>(r) * NE;
-      float* d = dst + r * stride;
-      for (int32_t x = 0; x < NE; x += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_set1_ps(wy[0]), _mm256_loadu_ps(h + x));
-        for (int t = 1; t < T; ++t)
-          v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(wy[t]), _mm256_loadu_ps(h + x + t * NE)));
-        // std::min(std::max(v, 0), 1): max/min return their second operand on NaN, as std's do here
-        _mm256_storeu_ps(d + x, _mm256_min_ps(one, _mm256_max_ps(zero, v)));
-      }
-    }
-    return;
-  }
+  constexpr bool kEights = NE > 0 && NE % 8 == 0;  // eight values at a time, each as the loops below
+#else
+  constexpr bool kEights = false;
 #endif
   for (int32_t j = 0; j < rows + T - 1; ++j) {
     const float* line = src + clamp_index(ya + iy - kBefore + j, height - 1) * width;
     float* h = across + static_cast<int64_t>(j) * ne;
     if (inside) {
       const float* at = line + xa + ix - kBefore;
+      if constexpr (kEights) {
+#if defined(__AVX__)
+        for (int32_t x = 0; x < NE; x += 8) {
+          __m256 s = _mm256_mul_ps(_mm256_set1_ps(wx[0]), _mm256_loadu_ps(at + x));
+          for (int t = 1; t < T; ++t)
+            s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(wx[t]), _mm256_loadu_ps(at + x + t)));
+          _mm256_storeu_ps(h + x, s);
+        }
+#endif
+        continue;
+      }
       for (int32_t x = 0; x < ne; ++x) {
         float s = wx[0] * at[x];
         for (int t = 1; t < T; ++t) s = s + wx[t] * at[x + t];
@@ -203,6 +183,19 @@ void quarter_block(const float* __restrict__ src, int32_t height, int32_t width,
   for (int32_t r = 0; r < rows; ++r) {
     const float* h = across + static_cast<int64_t>(r) * ne;
     float* d = dst + r * stride;
+    if constexpr (kEights) {
+#if defined(__AVX__)
+      const __m256 zero = _mm256_set1_ps(0.0f), one = _mm256_set1_ps(1.0f);
+      for (int32_t x = 0; x < NE; x += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_set1_ps(wy[0]), _mm256_loadu_ps(h + x));
+        for (int t = 1; t < T; ++t)
+          v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(wy[t]), _mm256_loadu_ps(h + x + t * NE)));
+        // std::min(std::max(v, 0), 1): max/min return their second operand on NaN, as std's do here
+        _mm256_storeu_ps(d + x, _mm256_min_ps(one, _mm256_max_ps(zero, v)));
+      }
+#endif
+      continue;
+    }
     for (int32_t x = 0; x < ne; ++x) {
       float v = wy[0] * h[x];
       for (int t = 1; t < T; ++t) v = v + wy[t] * h[x + static_cast<int64_t>(t) * ne];
