@@ -27,6 +27,7 @@ class BinnedSplats:
         self.chol = chol.contiguous()
         self.binning = self.kernels.bin_splats(means.contiguous(), self.chol, height, width)
         self.height, self.width = height, width
+        self.unused_colors = torch.zeros_like(self.binning[0][:, :3])  # backward reads them for geometry only
 
     def render(self, colors: torch.Tensor) -> torch.Tensor:
         conics, boxes, _, tile_offsets, tile_splats, _ = self.binning
@@ -35,6 +36,5 @@ class BinnedSplats:
 
     def transpose(self, pixels: torch.Tensor) -> torch.Tensor:
         """W^T pixels [N, 3] for pixels [3, H, W]."""
-        unused_colors = torch.zeros_like(self.binning[0][:, :3])  # read by the geometry terms only
-        return self.kernels.backward(pixels.float().contiguous(), self.chol, unused_colors, *self.binning,
-                                     True, False)[2]
+        return self.kernels.backward(pixels.float().contiguous(), self.chol, self.unused_colors,
+                                     *self.binning, True, False)[2]

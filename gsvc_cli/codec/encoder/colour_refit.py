@@ -7,7 +7,7 @@ gradient of sum(render(c) * x) with respect to c). The normal equations (W^T W +
 lam c0 are solved per channel with Jacobi-preconditioned conjugate gradients; the small ridge pulls a
 splat that covers no pixel back to its previous colour instead of leaving it undetermined. On the
 CPU kernels the splats are binned into tiles once per refit (render.cpu.BinnedSplats) rather than
-once per product: the same values, a fifth less time.
+once per product: the same values, 8-15% less time (BENCHMARKS.md).
 """
 
 from __future__ import annotations
