@@ -9,6 +9,10 @@ BASE's bit accounting), and the same integers are re-encoded with this tree's fr
 I-frame steps, survivors, changes and new splats are those of the file). Every re-encoded frame
 is decoded again and must reproduce the encoder's integers exactly. Prints, per clip, bits per
 splat of I- and P-frames by group (structure, means, chol, colors, side, total) before and after.
+
+BASE must write I- and P-frames only (format 3.0 or older, before M-frames): an M-frame's streams
+may repeat models from the coding memory (format 10.0), which neither side here keeps, and its
+payload holds no splat state to re-encode. Such a file stops the script with a one-line message.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ from gsvc_cli.codec.bitstream.frame_coding import decode_frame
 frames, prev = [], None
 with GsvcReader(sys.argv[1]) as gsvc:
     for k, record in gsvc.frames():
+        if record.frame_type not in ("I", "P"):  # refused by recode
+            frames.append(dict(type=record.frame_type))
+            continue
         f = decode_frame(record.payload, prev if record.frame_type == "P" else None)
         frames.append(dict(type=f.frame_type, values=f.splats.as_array(), kept=f.kept.numpy(),
                            steps=f.steps.as_tuple() if f.steps else None,
@@ -73,6 +80,9 @@ def recode(frames: list[dict]) -> list[dict]:
     new_of_old = np.zeros(0, dtype=np.int64)  # previous frame: old decoded index -> new index
     steps = None
     for f in frames:
+        if f["type"] not in ("I", "P"):
+            raise SystemExit(f"{f['type']}-frame in the BASE file: this comparison takes I- and P-frames "
+                             "only (a BASE of format 3.0 or older)")
         values = f["values"]
         if f["type"] == "I":
             steps = QuantSteps.from_tuple(f["steps"])
