@@ -582,6 +582,12 @@ bool move_arguments_valid(int32_t channels, int32_t height, int32_t width, int32
          gw == (width - 1) / cell + 1;
 }
 
+// The total of eight float lanes in one fixed order (pairs, then pairs of pairs): every row sum
+// below is eight lanes added in this order, so no compiler or thread count changes its bits.
+inline float lane_total(const float (&lanes)[8]) {
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
 // Sum over rows x n pixels of (image - block)^2, image rows of stride `width`, block rows of stride n:
 // per row eight lanes in a fixed order (it vectorises), rows added in double.
 inline float block_error(const float* image, int64_t width, const float* block, int32_t rows, int32_t n) {
@@ -600,7 +606,7 @@ inline float block_error(const float* image, int64_t width, const float* block, 
       const float d = a[x] - b[x];
       lanes[0] += d * d;
     }
-    sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    sum += lane_total(lanes);
   }
   return static_cast<float>(sum);
 }
@@ -761,7 +767,7 @@ int gsvc_window_errors(const float* image, const float* reference, int32_t heigh
           const float d = row[x] - ref[std::clamp<int64_t>(x - vx, 0, width - 1)];
           lanes[0] += d * d;
         }
-        sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+        sum += lane_total(lanes);
       }
       out[k * cells + c] = static_cast<float>(sum);
     }
@@ -955,10 +961,8 @@ int gsvc_fit_error_sums(const float* a, const float* b, int32_t channels, int32_
         lanes[0] += d * d;
         lanes_c[0] += e * e;
       }
-      raw[static_cast<size_t>(r)] =
-          ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-      clamped[static_cast<size_t>(r)] = ((lanes_c[0] + lanes_c[1]) + (lanes_c[2] + lanes_c[3])) +
-                                        ((lanes_c[4] + lanes_c[5]) + (lanes_c[6] + lanes_c[7]));
+      raw[static_cast<size_t>(r)] = lane_total(lanes);
+      clamped[static_cast<size_t>(r)] = lane_total(lanes_c);
     }
     for (int32_t c = 0; c < channels; ++c) {
       double s = 0.0, t = 0.0;
