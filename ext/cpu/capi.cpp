@@ -582,8 +582,8 @@ bool move_arguments_valid(int32_t channels, int32_t height, int32_t width, int32
          gw == (width - 1) / cell + 1;
 }
 
-// The total of eight float lanes in one fixed order (pairs, then pairs of pairs): every row sum
-// below is eight lanes added in this order, so no compiler or thread count changes its bits.
+// The total of eight float lanes in one fixed order (pairs, then pairs of pairs): the row sums
+// below add their lanes so, whatever the thread count, and their callers compare bits.
 inline float lane_total(const float (&lanes)[8]) {
   return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }
