@@ -217,7 +217,12 @@ class Encoder:
         tuning = settings.tuning
         intra = replace(preset.intra, coarse_steps=tuning.coarse_steps, fine_steps=tuning.fine_steps)
         # Residual splats of M-frames: short fits at the preset's own learning rates.
-        self.residual_config = replace(intra, max_steps=min(intra.max_steps, RESIDUAL_MAX_STEPS))
+        self.residual_densities = tuning.picture_residual
+        residual_steps = RESIDUAL_MAX_STEPS
+        if info.width * info.height >= preset.residual_max_pixels:
+            self.residual_densities = tuning.large_picture_residual
+            residual_steps = tuning.large_residual_steps
+        self.residual_config = replace(intra, max_steps=max(1, min(intra.max_steps, residual_steps)))
         if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
             lr = tuning.intra_lr_scale
             steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))
@@ -460,8 +465,7 @@ class Encoder:
         self.searched_field = best_motion
         self.cells_won.add(best_motion.cell)
         self.moved_margin_db = weighted_psnr(best[1], image, CHANNEL_WEIGHTS) - coarse_psnr(image)
-        small = self.height * self.width < self.preset.residual_max_pixels
-        if self.settings.tuning.picture_residual and small and not self._moved_picture_is_cut():
+        if self.residual_densities and not self._moved_picture_is_cut():
             best = self._with_residual(image, best_motion, best)
         return best
 
@@ -482,7 +486,7 @@ class Encoder:
     def _with_residual(self, image: torch.Tensor, motion: MotionVectors,
                        plain: _PictureChoice) -> _PictureChoice:
         """The M-frame plus residual splats (format kind 4) when that lowers J: splats fitted to
-        what the moved picture misses, at each count of tuning.picture_residual (pixels per
+        what the moved picture misses, at each count of self.residual_densities (pixels per
         splat) and each step scale of RESIDUAL_STEP_SCALES times the I-frame's; else `plain`.
         With tuning.residual_prune, the set with the lowest J is also tried without its least
         useful splats (RESIDUAL_PRUNE_RATIO fewer each time), so the count can settle anywhere
@@ -512,7 +516,7 @@ class Encoder:
             return (coded, picture, sse + self.lam * bits), sse + lam_choice * bits, decoded
 
         fitted: _ResidualSet | None = None  # the least J with splats
-        for per_splat in (float(c) for c in self.settings.tuning.picture_residual.split(",")):
+        for per_splat in (float(c) for c in self.residual_densities.split(",")):
             count = max(1, int(pixels // per_splat))
             splats, _ = self._fit(target, count, None, config, self.settings.seed, None)
             for scale in RESIDUAL_STEP_SCALES:
@@ -646,10 +650,14 @@ class Encoder:
         at the last I-frame's count and step scale: a full fit has reached INTRA_TRIAL_BOUND of the
         short fit's J or more, so below that the full fit (ten seconds at CIF) need not run. The
         trials after M-frames mostly lose by far (BENCHMARKS.md "A short fit before each real
-        I-fit trial"). Frames fitted coarse to fine are not judged so (not measured)."""
+        I-fit trial"). Frames fitted coarse to fine, where a short fit is no cheap guide, are judged
+        by the estimate (the GOP's first I-frame's J) times tuning.large_trial_bound instead."""
         steps = self.settings.tuning.intra_trial_steps
         intra = self.preset.intra
-        if steps <= 0 or self.intra_count is None or self.height * self.width >= intra.coarse_min_pixels:
+        if self.intra_count is not None and self.height * self.width >= intra.coarse_min_pixels:
+            bound = self.settings.tuning.large_trial_bound * self.settings.tuning.p_preference
+            return p_cost > bound * self._intra_cost_estimate()
+        if steps <= 0 or self.intra_count is None:
             return True
         assert self.lam is not None
         config = replace(intra, max_steps=steps, anneal_steps=min(intra.anneal_steps, steps // 4))

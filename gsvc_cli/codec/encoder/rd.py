@@ -96,6 +96,8 @@ class RDTuning:
     intra_trial_steps: before that real I-frame fit, on frames fitted at full size only, a fit of
     this many steps; when even INTRA_TRIAL_BOUND times its J (times p_preference) exceeds the
     P-frame's J, the full fit cannot win and is not run. 0: always the full fit (the ablation).
+    large_trial_bound: on frames fitted coarse to fine, that real I-frame fit runs only when the
+    P- or M-frame's J exceeds this times p_preference times the I-frame estimate (0: always).
     intra_steps_scale: I-frame fits of frames below the coarse-to-fine size (FitConfig.
     coarse_min_pixels, fitted at full size only) run the preset's small_intra_steps times this
     (the ablations: 250 / 2400 gives fast's steps before c1782b0, 0.25 its 600 of c1782b0, 0.5
@@ -140,6 +142,9 @@ class RDTuning:
     picture_residual: an M-frame may add residual splats to its moved picture (kind 4), fitted at
     each of these densities (pixels per splat, comma-separated) and kept when J is lower ("": off),
     on frames below the preset's residual_max_pixels.
+    large_picture_residual, large_residual_steps: the same on frames of at least the preset's
+    residual_max_pixels (fast's 1280x720 and up): these densities ("": none) and fits of at most
+    this many steps, coarse to fine as the I-frames (a residual fit there costs seconds).
     cut_by_picture: a frame whose best moved picture is barely better than its own 40x40 block
     means is an I-frame (Encoder._moved_picture_is_cut), without trying P or M (off: J decides).
     residual_prune: the residual set of least J is also tried without its least useful splats, at
@@ -271,6 +276,8 @@ class RDTuning:
     # count moves by fifths and both together saved 7-23% (cut_by_picture included on cuts_qcif).
     # cut_by_picture: cuts_qcif -10.7% alone, scenecut (whose cut was an I-frame already) 0.0%.
     picture_residual: str = "2000,700,250"
+    large_picture_residual: str = ""
+    large_residual_steps: int = 200
     residual_prune: bool = True
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
@@ -297,6 +304,7 @@ class RDTuning:
     # short fit before each real I-fit trial"): the full fit's J was 0.74-0.87 of the short fit's,
     # and the 40 trials that lost did so with J(P) / (p_preference J(I)) at 0.49-0.77.
     intra_trial_steps: int = 300
+    large_trial_bound: float = 0.0
     # real_intra_vs_m off (2026-12-05, BENCHMARKS.md "A short fit before each real I-fit trial"):
     # street Q 27 +1.0% bytes for -0.11 dB (the I-frame it turned into an M-frame renewed the
     # picture the later M-frames move); no change on the twelve small-clip points where it can act.
