@@ -472,6 +472,44 @@ def test_preset_fast_fits_small_i_frames_longer() -> None:
     assert [get_preset(p).small_intra_steps for p in ("fast", "medium", "slow")] == [2400, 2400, 3000]
 
 
+def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
+    """Below the preset's residual_max_pixels (fast: 1280x720) an M-frame's residual splats follow
+    picture_residual and fit at most RESIDUAL_MAX_STEPS steps; at and above it, large_picture_residual
+    (none by default) and large_residual_steps. Medium has no such limit."""
+    from gsvc_cli.codec.encoder.gop import RESIDUAL_MAX_STEPS
+
+    frames, info = crops([(0, 200, 40)])
+    large = info.with_(width=1280, height=720)
+    tuning = RDTuning(large_picture_residual="3000", large_residual_steps=40)
+    for preset, size, densities, steps in (("fast", info, tuning.picture_residual, RESIDUAL_MAX_STEPS),
+                                           ("fast", large, "3000", 40),
+                                           ("medium", large, tuning.picture_residual, RESIDUAL_MAX_STEPS)):
+        enc = Encoder(size, EncoderSettings(RateTarget(quality=30), preset, tuning=tuning), 8, 64)
+        assert (enc.residual_densities, enc.residual_config.max_steps) == (densities, steps)
+    default = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
+    assert default.residual_densities == ""
+
+
+def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_estimate(monkeypatch) -> None:
+    """On frames fitted coarse to fine, the real I-frame trial runs only when the inter frame's J
+    exceeds large_trial_bound x p_preference x the last real I-fit's J (not the GOP's estimate):
+    below, no fit at all; above, the full fit (no short one). Bound 0: every trial runs."""
+    import gsvc_cli.codec.encoder.gop as gop
+
+    frames, info = crops([(0, 200, 40)])
+    large = info.with_(width=1280, height=720)
+    tuning = RDTuning(large_trial_bound=0.75)
+    enc = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning), 8, 64)
+    enc.intra_count, enc.intra_cost, enc.last_fit_j = 5000, (1000.0, 2000.0), 500.0
+    limit = 0.75 * tuning.p_preference * 500.0
+    monkeypatch.setattr(gop, "fit_frame", lambda *a, **k: pytest.fail("no fit on a large frame"))
+    image = torch.zeros(3, 720, 1280)
+    assert not enc._intra_may_win(3, image, 0.99 * limit)
+    assert enc._intra_may_win(3, image, 1.01 * limit)
+    enc.settings = dataclasses.replace(enc.settings, tuning=RDTuning(large_trial_bound=0.0))
+    assert enc._intra_may_win(3, image, 1e-9)
+
+
 def _skips_after_loss(enc: Encoder, p_over_m: float) -> int:
     """A P-fit costing p_over_m x its M-frame, then how many frames skip the P-fit before the next."""
     enc.p_over_m = p_over_m

@@ -246,6 +246,7 @@ class Encoder:
         self.intra_count: int | None = None
         self.intra_scale = 1.0
         self.intra_cost = (0.0, 0.0)  # (weighted SSE, bits) of the last I-frame
+        self.last_fit_j = 0.0  # J of the last real I-fit, coded or a lost trial (_intra_may_win)
         self.coarse_sse_per_bit = COARSE_SSE_PER_BIT  # a whole fit's SSE/bit over its coarse stage's
         self.p_sse_ratio = 0.1  # a P-fit's SSE over its warm start's, learned (optimistic start)
         self.p_bits = 0.0  # bits of a recent P-frame, learned
@@ -651,12 +652,13 @@ class Encoder:
         short fit's J or more, so below that the full fit (ten seconds at CIF) need not run. The
         trials after M-frames mostly lose by far (BENCHMARKS.md "A short fit before each real
         I-fit trial"). Frames fitted coarse to fine, where a short fit is no cheap guide, are judged
-        by the estimate (the GOP's first I-frame's J) times tuning.large_trial_bound instead."""
+        by the J of the last real I-fit (coded, or a trial that lost: fresher than the estimate)
+        times tuning.large_trial_bound instead."""
         steps = self.settings.tuning.intra_trial_steps
         intra = self.preset.intra
         if self.intra_count is not None and self.height * self.width >= intra.coarse_min_pixels:
             bound = self.settings.tuning.large_trial_bound * self.settings.tuning.p_preference
-            return p_cost > bound * self._intra_cost_estimate()
+            return p_cost > bound * self.last_fit_j
         if steps <= 0 or self.intra_count is None:
             return True
         assert self.lam is not None
@@ -829,6 +831,7 @@ class Encoder:
         decoded = dequantise(q, self.steps, image.device)
         sse = weighted_sse(render_splats(decoded, self.height, self.width), image, self.weights)
         self.intra_cost = (sse, 8.0 * len(coded.payload))
+        self.last_fit_j = sse + self.lam * 8.0 * len(coded.payload)
         return coded, _Reference(q, decoded), fit_psnr
 
     def _count_answer(self, count: int, sse: float, bits: float, lam: float) -> int:

@@ -71,8 +71,9 @@ class Preset:
     intra: the I-frame fit from scratch. fine_tune: the quantisation-aware fine-tune of an I-frame at
     its chosen quantiser steps (a short warm-started fit with small learning rates). inter_steps:
     iterations of a P-frame fit (inter_fit.fit_inter, whose learning rates are INTER_LRS).
-    residual_max_pixels: M-frames of frames with fewer pixels may add residual splats (two small
-    fits per M-frame: ~18 s at 1080p, where fast leaves them out). small_intra_steps: intra's
+    residual_max_pixels: M-frames of frames with fewer pixels may add residual splats by
+    RDTuning.picture_residual (three small fits per M-frame: ~20 s at 1080p), larger ones by
+    RDTuning.large_picture_residual and large_residual_steps. small_intra_steps: intra's
     max_steps for frames below its coarse_min_pixels, which are fitted at full size only.
     """
 

@@ -97,7 +97,8 @@ class RDTuning:
     this many steps; when even INTRA_TRIAL_BOUND times its J (times p_preference) exceeds the
     P-frame's J, the full fit cannot win and is not run. 0: always the full fit (the ablation).
     large_trial_bound: on frames fitted coarse to fine, that real I-frame fit runs only when the
-    P- or M-frame's J exceeds this times p_preference times the I-frame estimate (0: always).
+    P- or M-frame's J exceeds this times p_preference times the J of the last real I-fit (coded,
+    or a trial that lost; 0: always).
     intra_steps_scale: I-frame fits of frames below the coarse-to-fine size (FitConfig.
     coarse_min_pixels, fitted at full size only) run the preset's small_intra_steps times this
     (the ablations: 250 / 2400 gives fast's steps before c1782b0, 0.25 its 600 of c1782b0, 0.5
