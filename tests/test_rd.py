@@ -475,17 +475,19 @@ def test_preset_fast_fits_small_i_frames_longer() -> None:
 def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
     """Below the preset's residual_max_pixels (fast: 1280x720) an M-frame's residual splats follow
     picture_residual and fit at most RESIDUAL_MAX_STEPS steps; at and above it, large_picture_residual
-    (none by default) and large_residual_steps. Medium has no such limit."""
+    (none by default), large_residual_steps and large_residual_refit. Medium has no such limit."""
     from gsvc_cli.codec.encoder.gop import RESIDUAL_MAX_STEPS
 
     frames, info = crops([(0, 200, 40)])
     large = info.with_(width=1280, height=720)
-    tuning = RDTuning(large_picture_residual="3000", large_residual_steps=40)
+    tuning = RDTuning(large_picture_residual="3000", large_residual_steps=40, large_residual_refit=6)
     for preset, size, densities, steps in (("fast", info, tuning.picture_residual, RESIDUAL_MAX_STEPS),
                                            ("fast", large, "3000", 40),
                                            ("medium", large, tuning.picture_residual, RESIDUAL_MAX_STEPS)):
         enc = Encoder(size, EncoderSettings(RateTarget(quality=30), preset, tuning=tuning), 8, 64)
         assert (enc.residual_densities, enc.residual_config.max_steps) == (densities, steps)
+        refit = 6 if steps == 40 else enc.preset.intra.final_refit_iters
+        assert enc.residual_config.final_refit_iters == refit
     default = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
     assert default.residual_densities == ""
 

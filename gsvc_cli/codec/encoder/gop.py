@@ -218,11 +218,12 @@ class Encoder:
         intra = replace(preset.intra, coarse_steps=tuning.coarse_steps, fine_steps=tuning.fine_steps)
         # Residual splats of M-frames: short fits at the preset's own learning rates.
         self.residual_densities = tuning.picture_residual
-        residual_steps = RESIDUAL_MAX_STEPS
+        self.residual_config = replace(intra, max_steps=min(intra.max_steps, RESIDUAL_MAX_STEPS))
         if info.width * info.height >= preset.residual_max_pixels:
             self.residual_densities = tuning.large_picture_residual
-            residual_steps = tuning.large_residual_steps
-        self.residual_config = replace(intra, max_steps=max(1, min(intra.max_steps, residual_steps)))
+            residual_steps = max(1, min(intra.max_steps, tuning.large_residual_steps))
+            self.residual_config = replace(intra, max_steps=residual_steps,
+                                           final_refit_iters=tuning.large_residual_refit)
         if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
             lr = tuning.intra_lr_scale
             steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))

@@ -143,9 +143,10 @@ class RDTuning:
     picture_residual: an M-frame may add residual splats to its moved picture (kind 4), fitted at
     each of these densities (pixels per splat, comma-separated) and kept when J is lower ("": off),
     on frames below the preset's residual_max_pixels.
-    large_picture_residual, large_residual_steps: the same on frames of at least the preset's
-    residual_max_pixels (fast's 1280x720 and up): these densities ("": none) and fits of at most
-    this many steps, coarse to fine as the I-frames (a residual fit there costs seconds).
+    large_picture_residual, large_residual_steps, large_residual_refit: the same on frames of at
+    least the preset's residual_max_pixels (fast's 1280x720 and up): these densities ("": none),
+    fits of at most this many steps, coarse to fine as the I-frames, whose last colour refits take
+    this many iterations (FitConfig.final_refit_iters; a residual fit there costs seconds).
     cut_by_picture: a frame whose best moved picture is barely better than its own 40x40 block
     means is an I-frame (Encoder._moved_picture_is_cut), without trying P or M (off: J decides).
     residual_prune: the residual set of least J is also tried without its least useful splats, at
@@ -279,6 +280,7 @@ class RDTuning:
     picture_residual: str = "2000,700,250"
     large_picture_residual: str = ""
     large_residual_steps: int = 200
+    large_residual_refit: int = 25
     residual_prune: bool = True
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
