@@ -475,7 +475,8 @@ def test_preset_fast_fits_small_i_frames_longer() -> None:
 def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
     """Below the preset's residual_max_pixels (fast: 1280x720) an M-frame's residual splats follow
     picture_residual and fit at most RESIDUAL_MAX_STEPS steps; at and above it, large_picture_residual
-    (none by default), large_residual_steps and large_residual_refit. Medium has no such limit."""
+    (one density, 2000 pixels a splat, in 60 steps by default), large_residual_steps and
+    large_residual_refit. Medium has no such limit."""
     from gsvc_cli.codec.encoder.gop import RESIDUAL_MAX_STEPS
 
     frames, info = crops([(0, 200, 40)])
@@ -489,7 +490,7 @@ def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
         refit = 6 if steps == 40 else enc.preset.intra.final_refit_iters
         assert enc.residual_config.final_refit_iters == refit
     default = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
-    assert default.residual_densities == ""
+    assert (default.residual_densities, default.residual_config.max_steps) == ("2000", 60)
 
 
 def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_estimate(monkeypatch) -> None:

@@ -278,8 +278,14 @@ class RDTuning:
     # count moves by fifths and both together saved 7-23% (cut_by_picture included on cuts_qcif).
     # cut_by_picture: cuts_qcif -10.7% alone, scenecut (whose cut was an I-frame already) 0.0%.
     picture_residual: str = "2000,700,250"
-    large_picture_residual: str = ""
-    large_residual_steps: int = 200
+    # large_picture_residual 2000 with large_residual_steps 60 by the 24-frame large-clip run of
+    # 2026-12-05 (street 1080p, cockatoo and flower 720p, same run; BENCHMARKS.md "Residual splats
+    # at 1280x720 and up in preset fast"): -17.8%, -26.2% and -1.8% bits against none (fewer
+    # I-frames: the M-frames hold their quality), about 1.5x fast's time at 1080p Q 27. 2000,700
+    # saved more (-28.3%, -29.4%, -2.6%) at about twice that time again on street; a 6-iteration
+    # last refit (large_residual_refit) saved a quarter of a residual fit's time and lost on cockatoo.
+    large_picture_residual: str = "2000"
+    large_residual_steps: int = 60
     large_residual_refit: int = 25
     residual_prune: bool = True
     cut_by_picture: bool = True
@@ -307,7 +313,12 @@ class RDTuning:
     # short fit before each real I-fit trial"): the full fit's J was 0.74-0.87 of the short fit's,
     # and the 40 trials that lost did so with J(P) / (p_preference J(I)) at 0.49-0.77.
     intra_trial_steps: int = 300
-    large_trial_bound: float = 0.0
+    # large_trial_bound 0.95 by the trials of that run (a real I-fit's J over the last one's: 0.95-1.05
+    # on street, 0.81-1.27 on cockatoo; the one trial that won had an M-frame at 1.017 of it, the lost
+    # ones 0.49-0.94). Every trial (0) and a bound of 0.75 on the GOP's estimate coded the same bits
+    # on cockatoo and flower; 0.95 on the last fit the same as 0.75 on street and flower, cockatoo
+    # -0.4% BD-rate, and it skips street's run of lost trials at Q 36 (30 s each at 1080p).
+    large_trial_bound: float = 0.95
     # real_intra_vs_m off (2026-12-05, BENCHMARKS.md "A short fit before each real I-fit trial"):
     # street Q 27 +1.0% bytes for -0.11 dB (the I-frame it turned into an M-frame renewed the
     # picture the later M-frames move); no change on the twelve small-clip points where it can act.
