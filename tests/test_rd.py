@@ -493,7 +493,7 @@ def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
     assert (default.residual_densities, default.residual_config.max_steps) == ("2000", 60)
 
 
-def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_estimate(monkeypatch) -> None:
+def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_last_fit(monkeypatch) -> None:
     """On frames fitted coarse to fine, the real I-frame trial runs only when the inter frame's J
     exceeds large_trial_bound x p_preference x the last real I-fit's J (not the GOP's estimate):
     below, no fit at all; above, the full fit (no short one). Bound 0: every trial runs."""

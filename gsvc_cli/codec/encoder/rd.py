@@ -280,10 +280,10 @@ class RDTuning:
     picture_residual: str = "2000,700,250"
     # large_picture_residual 2000 with large_residual_steps 60 by the 24-frame large-clip run of
     # 2026-12-05 (street 1080p, cockatoo and flower 720p, same run; BENCHMARKS.md "Residual splats
-    # at 1280x720 and up in preset fast"): -17.8%, -26.2% and -1.8% bits against none (fewer
-    # I-frames: the M-frames hold their quality), about 1.5x fast's time at 1080p Q 27. 2000,700
-    # saved more (-28.3%, -29.4%, -2.6%) at about twice that time again on street; a 6-iteration
-    # last refit (large_residual_refit) saved a quarter of a residual fit's time and lost on cockatoo.
+    # at 1280x720 and up in preset fast"): -17.8%, -26.2% and -1.7% bits against none (fewer
+    # I-frames: the M-frames hold their quality), 1.12x the time on street's 54 frames at Q 27.
+    # 2000,700 saved more (-28.3%, -29.4%, -2.7%) at 1.6-2x the time on street; a 6-iteration last
+    # refit (large_residual_refit) measured the same on the mean for 0.96x the time: not kept.
     large_picture_residual: str = "2000"
     large_residual_steps: int = 60
     large_residual_refit: int = 25
