@@ -223,7 +223,10 @@ class Encoder:
             self.residual_densities = tuning.large_picture_residual
             residual_steps = max(1, min(intra.max_steps, tuning.large_residual_steps))
             self.residual_config = replace(intra, max_steps=residual_steps,
-                                           final_refit_iters=tuning.large_residual_refit)
+                                           final_refit_iters=tuning.large_residual_refit,
+                                           coarse_steps=tuning.large_residual_coarse,
+                                           fine_steps=tuning.large_residual_fine,
+                                           refit_iters=tuning.large_residual_inner_refit)
         if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
             lr = tuning.intra_lr_scale
             steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))

@@ -147,6 +147,11 @@ class RDTuning:
     least the preset's residual_max_pixels (fast's 1280x720 and up): these densities ("": none),
     fits of at most this many steps, coarse to fine as the I-frames, whose last colour refits take
     this many iterations (FitConfig.final_refit_iters; a residual fit there costs seconds).
+    large_residual_coarse, large_residual_fine, large_residual_inner_refit: those fits' coarse and
+    fine stages (FitConfig.coarse_steps and fine_steps, fractions of large_residual_steps) and the
+    iterations of their other colour refits (FitConfig.refit_iters: each stage's first, and after
+    each swap). Large splats on a residual lose little at half size, and every full-size step or
+    refit iteration costs about three half-size ones.
     cut_by_picture: a frame whose best moved picture is barely better than its own 40x40 block
     means is an I-frame (Encoder._moved_picture_is_cut), without trying P or M (off: J decides).
     residual_prune: the residual set of least J is also tried without its least useful splats, at
@@ -287,6 +292,9 @@ class RDTuning:
     large_picture_residual: str = "2000"
     large_residual_steps: int = 60
     large_residual_refit: int = 25
+    large_residual_coarse: float = 1.6
+    large_residual_fine: float = 0.4
+    large_residual_inner_refit: int = 6
     residual_prune: bool = True
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
