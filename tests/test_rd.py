@@ -476,19 +476,25 @@ def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
     """Below the preset's residual_max_pixels (fast: 1280x720) an M-frame's residual splats follow
     picture_residual and fit at most RESIDUAL_MAX_STEPS steps; at and above it, large_picture_residual
     (one density, 2000 pixels a splat, in 60 steps by default), large_residual_steps and
-    large_residual_refit. Medium has no such limit."""
+    large_residual_refit, with their own coarse and fine stages and inner refits
+    (large_residual_coarse, large_residual_fine, large_residual_inner_refit). Medium has no such
+    limit."""
     from gsvc_cli.codec.encoder.gop import RESIDUAL_MAX_STEPS
 
     frames, info = crops([(0, 200, 40)])
     large = info.with_(width=1280, height=720)
-    tuning = RDTuning(large_picture_residual="3000", large_residual_steps=40, large_residual_refit=6)
+    tuning = RDTuning(large_picture_residual="3000", large_residual_steps=40, large_residual_refit=6,
+                      large_residual_coarse=2.5, large_residual_fine=0.2, large_residual_inner_refit=3)
     for preset, size, densities, steps in (("fast", info, tuning.picture_residual, RESIDUAL_MAX_STEPS),
                                            ("fast", large, "3000", 40),
                                            ("medium", large, tuning.picture_residual, RESIDUAL_MAX_STEPS)):
         enc = Encoder(size, EncoderSettings(RateTarget(quality=30), preset, tuning=tuning), 8, 64)
-        assert (enc.residual_densities, enc.residual_config.max_steps) == (densities, steps)
-        refit = 6 if steps == 40 else enc.preset.intra.final_refit_iters
-        assert enc.residual_config.final_refit_iters == refit
+        config = enc.residual_config
+        assert (enc.residual_densities, config.max_steps) == (densities, steps)
+        intra = enc.preset.intra
+        own = (6, 2.5, 0.2, 3) if steps == 40 else (intra.final_refit_iters, intra.coarse_steps,
+                                                    intra.fine_steps, intra.refit_iters)
+        assert (config.final_refit_iters, config.coarse_steps, config.fine_steps, config.refit_iters) == own
     default = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
     assert (default.residual_densities, default.residual_config.max_steps) == ("2000", 60)
 
