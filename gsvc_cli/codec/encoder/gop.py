@@ -428,11 +428,15 @@ class Encoder:
         sharp_fields = (tuning.sharp_filter and tuning.field_coding != "neighbour"
                         and self.height * self.width <= tuning.sharp_max_pixels)
 
-        def choice(motion: MotionVectors) -> _PictureChoice:
+        def choice(motion: MotionVectors) -> _PictureChoice | None:
+            """The field's M-frame, None when its distortion alone is no better than the best J so
+            far (it cannot win: its bits only add), which spares coding the losers' fields."""
             moved = torch.from_numpy(move_picture(reference, motion))
+            sse = weighted_sse(moved, image, self.weights)
+            if best is not None and sse >= best[2]:
+                return None
             coded = encode_picture_frame(motion, field_coding=tuning.field_coding, memory=self.coding_memory)
-            cost = weighted_sse(moved, image, self.weights) + self.lam * 8.0 * len(coded.payload)
-            return coded, moved, cost
+            return coded, moved, sse + self.lam * 8.0 * len(coded.payload)
 
         for cell in self._cells_to_try(index):
             if by_rd:
@@ -454,7 +458,7 @@ class Encoder:
                                         tuning.field_refine_passes) for motion in fields]
             for motion in fields:
                 candidate = choice(motion)
-                if best is None or candidate[2] < best[2]:
+                if candidate is not None and (best is None or candidate[2] < best[2]):
                     best, best_motion = candidate, motion
         assert best is not None and best_motion is not None
         if by_rd and tuning.field_refine_passes:
@@ -465,7 +469,7 @@ class Encoder:
                                    weights[:planes], costs, tuning.field_refine_passes)
             if (refined.vectors != best_motion.vectors).any():
                 candidate = choice(refined)
-                if candidate[2] < best[2]:
+                if candidate is not None and candidate[2] < best[2]:
                     best, best_motion = candidate, refined
         self.searched_field = best_motion
         self.cells_won.add(best_motion.cell)
