@@ -288,13 +288,19 @@ class RDTuning:
     # at 1280x720 and up in preset fast"): -17.8%, -26.2% and -1.7% bits against none (fewer
     # I-frames: the M-frames hold their quality), 1.12x the time on street's 54 frames at Q 27.
     # 2000,700 saved more (-28.3%, -29.4%, -2.7%) at 1.6-2x the time on street; a 6-iteration last
-    # refit (large_residual_refit) measured the same on the mean for 0.96x the time: not kept.
+    # refit (large_residual_refit) measured the same on the mean for 0.96x the time.
+    # Fitted 120 steps at half size and 18 at full size with 2-iteration inner and 6-iteration last
+    # colour refits (large_residual_coarse 2.0, fine 0.3, inner_refit 2, refit 6) by the run of
+    # 2026-12-05 16:42-17:10 UTC (same three clips, first 24 frames, same run; BENCHMARKS.md "A
+    # cheaper residual fit at 1280x720 and up"): BD-rate +0.4%, +1.9%, -0.4% against 96 + 24 steps
+    # with 6 and 25 iterations, a residual fit in 0.68x the time. 120 + 12 steps lost 3.9% on
+    # cockatoo and an I-frame more on street at Q 33.
     large_picture_residual: str = "2000"
     large_residual_steps: int = 60
-    large_residual_refit: int = 25
-    large_residual_coarse: float = 1.6
-    large_residual_fine: float = 0.4
-    large_residual_inner_refit: int = 6
+    large_residual_refit: int = 6
+    large_residual_coarse: float = 2.0
+    large_residual_fine: float = 0.3
+    large_residual_inner_refit: int = 2
     residual_prune: bool = True
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
