@@ -62,7 +62,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (10, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (11, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -150,8 +150,8 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 11) + good[10:])
-    with pytest.raises(FormatError, match="version 11.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 12) + good[10:])
+    with pytest.raises(FormatError, match="version 12.0 is not supported"):
         GsvcReader(other)
     # 3.x (before M-frames), 4.x (before quarter pixels), 5.x (before residual splats), 6.x
     # (before flagged fields), 7.x (before overlapped cells), 8.x (before the 8-tap filter) and 9.x
@@ -202,7 +202,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + index + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (10, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (11, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -311,25 +311,10 @@ def splats_digest(frames: list[GoldenFrame]) -> str:
     return h.hexdigest()
 
 
-def test_golden_bitstream(tmp_path):
-    """The pinned file must come out byte for byte, and the stored file must decode to the pins.
-
-    Regenerate (only after a deliberate format change, with a version bump) with
-    GSVC_REGEN_GOLDEN=1 pytest tests/test_container.py.
-    """
-    produced = tmp_path / "golden.gsvc"
-    reconstruction = encode_golden(produced)
-    file_hash = hashlib.sha256(produced.read_bytes()).hexdigest()
-    pins_path = GOLDEN / "small.json"
-    if os.environ.get("GSVC_REGEN_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        (GOLDEN / "small.gsvc").write_bytes(produced.read_bytes())
-        pins_path.write_text(json.dumps({"file_sha256": file_hash,
-                                         "decoded_sha256": splats_digest(reconstruction)}, indent=2) + "\n")
-    pins = json.loads(pins_path.read_text())
-    assert file_hash == pins["file_sha256"], "encoder output changed: bitstream no longer matches golden"
+def decode_golden(path: Path) -> list[GoldenFrame]:
+    """What a golden file decodes to, checking its frame kinds, M-frame fields and repeats on the way."""
     decoded: list[GoldenFrame] = []
-    with GsvcReader(GOLDEN / "small.gsvc") as gsvc:
+    with GsvcReader(path) as gsvc:
         assert "".join(e.frame_type for e in gsvc.index) == GOLDEN_TYPES
         prev, memory = None, None
         for k, record in gsvc.frames():
@@ -352,12 +337,33 @@ def test_golden_bitstream(tmp_path):
             assert len(frame.splats) == record.n_splats
             prev = frame.splats
             decoded.append(prev)
+    return decoded
+
+
+def test_golden_bitstream(tmp_path):
+    """The pinned file must come out byte for byte, and the stored file must decode to the pins.
+
+    Regenerate (only after a deliberate format change, with a version bump) with
+    GSVC_REGEN_GOLDEN=1 pytest tests/test_container.py.
+    """
+    produced = tmp_path / "golden.gsvc"
+    reconstruction = encode_golden(produced)
+    file_hash = hashlib.sha256(produced.read_bytes()).hexdigest()
+    pins_path = GOLDEN / "small.json"
+    if os.environ.get("GSVC_REGEN_GOLDEN") == "1":
+        GOLDEN.mkdir(exist_ok=True)
+        (GOLDEN / "small.gsvc").write_bytes(produced.read_bytes())
+        pins_path.write_text(json.dumps({"file_sha256": file_hash,
+                                         "decoded_sha256": splats_digest(reconstruction)}, indent=2) + "\n")
+    pins = json.loads(pins_path.read_text())
+    assert file_hash == pins["file_sha256"], "encoder output changed: bitstream no longer matches golden"
+    decoded = decode_golden(GOLDEN / "small.gsvc")
     assert splats_digest(decoded) == pins["decoded_sha256"]
     assert splats_digest(decoded) == splats_digest(reconstruction)  # decoder == encoder's own
 
 
 def test_any_minor_of_the_major_is_read(tmp_path):
-    """Minor versions only add coding-parameter keys: a file that says 10.0 reads the same with any
+    """Minor versions only add coding-parameter keys: a file that says 11.0 reads the same with any
     minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
@@ -367,9 +373,18 @@ def test_any_minor_of_the_major_is_read(tmp_path):
     struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (10, 5) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (11, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
+
+
+def test_a_10_0_file_decodes_as_it_did():
+    """The 10.0 golden file (before CLASSES models) decodes to the integers it was pinned with,
+    which are the 11.0 file's: the same frames, coded without kind 6."""
+    with GsvcReader(GOLDEN / "small_10.0.gsvc") as gsvc:
+        assert gsvc.header.version == (10, 0)
+    pins = json.loads((GOLDEN / "small.json").read_text())
+    assert splats_digest(decode_golden(GOLDEN / "small_10.0.gsvc")) == pins["decoded_sha256"]
 
 
 def test_a_9_0_file_decodes_as_it_did(tmp_path):

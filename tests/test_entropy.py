@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import constriction
 import numpy as np
 import pytest
 
+from gsvc_cli.codec.bitstream import entropy
 from gsvc_cli.codec.bitstream.entropy import (
+    KIND_CLASSES,
     KIND_REPEAT,
     KIND_SKEW,
     KIND_SPLIT,
@@ -202,3 +206,43 @@ def test_a_later_payload_repeats_an_earlier_model_in_one_byte():
         reader = EntropyReader(data, "p")
         reader.read(300, "a")
         reader.read(300, "b", contexts, 2)
+
+
+def log_uniform(count: int, seed: int) -> np.ndarray:
+    """Integers whose bit lengths 0..9 are about equally likely, either sign, from integer
+    arithmetic alone (motion-vector residuals look like this: polish and jumps mixed)."""
+    out = []
+    for k in range(count):
+        length = (k * 7 + k // 10 * 3 + seed) % 10
+        low = (k * 2654435761 + seed) % (1 << max(length - 1, 0))
+        magnitude = 0 if length == 0 else (1 << (length - 1)) + low
+        out.append(-magnitude if (k + seed) % 3 == 0 else magnitude)
+    return np.array(out, dtype=np.int64)
+
+
+def test_a_heavy_tailed_stream_takes_bit_length_classes(monkeypatch):
+    """Format 11.0's CLASSES model: a stream whose bit lengths spread evenly (as an M-frame's
+    vector residuals at 1080p) codes as class symbols plus raw low bits, exactly, in fewer bits than
+    any other kind gives it; its bytes are pinned; a later payload repeats it in one byte; an
+    alphabet beyond 83 classes is corrupt."""
+    values = log_uniform(2000, 0)
+    data, writer, reader = round_trip([values])
+    assert data[1] == KIND_CLASSES
+    assert abs(reader.stats[0].ideal_bits - writer.stats[0].ideal_bits) < 1e-6
+    assert hashlib.sha256(data).hexdigest() == (
+        "ec645c4e71603fcce97c03903990d2f65068cf4b33312a0958564f9c2932cd88")
+    monkeypatch.setattr(entropy, "CLASS_MIN_SPAN", 1 << 50)  # the other kinds alone
+    _, others, _ = round_trip([values])
+    classes_bits = writer.stats[0].model_bits + writer.stats[0].ideal_bits
+    assert classes_bits < 0.95 * (others.stats[0].model_bits + others.stats[0].ideal_bits)
+    monkeypatch.undo()
+    later = log_uniform(2000, 5)
+    again = EntropyWriter(writer.used)
+    assert again.add("s0", later).model_bits == 8
+    repeated = again.finish()
+    assert repeated[1] == KIND_REPEAT
+    np.testing.assert_array_equal(EntropyReader(repeated, "p", writer.used).read(2000, "s0"), later)
+    corrupt = bytearray(data)
+    corrupt[3] = 84  # the alphabet varint after the kind byte and the centre
+    with pytest.raises(FormatError, match="classes"):
+        EntropyReader(bytes(corrupt)).read(2000)

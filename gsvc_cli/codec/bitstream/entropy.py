@@ -22,6 +22,11 @@ Models (kind byte, then varints):
   REPEAT     the model this stream (or this bucket) had in an earlier frame (`ModelMemory`): one
              byte where a description costs 4 to 20; M-frames' short streams paid a third of
              their bits for their models.
+  CLASSES    transmitted counts over signed bit-length classes of v - centre (0; +-1; +-2..3;
+             +-4..7; ...), the bits below each value's leading one sent as they are: heavy-tailed
+             streams (motion-vector residuals mix quarter-pixel polish with jumps of a hundred
+             pixels), which one geometric decay fits badly and a histogram of every value cannot
+             afford to describe. Format 11.0 on.
 Large ranges are split: the top bits ((v - lo) >> s) use the model, the low s bits a uniform table.
 
 `StreamStats` gives the exact model-block bits and the ideal code length of each stream, which
@@ -54,6 +59,11 @@ KIND_HISTOGRAM = 2
 KIND_SKEW = 3
 KIND_SPLIT = 4
 KIND_REPEAT = 5
+KIND_CLASSES = 6
+MAX_CLASS_ALPHABET = 2 * 41 + 1
+"""Symbols of a CLASSES model: 0, then two per bit length 1..41 (|v - centre| < 2**41)."""
+CLASS_MIN_SPAN = 16
+"""Streams whose values span fewer integers are not offered CLASSES (their raw bits buy nothing)."""
 MAX_CONTEXTS = 16
 """Most buckets a context-split stream may have (the stream definition fixes the count)."""
 
@@ -204,9 +214,10 @@ class _Model:
 
     header: bytes
     freqs: np.ndarray | None  # None for CONSTANT
-    lo: int
+    lo: int  # CLASSES: the centre
     shift: int
     ideal_bits: float
+    classes: bool = False  # a CLASSES model: freqs over class symbols (`class_symbols`)
 
 
 ModelMemory = dict[str, "_Model"]
@@ -220,6 +231,11 @@ def _repeat_bits(model: _Model | None, values: np.ndarray) -> float | None:
         return None
     if model.freqs is None:
         return 0.0 if bool((values == model.lo).all()) else None
+    if model.classes:
+        symbols, raw = class_symbols(values - model.lo)
+        if int(symbols.max()) >= len(model.freqs):
+            return None
+        return _ideal_bits(model.freqs, symbols) + raw
     offsets = values - model.lo
     if int(offsets.min()) < 0:
         return None
@@ -359,6 +375,41 @@ def _choose_model(values: np.ndarray) -> _Model:
                     put_varint(full, w)
                 best = _Model(bytes(full), freqs, lo, shift, bits)
     assert best is not None
+    if hi - lo >= CLASS_MIN_SPAN:
+        best = _classes_model(values, best)
+    return best
+
+
+def class_symbols(offsets: np.ndarray) -> tuple[np.ndarray, int]:
+    """CLASSES symbols of int64 offsets (|v| < 2**41): 0 for 0, 2c - 1 for +v and 2c for -v where c
+    is the bit length of |v|; and the count of raw bits they carry (c - 1 each)."""
+    magnitude = np.abs(offsets)
+    length = np.frexp(magnitude.astype(np.float64))[1].astype(np.int64)  # bit length, exact below 2**53
+    symbols = np.where(offsets == 0, 0, 2 * length - 1 + (offsets < 0))
+    return symbols, int(np.maximum(length - 1, 0).sum())
+
+
+def _classes_model(values: np.ndarray, best: _Model) -> _Model:
+    """`best`, or a CLASSES model about the median when its exact header and body bits are fewer."""
+    centre = int(np.median(values))
+    symbols, raw = class_symbols(values - centre)
+    size = max(2, int(symbols.max()) + 1)
+    head = bytearray([KIND_CLASSES])
+    put_varint(head, zigzag(centre))
+    put_varint(head, size)
+    best_bits = 8 * len(best.header) + best.ideal_bits
+    for qmax in (127, 16383):
+        weights = _histogram_weights(symbols, size, qmax)
+        weight_bytes = int(np.maximum(1, (_bit_lengths(weights) + 6) // 7).sum())
+        if 8 * (len(head) + weight_bytes) + raw >= best_bits:
+            continue
+        freqs = frequency_table(weights)
+        bits = _ideal_bits(freqs, symbols) + raw
+        if 8 * (len(head) + weight_bytes) + bits < best_bits:
+            full = bytearray(head)
+            for w in weights.tolist():
+                put_varint(full, w)
+            best, best_bits = _Model(bytes(full), freqs, centre, 0, bits, True), 8 * len(full) + bits
     return best
 
 
@@ -368,6 +419,14 @@ def _read_model(reader: ByteReader) -> _Model:
     lo = reader.svarint()
     if kind == KIND_CONSTANT:
         return _Model(b"", None, lo, 0, 0.0)
+    if kind == KIND_CLASSES:
+        size = reader.varint()
+        if not 2 <= size <= MAX_CLASS_ALPHABET:
+            raise FormatError(f"{reader.what}: bad classes model (alphabet {size})")
+        weights = reader.varints(size)
+        if int(weights.max(initial=0)) >= (1 << 38) or int(weights.sum()) <= 0:
+            raise FormatError(f"{reader.what}: bad classes model")
+        return _Model(b"", frequency_table(weights), lo, 0, 0.0, True)
     if kind not in (KIND_LAPLACE, KIND_HISTOGRAM, KIND_SKEW):
         raise FormatError(f"{reader.what}: unknown entropy model kind {kind}")
     size = reader.varint()
@@ -413,19 +472,19 @@ class _ReadStreamStats(StreamStats):
     entropy decode). The same value as computing it at once: the same calls in the same order."""
 
     def __init__(self, name: str, count: int, model_bits: int,
-                 parts: list[tuple[np.ndarray, np.ndarray, int, int]]) -> None:
+                 parts: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "count", count)
         object.__setattr__(self, "model_bits", model_bits)
-        object.__setattr__(self, "_parts", parts)  # (freqs, top symbols, shift, count) per model
+        object.__setattr__(self, "_parts", parts)  # (freqs, modelled symbols, raw bits) per model
         object.__setattr__(self, "_ideal", None)
 
     @property
     def ideal_bits(self) -> float:  # type: ignore[override]
         if self._ideal is None:
             ideal = 0.0
-            for freqs, high, shift, count in self._parts:
-                ideal += _ideal_bits(freqs, high) + shift * count
+            for freqs, high, raw in self._parts:
+                ideal += _ideal_bits(freqs, high) + raw
             object.__setattr__(self, "_ideal", ideal)
             object.__setattr__(self, "_parts", [])
         return self._ideal
@@ -461,18 +520,28 @@ class EntropyWriter:
         earlier = self._memory.get(key) if self._memory is not None else None
         repeat = _repeat_bits(earlier, values)
         if earlier is not None and repeat is not None and 8 + repeat < head_bits + body_bits:
-            model = _Model(bytes([KIND_REPEAT]), earlier.freqs, earlier.lo, earlier.shift, repeat)
+            model = _Model(bytes([KIND_REPEAT]), earlier.freqs, earlier.lo, earlier.shift, repeat,
+                           earlier.classes)
             head_bits, body_bits = 8, repeat
         return model, head_bits, body_bits
 
     def _remember(self, key: str, model: _Model) -> None:
-        self.used[key] = _Model(b"", model.freqs, model.lo, model.shift, 0.0)
+        self.used[key] = _Model(b"", model.freqs, model.lo, model.shift, 0.0, model.classes)
 
     def _encode(self, model: _Model, values: np.ndarray) -> None:
         self._models += model.header
         if model.freqs is None:
             return
         offsets = values - model.lo
+        if model.classes:
+            symbols, _ = class_symbols(offsets)
+            self._encoder.encode(symbols.astype(np.int32), _categorical(model.freqs))
+            magnitude = np.abs(offsets)
+            for length in range(2, (int(symbols.max()) + 1) // 2 + 1):  # raw bits, class by class
+                members = magnitude[(symbols + 1) // 2 == length]
+                for part_shift, part in _split_low_bits(members - (1 << (length - 1)), length - 1):
+                    self._encoder.encode(part, _categorical(_uniform_freqs(part_shift)))
+            return
         self._encoder.encode((offsets >> model.shift).astype(np.int32), _categorical(model.freqs))
         if model.shift:
             low = (offsets & ((1 << model.shift) - 1)).astype(np.int32)
@@ -542,10 +611,12 @@ class EntropyReader:
         self.stats: list[StreamStats] = []
 
     def _decode(self, model: _Model, count: int,
-                parts: list[tuple[np.ndarray, np.ndarray, int, int]]) -> np.ndarray:
+                parts: list[tuple[np.ndarray, np.ndarray, int]]) -> np.ndarray:
         """`count` values under `model`; appends what their ideal code length needs to `parts`."""
         if model.freqs is None:
             return np.full(count, model.lo, dtype=np.int64)
+        if model.classes:
+            return self._decode_classes(model, count, parts)
         try:
             high = np.asarray(self._decoder.decode(_categorical(model.freqs), count))  # int32
             values = high.astype(np.int64)
@@ -558,9 +629,32 @@ class EntropyReader:
                     done += part_shift
         except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
             raise FormatError(f"{self.what}: entropy decoding failed ({exc})") from exc
-        parts.append((model.freqs, high, model.shift, count))
+        parts.append((model.freqs, high, model.shift * count))
         values += model.lo
         return values
+
+    def _decode_classes(self, model: _Model, count: int, parts: list[tuple[np.ndarray, np.ndarray, int]]
+                        ) -> np.ndarray:
+        """`count` values under a CLASSES model: the class symbols, then each class's raw bits."""
+        assert model.freqs is not None
+        try:
+            symbols = np.asarray(self._decoder.decode(_categorical(model.freqs), count)).astype(np.int64)
+            lengths = (symbols + 1) // 2
+            magnitude = np.where(lengths > 0, np.left_shift(1, np.maximum(lengths - 1, 0)), 0)
+            for length in range(2, int(lengths.max(initial=0)) + 1):
+                where = np.flatnonzero(lengths == length)
+                if len(where) == 0:
+                    continue
+                done = 0
+                for part_shift, _ in _split_low_bits(np.zeros(1, dtype=np.int32), length - 1):
+                    table = _categorical(_uniform_freqs(part_shift))
+                    part = np.asarray(self._decoder.decode(table, len(where)))
+                    magnitude[where] |= part.astype(np.int64) << done
+                    done += part_shift
+        except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
+            raise FormatError(f"{self.what}: entropy decoding failed ({exc})") from exc
+        parts.append((model.freqs, symbols, int(np.maximum(lengths - 1, 0).sum())))
+        return np.where(symbols % 2 == 0, -magnitude, magnitude) + model.lo
 
     def _model(self, key: str) -> _Model:
         """The next model description (REPEAT: the memory's model for `key`), remembered as used."""
@@ -587,7 +681,7 @@ class EntropyReader:
             return np.zeros(0, dtype=np.int64)
         start = self._models.pos
         data = self._models.data
-        parts: list[tuple[np.ndarray, np.ndarray, int, int]] = []
+        parts: list[tuple[np.ndarray, np.ndarray, int]] = []
         if self._models.pos < len(data) and data[self._models.pos] == KIND_SPLIT:
             self._models.u8()
             if contexts is None:
