@@ -293,7 +293,7 @@ class RDTuning:
     # colour refits (large_residual_coarse 2.0, fine 0.3, inner_refit 2, refit 6) by the run of
     # 2026-12-05 16:42-17:10 UTC (same three clips, first 24 frames, same run; BENCHMARKS.md "A
     # cheaper residual fit at 1280x720 and up"): BD-rate +0.4%, +1.9%, -0.4% against 96 + 24 steps
-    # with 6 and 25 iterations, a residual fit in 0.68x the time. 120 + 12 steps lost 3.9% on
+    # with 6 and 25 iterations, a residual fit in 0.65x the time. 120 + 12 steps lost 3.9% on
     # cockatoo and an I-frame more on street at Q 33.
     large_picture_residual: str = "2000"
     large_residual_steps: int = 60
