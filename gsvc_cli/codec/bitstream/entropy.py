@@ -358,25 +358,33 @@ def _choose_model(values: np.ndarray) -> _Model:
         put_varint(head, zigzag(lo))
         put_varint(head, size)
         head.append(shift)
-        for qmax in (127, 16383):
-            weights = _histogram_weights(symbols, size, qmax)
-            # varint bytes of every weight, counted without writing them (the header is built
-            # only for the winner: this is the encoder's hot loop)
-            weight_bytes = int(np.maximum(1, (_bit_lengths(weights) + 6) // 7).sum())
-            assert best is not None
-            best_bits = 8 * len(best.header) + best.ideal_bits
-            if 8 * (len(head) + weight_bytes) >= best_bits:
-                continue
-            freqs = frequency_table(weights)
-            bits = _ideal_bits(freqs, symbols) + low_cost
-            if 8 * (len(head) + weight_bytes) + bits < best_bits:
-                full = bytearray(head)
-                for w in weights.tolist():
-                    put_varint(full, w)
-                best = _Model(bytes(full), freqs, lo, shift, bits)
+        assert best is not None
+        best = _with_histogram(best, head, symbols, size, low_cost, lo, shift)
     assert best is not None
     if hi - lo >= CLASS_MIN_SPAN:
         best = _classes_model(values, best)
+    return best
+
+
+def _with_histogram(best: _Model, head: bytearray, symbols: np.ndarray, size: int, extra_bits: float,
+                    lo: int, shift: int, classes: bool = False) -> _Model:
+    """`best`, or the model of header `head` plus transmitted weights of `symbols` (at two
+    precisions) when its exact bits, with `extra_bits` for what the symbols leave out, are fewer."""
+    for qmax in (127, 16383):
+        weights = _histogram_weights(symbols, size, qmax)
+        # varint bytes of every weight, counted without writing them (the header is built only
+        # for the winner: this is the encoder's hot loop)
+        weight_bytes = int(np.maximum(1, (_bit_lengths(weights) + 6) // 7).sum())
+        best_bits = 8 * len(best.header) + best.ideal_bits
+        if 8 * (len(head) + weight_bytes) + extra_bits >= best_bits:
+            continue
+        freqs = frequency_table(weights)
+        bits = _ideal_bits(freqs, symbols) + extra_bits
+        if 8 * (len(head) + weight_bytes) + bits < best_bits:
+            full = bytearray(head)
+            for w in weights.tolist():
+                put_varint(full, w)
+            best = _Model(bytes(full), freqs, lo, shift, bits, classes)
     return best
 
 
@@ -397,20 +405,7 @@ def _classes_model(values: np.ndarray, best: _Model) -> _Model:
     head = bytearray([KIND_CLASSES])
     put_varint(head, zigzag(centre))
     put_varint(head, size)
-    best_bits = 8 * len(best.header) + best.ideal_bits
-    for qmax in (127, 16383):
-        weights = _histogram_weights(symbols, size, qmax)
-        weight_bytes = int(np.maximum(1, (_bit_lengths(weights) + 6) // 7).sum())
-        if 8 * (len(head) + weight_bytes) + raw >= best_bits:
-            continue
-        freqs = frequency_table(weights)
-        bits = _ideal_bits(freqs, symbols) + raw
-        if 8 * (len(head) + weight_bytes) + bits < best_bits:
-            full = bytearray(head)
-            for w in weights.tolist():
-                put_varint(full, w)
-            best, best_bits = _Model(bytes(full), freqs, centre, 0, bits, True), 8 * len(full) + bits
-    return best
+    return _with_histogram(best, head, symbols, size, raw, centre, 0, classes=True)
 
 
 def _read_model(reader: ByteReader) -> _Model:
