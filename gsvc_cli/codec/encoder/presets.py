@@ -73,7 +73,7 @@ class Preset:
     iterations of a P-frame fit (inter_fit.fit_inter, whose learning rates are INTER_LRS).
     residual_max_pixels: M-frames of frames with fewer pixels may add residual splats by
     RDTuning.picture_residual (three small fits per M-frame: ~20 s at 1080p), larger ones by
-    RDTuning.large_picture_residual and large_residual_steps. small_intra_steps: intra's
+    RDTuning.large_picture_residual and the large_residual_* fit knobs. small_intra_steps: intra's
     max_steps for frames below its coarse_min_pixels, which are fitted at full size only.
     """
 
