@@ -242,6 +242,9 @@ def test_a_heavy_tailed_stream_takes_bit_length_classes(monkeypatch):
     repeated = again.finish()
     assert repeated[1] == KIND_REPEAT
     np.testing.assert_array_equal(EntropyReader(repeated, "p", writer.used).read(2000, "s0"), later)
+    wide = values * (1 << 30)  # up to 2**39: raw bits in four chunks of 12 and fewer
+    wide_data, _, _ = round_trip([wide])
+    assert wide_data[1] == KIND_CLASSES
     corrupt = bytearray(data)
     corrupt[3] = 84  # the alphabet varint after the kind byte and the centre
     with pytest.raises(FormatError, match="classes"):

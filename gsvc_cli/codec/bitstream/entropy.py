@@ -534,14 +534,17 @@ class EntropyWriter:
             magnitude = np.abs(offsets)
             for length in range(2, (int(symbols.max()) + 1) // 2 + 1):  # raw bits, class by class
                 members = magnitude[(symbols + 1) // 2 == length]
-                for part_shift, part in _split_low_bits(members - (1 << (length - 1)), length - 1):
-                    self._encoder.encode(part, _categorical(_uniform_freqs(part_shift)))
+                self._encode_low_bits(members - (1 << (length - 1)), length - 1)
             return
         self._encoder.encode((offsets >> model.shift).astype(np.int32), _categorical(model.freqs))
         if model.shift:
-            low = (offsets & ((1 << model.shift) - 1)).astype(np.int32)
-            for part_shift, part in _split_low_bits(low, model.shift):
-                self._encoder.encode(part, _categorical(_uniform_freqs(part_shift)))
+            self._encode_low_bits(offsets & ((1 << model.shift) - 1), model.shift)
+
+    def _encode_low_bits(self, low: np.ndarray, width: int) -> None:
+        """`width`-bit numbers through uniform tables, in chunks of at most 12 bits, least
+        significant chunk first (all values' first chunk, then the next, ...)."""
+        for part_shift, part in _split_low_bits(low, width):
+            self._encoder.encode(part, _categorical(_uniform_freqs(part_shift)))
 
     def add(self, name: str, values: np.ndarray, contexts: np.ndarray | None = None,
             n_contexts: int = 0) -> StreamStats:
@@ -617,15 +620,21 @@ class EntropyReader:
             values = high.astype(np.int64)
             if model.shift:
                 values <<= model.shift
-                done = 0
-                for part_shift, _ in _split_low_bits(np.zeros(1, dtype=np.int32), model.shift):
-                    part = np.asarray(self._decoder.decode(_categorical(_uniform_freqs(part_shift)), count))
-                    values |= part.astype(np.int64) << done
-                    done += part_shift
+                values |= self._decode_low_bits(count, model.shift)
         except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
             raise FormatError(f"{self.what}: entropy decoding failed ({exc})") from exc
         parts.append((model.freqs, high, model.shift * count))
         values += model.lo
+        return values
+
+    def _decode_low_bits(self, count: int, width: int) -> np.ndarray:
+        """`count` `width`-bit numbers as `EntropyWriter._encode_low_bits` wrote them."""
+        values = np.zeros(count, dtype=np.int64)
+        done = 0
+        for part_shift, _ in _split_low_bits(np.zeros(1, dtype=np.int32), width):
+            part = np.asarray(self._decoder.decode(_categorical(_uniform_freqs(part_shift)), count))
+            values |= part.astype(np.int64) << done
+            done += part_shift
         return values
 
     def _decode_classes(self, model: _Model, count: int, parts: list[tuple[np.ndarray, np.ndarray, int]]
@@ -638,14 +647,8 @@ class EntropyReader:
             magnitude = np.where(lengths > 0, np.left_shift(1, np.maximum(lengths - 1, 0)), 0)
             for length in range(2, int(lengths.max(initial=0)) + 1):
                 where = np.flatnonzero(lengths == length)
-                if len(where) == 0:
-                    continue
-                done = 0
-                for part_shift, _ in _split_low_bits(np.zeros(1, dtype=np.int32), length - 1):
-                    table = _categorical(_uniform_freqs(part_shift))
-                    part = np.asarray(self._decoder.decode(table, len(where)))
-                    magnitude[where] |= part.astype(np.int64) << done
-                    done += part_shift
+                if len(where):
+                    magnitude[where] |= self._decode_low_bits(len(where), length - 1)
         except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
             raise FormatError(f"{self.what}: entropy decoding failed ({exc})") from exc
         parts.append((model.freqs, symbols, int(np.maximum(lengths - 1, 0).sum())))
