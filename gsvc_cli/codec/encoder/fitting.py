@@ -251,18 +251,20 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
 def coarse_fit(image: torch.Tensor, count: int, config: FitConfig, seed: int,
                progress: ProgressCallback | None, channel_weights: Sequence[float] | torch.Tensor | None
                ) -> tuple[Splats, int] | None:
-    """The coarse half of a coarse-to-fine fit: `count` splats fitted to the frame averaged over 2x2
-    blocks, returned in full-size pixels (centres sit at integer + 0.5, so coordinates double),
-    with the steps it took. None when the config or the frame size asks for no coarse stage."""
+    """The coarse half of a coarse-to-fine fit: `count` splats fitted to the frame averaged over
+    blocks of f x f pixels (f: config.coarse_factor), returned in full-size pixels (centres sit at
+    integer + 0.5, so coordinates scale by f), with the steps it took. None when the config or the
+    frame size asks for no coarse stage."""
     _, height, width = image.shape
     steps = round(config.coarse_steps * config.max_steps)
     if steps < 1 or height * width < config.coarse_min_pixels:
         return None
-    small = torch.nn.functional.avg_pool2d(image[None, :, :height - height % 2, :width - width % 2], 2)[0]
+    f = config.coarse_factor
+    small = torch.nn.functional.avg_pool2d(image[None, :, :height - height % f, :width - width % f], f)[0]
     coarse_config = replace(config, max_steps=steps, min_steps=min(config.min_steps, steps), coarse_steps=0.0)
     splats, stats = fit_frame(small, count, config=coarse_config, seed=seed, progress=progress,
                               channel_weights=channel_weights)
-    return Splats(splats.means * 2, splats.chol * 2, splats.colors), stats.steps
+    return Splats(splats.means * f, splats.chol * f, splats.colors), stats.steps
 
 
 def _plateau(psnrs: list[float], config: FitConfig) -> bool:

@@ -226,7 +226,8 @@ class Encoder:
                                            final_refit_iters=tuning.large_residual_refit,
                                            coarse_steps=tuning.large_residual_coarse,
                                            fine_steps=tuning.large_residual_fine,
-                                           refit_iters=tuning.large_residual_inner_refit)
+                                           refit_iters=tuning.large_residual_inner_refit,
+                                           coarse_factor=tuning.large_residual_coarse_factor)
         if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
             lr = tuning.intra_lr_scale
             steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))

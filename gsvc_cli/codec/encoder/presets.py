@@ -60,6 +60,7 @@ class FitConfig:
     coarse_steps: float = 0.0
     fine_steps: float = 0.4
     coarse_min_pixels: int = 1280 * 720
+    coarse_factor: int = 2  # the coarse stage's frame is averaged over blocks of this many pixels square
     history_points: int = 60
     time_limit: float | None = None  # seconds; stop after this much wall time (benchmarks, budgets)
 

@@ -301,6 +301,7 @@ class RDTuning:
     large_residual_coarse: float = 2.0
     large_residual_fine: float = 0.3
     large_residual_inner_refit: int = 2
+    large_residual_coarse_factor: int = 2
     residual_prune: bool = True
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
