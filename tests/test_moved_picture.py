@@ -19,6 +19,7 @@ from gsvc_cli.codec.bitstream.frame_coding import (
     FRAME_M_OVERLAPPED,
     FRAME_M_QUARTER,
     FRAME_M_RESIDUAL,
+    MEDIAN_UNIT_BIT,
     decode_values,
     encode_picture_frame,
 )
@@ -531,6 +532,7 @@ def test_flagged_fields_round_trip_as_kind_5_and_best_is_the_shorter(with_residu
                 assert decoded.steps is None and decoded.values.shape == (0, 8)
             payloads[coding] = coded.payload
         assert payloads["flagged"][0] == FRAME_M_FLAGGED and payloads["neighbour"][0] != FRAME_M_FLAGGED
+        assert payloads["flagged"][2] & MEDIAN_UNIT_BIT  # format 12.0: moving cells against a median
         assert len(payloads["best"]) == min(len(payloads["neighbour"]), len(payloads["flagged"]))
     with pytest.raises(ValueError, match="field coding"):
         encode_picture_frame(motion, None, "median")

@@ -15,6 +15,8 @@
 //   gsvc_quarter_errors: the same at quarter-pixel vectors, read as gsvc_move_picture reads them;
 //   gsvc_choose_vectors: per cell, the candidate of least error + lambda x bits, in coding order;
 //   gsvc_window_sums: per cell, a weighted squared error summed over the cell and a ring around it.
+//   gsvc_median_field: an M-frame's flagged field from its median-predicted residuals, a serial
+//     recurrence (FORMAT.md "Flagged field"; motion_vectors.undo_median_reference in Python);
 //   gsvc_fit_error_sums, gsvc_fit_error_gradient: the fitting loop's distortion (each channel's
 //     squared error, raw and with the render clamped) and its gradient, one pass over the frame each.
 // Return values: 0 on success, 1 for bad arguments, 2 when memory ran out. No exception crosses
@@ -617,7 +619,7 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 11; }
+int gsvc_capi_version(void) { return 12; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -928,6 +930,33 @@ int gsvc_window_sums(const float* a, const float* b, int32_t channels, int32_t h
   } catch (const std::bad_alloc&) {
     return 2;
   }
+  return 0;
+}
+
+// out [gh,gw,2]: the vectors of a flagged field whose moving cells (moving[i] != 0) carry residuals
+// against the median of their left, upper and upper-right neighbours (the upper one in the last
+// column; the neighbour predictor in the first row and column), the others none (residuals there
+// are ignored): FORMAT.md "Flagged field", unit + 32. Residuals below 2^40 in magnitude (the
+// entropy coder's bound) cannot overflow over 65536 cells.
+int gsvc_median_field(const int64_t* residuals, const uint8_t* moving, int32_t gh, int32_t gw, int64_t* out) {
+  if (gh < 1 || gw < 1) return 1;
+  for (int32_t r = 0; r < gh; ++r)
+    for (int32_t c = 0; c < gw; ++c) {
+      const int64_t i = static_cast<int64_t>(r) * gw + c;
+      for (int k = 0; k < 2; ++k) {
+        int64_t p;
+        if (c == 0) {
+          p = r == 0 ? 0 : out[2 * (i - gw) + k];
+        } else if (r == 0 || !moving[i]) {
+          p = out[2 * (i - 1) + k];
+        } else {
+          const int64_t a = out[2 * (i - 1) + k], b = out[2 * (i - gw) + k];
+          const int64_t d = out[2 * (i - gw + (c + 1 < gw ? 1 : 0)) + k];
+          p = std::max(std::min(a, b), std::min(std::max(a, b), d));
+        }
+        out[2 * i + k] = moving[i] ? p + residuals[2 * i + k] : p;
+      }
+    }
   return 0;
 }
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 11
+CAPI_VERSION = 12
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -75,6 +75,8 @@ def _library_cached() -> ctypes.CDLL:
     lib.gsvc_window_errors.restype = _int
     lib.gsvc_window_errors.argtypes = [_f32p, _f32p, _i32, _i32, _i64p, _i32, _i32, _i32, _i64p, _i32, _f32p,
                                        _int]
+    lib.gsvc_median_field.restype = _int
+    lib.gsvc_median_field.argtypes = [_i64p, _u8p, _i32, _i32, _i64p]
     lib.gsvc_fit_error_sums.restype = _int
     lib.gsvc_fit_error_sums.argtypes = [_f32p, _f32p, _i32, _i32, _i32,
                                         np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS"), _int]
@@ -242,6 +244,20 @@ def choose_vectors(errors: np.ndarray, candidates: np.ndarray, lam: float, zero_
         None if image is None else image.ctypes.data, None if reference is None else reference.ctypes.data,
         height, width, cell, weight, chosen), "choose_vectors")
     return chosen
+
+
+def median_field(residuals: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """A flagged field's vectors [gh, gw, 2] int64 from its median-predicted residuals [gh, gw, 2]
+    int64 (zero where a cell does not move) and its moving flags [gh, gw] (codec.bitstream.
+    motion_vectors.undo_median_residuals, which is the definition)."""
+    residuals = np.ascontiguousarray(residuals, dtype=np.int64)
+    moving = np.ascontiguousarray(moving, dtype=np.uint8)
+    gh, gw = moving.shape
+    if residuals.shape != (gh, gw, 2):
+        raise ValueError(f"median_field: shapes {residuals.shape} and {moving.shape} do not match")
+    out = np.empty((gh, gw, 2), dtype=np.int64)
+    _check(library().gsvc_median_field(residuals, moving, gh, gw, out), "median_field")
+    return out
 
 
 def window_sums(moved: np.ndarray, image: np.ndarray, weights: np.ndarray, cell: int, reach: int,

@@ -299,13 +299,9 @@ def _skew_candidates(symbols: np.ndarray, size: int) -> list[tuple[int, int, int
 
 
 def _bit_lengths(values: np.ndarray) -> np.ndarray:
-    """Bit length of each non-negative integer (< 2**53), like int.bit_length()."""
-    out = np.zeros(len(values), dtype=np.int64)
-    v = values.astype(np.int64).copy()
-    while (v > 0).any():
-        out += v > 0
-        v >>= 1
-    return out
+    """Bit length of each non-negative integer (< 2**53), like int.bit_length(): frexp's exponent,
+    exact for every integer a float64 holds exactly."""
+    return np.frexp(values.astype(np.float64))[1].astype(np.int64)
 
 
 def _histogram_weights(symbols: np.ndarray, size: int, qmax: int) -> np.ndarray:

@@ -100,6 +100,68 @@ class MotionVectors:
         return MotionVectors(np.stack(planes, axis=-1), cell, per_pixel, overlapped, sharp)
 
 
+def median_residuals(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A flagged field's coding with median prediction (FORMAT.md "Flagged field", unit + 32):
+    (moving [gh * gw] bool, residuals [K, 2] int64). A cell moves where its vector differs from its
+    neighbour predictor (left; in column 0 the one above; zero for the first cell); a moving cell
+    off the first row and column is coded against the per-component median of its left, upper and
+    upper-right neighbours (the upper one in the last column), the others against the neighbour
+    predictor. Vectors start new runs where the motion changes, and the rows above know those
+    changes better than the left neighbour alone (H.264 predicts its vectors so)."""
+    left = np.zeros_like(vectors)
+    left[:, 1:] = vectors[:, :-1]
+    left[1:, 0] = vectors[:-1, 0]
+    moving = (vectors != left).any(-1).reshape(-1)
+    predictor = left
+    if vectors.shape[0] > 1 and vectors.shape[1] > 1:
+        predictor = left.copy()
+        predictor[1:, 1:] = _median3(vectors[1:, :-1], vectors[:-1, 1:],
+                                     np.concatenate([vectors[:-1, 2:], vectors[:-1, -1:]], axis=1))
+    return moving, (vectors - predictor).reshape(-1, 2)[moving]
+
+
+def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+
+
+def undo_median_residuals(moving: np.ndarray, residuals: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Vectors [gh, gw, 2] int64 from `median_residuals`' output (moving [gh * gw] bool, residuals
+    [K, 2] of the K moving cells in raster order). Serial (each median needs the vector left of
+    it): through the C library when it builds (render.capi.median_field), else in Python; the
+    same integers either way."""
+    full = np.zeros((gh * gw, 2), dtype=np.int64)
+    full[moving] = residuals
+    flags = moving.astype(np.uint8)
+    from gsvc_cli.render.capi import median_field
+    from gsvc_cli.render.capi_build import KernelBuildError
+
+    try:
+        return median_field(full.reshape(gh, gw, 2), flags.reshape(gh, gw))
+    except KernelBuildError:
+        return undo_median_reference(full.reshape(gh, gw, 2), flags.reshape(gh, gw))
+
+
+def undo_median_reference(residuals: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """undo_median_residuals one cell at a time in Python (the fallback, and the tests' yardstick):
+    residuals [gh, gw, 2] (zero where a cell does not move), moving [gh, gw]."""
+    gh, gw = moving.shape
+    res = residuals.tolist()
+    out = [[[0, 0] for _ in range(gw)] for _ in range(gh)]
+    for r in range(gh):
+        for c in range(gw):
+            for k in (0, 1):
+                if c == 0:
+                    p = out[r - 1][0][k] if r else 0
+                elif r == 0 or not moving[r, c]:
+                    p = out[r][c - 1][k]
+                else:
+                    a, b = out[r][c - 1][k], out[r - 1][c][k]
+                    d = out[r - 1][min(c + 1, gw - 1)][k]
+                    p = max(min(a, b), min(max(a, b), d))
+                out[r][c][k] = p + (res[r][c][k] if moving[r, c] else 0)
+    return np.array(out, dtype=np.int64).reshape(gh, gw, 2)
+
+
 def _neighbour_residuals(plane: np.ndarray) -> np.ndarray:
     pred = np.zeros_like(plane)
     pred[:, 1:] = plane[:, :-1]
