@@ -1,0 +1,97 @@
+"""What an M-frame's motion field costs, and what other predictors would make of it.
+
+    python bench/field_bits.py clip.gsvc [more.gsvc ...]
+
+For every M-frame of each file: its payload re-coded with this checkout's coder (the same field,
+residual splats, steps and model-memory chain: the saving of a coding change on fixed frames),
+and the bits of its moving cells' vectors (the cells whose vector is not their left neighbour's)
+under several predictors, each coded as the flagged field codes them (streams mv.x and mv.y of
+our entropy coder). Prints one table per file. BENCHMARKS.md "Median-predicted motion fields".
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from gsvc_cli.codec.bitstream.container import GsvcReader
+from gsvc_cli.codec.bitstream.entropy import EntropyWriter
+from gsvc_cli.codec.bitstream.frame_coding import CodingMemory, decode_values, encode_picture_frame
+from gsvc_cli.codec.bitstream.quantise import QuantisedSplats
+
+
+def _shifted(v: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """v[r + dy, c + dx] clamped to the grid."""
+    gh, gw = v.shape[:2]
+    rows = np.clip(np.arange(gh) + dy, 0, gh - 1)
+    cols = np.clip(np.arange(gw) + dx, 0, gw - 1)
+    return v[rows][:, cols]
+
+
+def _median(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+
+
+PREDICTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "left": lambda v: _shifted(v, 0, -1),
+    "median(left, up, up-right)": lambda v: _median(_shifted(v, 0, -1), _shifted(v, -1, 0),
+                                                    _shifted(v, -1, 1)),
+    "median(up-left, up, up-right)": lambda v: _median(_shifted(v, -1, -1), _shifted(v, -1, 0),
+                                                       _shifted(v, -1, 1)),
+    "up": lambda v: _shifted(v, -1, 0),
+}
+
+
+def moving_bits(vectors: np.ndarray, predictor: Callable[[np.ndarray], np.ndarray]) -> int:
+    """Bits of mv.x and mv.y of the moving cells (those off the first row and column take
+    `predictor`, the others their left or upper neighbour, as every coding does)."""
+    left = _shifted(vectors, 0, -1)
+    left[:, 0] = _shifted(vectors, -1, 0)[:, 0]
+    moving = (vectors != left).any(-1)
+    moving[0, 0] = bool(vectors[0, 0].any())
+    pred = left.copy()
+    pred[1:, 1:] = predictor(vectors)[1:, 1:]
+    res = (vectors - pred)[moving]
+    if not len(res):
+        return 0
+    writer = EntropyWriter()
+    writer.add("mv.x", res[:, 0])
+    writer.add("mv.y", res[:, 1], (res[:, 0] != 0).astype(np.int64), 2)
+    return 8 * len(writer.finish())
+
+
+def measure(path: Path) -> None:
+    old = new = total = 0
+    by_predictor = dict.fromkeys(PREDICTORS, 0)
+    prev, decode_memory, encode_memory = None, None, None
+    with GsvcReader(path) as gsvc:
+        for _, record in gsvc.frames():
+            assert record is not None
+            frame = decode_values(record.payload, prev, memory=decode_memory)
+            decode_memory = frame.memory
+            total += 8 * len(record.payload)
+            if frame.frame_type != "M":
+                prev = frame.values if frame.frame_type in ("I", "P") else prev
+                encode_memory = None if frame.frame_type == "I" else encode_memory
+                continue
+            assert frame.motion is not None
+            residual = (QuantisedSplats.from_array(frame.values), frame.steps) if len(frame.values) else None
+            coded = encode_picture_frame(frame.motion, residual, memory=encode_memory or CodingMemory())
+            encode_memory = coded.memory
+            old += 8 * len(record.payload)
+            new += 8 * len(coded.payload)
+            for name, predictor in PREDICTORS.items():
+                by_predictor[name] += moving_bits(frame.motion.vectors, predictor)
+    print(f"{path.name}: M-frames {old} bits, re-coded {new} ({100 * (new / max(old, 1) - 1):+.2f}%; "
+          f"{100 * (new - old) / max(total, 1):+.2f}% of the file)")
+    base = by_predictor["left"]
+    for name, bits in by_predictor.items():
+        print(f"  moving cells by {name:30s} {bits:9d} bits ({100 * (bits / max(base, 1) - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        measure(Path(arg))
