@@ -173,12 +173,14 @@ def test_quarter_errors_are_the_errors_of_the_moved_pictures(cell, height, width
     assert np.array_equal(capi.quarter_errors(image, reference, cell, candidates, sharp, threads=2), got)
 
 
-@pytest.mark.parametrize("own", [False, True])
-def test_choose_vectors_takes_the_least_cost_in_coding_order(own):
+@pytest.mark.parametrize(("own", "median"), [(False, False), (True, False), (False, True), (True, True)])
+def test_choose_vectors_takes_the_least_cost_in_coding_order(own, median):
     """Each cell's choice against a plain loop: the least error + lambda x bits of the residual from
     the left neighbour's choice (the cell above's down the first column), zero_bits for a zero
-    residual; with `own`, the predictor itself at its weighted squared error (reads clamped)."""
-    rng = np.random.default_rng(7 + own)
+    residual; with `own`, the predictor itself at its weighted squared error (reads clamped); with
+    `median`, in raster order, a vector other than the predictor priced by its residual from the
+    median of the left, upper and upper-right choices (format 12.0's coding)."""
+    rng = np.random.default_rng(7 + own + 2 * median)
     cell, height, width, count = 8, 30, 44, 6
     gh, gw = -(-height // cell), -(-width // cell)
     candidates = rng.integers(-6, 7, size=(count, gh, gw, 2))
@@ -188,18 +190,25 @@ def test_choose_vectors_takes_the_least_cost_in_coding_order(own):
     reference = rng.random((height, width), dtype=np.float32)
     lam, zero_bits, moving_bits, weight = 0.7, 1.5, 0.25, 0.75
     got = capi.choose_vectors(errors, candidates, lam, zero_bits, moving_bits,
-                              (image, reference, cell, weight) if own else None)
+                              (image, reference, cell, weight) if own else None, median)
 
-    def bits(r):
-        if not r.any():
+    def bits(v, predictor, coded_from):
+        if (v == predictor).all():
             return zero_bits
-        return float(sum(1 + 2 * np.log2(1 + abs(float(c))) for c in r)) + moving_bits
+        return float(sum(1 + 2 * np.log2(1 + abs(float(c))) for c in v - coded_from)) + moving_bits
 
     want = np.zeros((gh, gw, 2), dtype=np.int64)
     order = [(row, 0) for row in range(gh)] + [(row, col) for col in range(1, gw) for row in range(gh)]
+    if median:
+        order = [(row, col) for row in range(gh) for col in range(gw)]
     for row, col in order:
         predictor = want[row, col - 1] if col else (want[row - 1, 0] if row else np.zeros(2, np.int64))
-        costs = [errors[k, row, col] + lam * bits(candidates[k, row, col] - predictor) for k in range(count)]
+        coded_from = predictor
+        if median and row and col:
+            a, b, c = predictor, want[row - 1, col], want[row - 1, min(col + 1, gw - 1)]
+            coded_from = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+        costs = [errors[k, row, col] + lam * bits(candidates[k, row, col], predictor, coded_from)
+                 for k in range(count)]
         best = candidates[int(np.argmin(costs)), row, col]
         if own:
             ys = np.arange(row * cell, min(height, row * cell + cell))
@@ -211,6 +220,10 @@ def test_choose_vectors_takes_the_least_cost_in_coding_order(own):
         want[row, col] = best
     assert np.array_equal(got, want)
     if own:  # the predictor's own vector won somewhere
-        assert not np.array_equal(got, capi.choose_vectors(errors, candidates, lam, zero_bits, moving_bits))
+        assert not np.array_equal(got, capi.choose_vectors(errors, candidates, lam, zero_bits, moving_bits,
+                                                           None, median))
+    if median:  # the pricing changed some choices
+        assert not np.array_equal(got, capi.choose_vectors(errors, candidates, lam, zero_bits, moving_bits,
+                                                           (image, reference, cell, weight) if own else None))
     with pytest.raises(ValueError):
         capi.choose_vectors(errors[:, :-1], candidates, lam, zero_bits, moving_bits)

@@ -619,7 +619,7 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 12; }
+int gsvc_capi_version(void) { return 13; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -822,26 +822,33 @@ int gsvc_quarter_errors(const float* image, const float* reference, int32_t heig
 // equal costs wins, all in float32. With image and reference ([height,width] luma, whole-pixel
 // candidates), each cell also tries its predictor itself, at own_weight x its squared error (reads
 // clamped to the frame), after the K candidates. Cells are chosen in order, one after another.
+// With `median` (format 12.0's flagged fields), cells go in raster order and a vector other than the
+// predictor costs moving_bits + the component bits of its residual from the per-component median of
+// the left, upper and upper-right choices (the upper one in the last column; the predictor itself in
+// the first row and column); a vector equal to the predictor still costs zero_bits.
 int gsvc_choose_vectors(const float* errors, const int64_t* candidates, int32_t count, int32_t gh, int32_t gw,
                         float lam, float zero_bits, float moving_bits, const float* image, const float* reference,
-                        int32_t height, int32_t width, int32_t cell, float own_weight, int64_t* chosen) {
+                        int32_t height, int32_t width, int32_t cell, float own_weight, int32_t median,
+                        int64_t* chosen) {
   if (count < 1 || gh < 1 || gw < 1) return 1;
   const bool own = image != nullptr && reference != nullptr;
   if (own && (height < 1 || width < 1 || cell < 1 || gh != (height - 1) / cell + 1 || gw != (width - 1) / cell + 1))
     return 1;
   const int64_t cells = static_cast<int64_t>(gh) * gw;
   auto component = [](int64_t r) { return 1.0f + 2.0f * std::log2(1.0f + static_cast<float>(r < 0 ? -r : r)); };
-  auto bits = [&](int64_t rx, int64_t ry) {
-    return rx == 0 && ry == 0 ? zero_bits : (component(rx) + component(ry)) + moving_bits;
+  // (px, py): the neighbour predictor (a vector equal to it costs zero_bits); (mx, my): what any
+  // other vector is coded against (the same, or with `median` the median predictor)
+  auto bits = [&](int64_t vx, int64_t vy, int64_t px, int64_t py, int64_t mx, int64_t my) {
+    return vx == px && vy == py ? zero_bits : (component(vx - mx) + component(vy - my)) + moving_bits;
   };
-  auto choose = [&](int32_t row, int32_t col, int64_t px, int64_t py) {
+  auto choose = [&](int32_t row, int32_t col, int64_t px, int64_t py, int64_t mx, int64_t my) {
     const int64_t c = static_cast<int64_t>(row) * gw + col;
     int64_t bx = candidates[2 * c], by = candidates[2 * c + 1];
-    float best = errors[c] + lam * bits(bx - px, by - py);
+    float best = errors[c] + lam * bits(bx, by, px, py, mx, my);
     for (int32_t k = 1; k < count; ++k) {
       const int64_t at = k * cells + c;
       const int64_t vx = candidates[2 * at], vy = candidates[2 * at + 1];
-      const float cost = errors[at] + lam * bits(vx - px, vy - py);
+      const float cost = errors[at] + lam * bits(vx, vy, px, py, mx, my);
       if (cost < best) {
         best = cost;
         bx = vx;
@@ -868,15 +875,34 @@ int gsvc_choose_vectors(const float* errors, const int64_t* candidates, int32_t 
     chosen[2 * c] = bx;
     chosen[2 * c + 1] = by;
   };
-  for (int32_t row = 0; row < gh; ++row) {  // first column: predicted from the cell above
+  auto first_column = [&](int32_t row) {  // predicted from the cell above
     const int64_t* above = row ? chosen + 2 * static_cast<int64_t>(row - 1) * gw : nullptr;
-    choose(row, 0, above ? above[0] : 0, above ? above[1] : 0);
+    const int64_t px = above ? above[0] : 0, py = above ? above[1] : 0;
+    choose(row, 0, px, py, px, py);
+  };
+  if (!median) {  // each cell needs only its left neighbour: a column at a time
+    for (int32_t row = 0; row < gh; ++row) first_column(row);
+    for (int32_t col = 1; col < gw; ++col)
+      for (int32_t row = 0; row < gh; ++row) {
+        const int64_t* left = chosen + 2 * (static_cast<int64_t>(row) * gw + col - 1);
+        choose(row, col, left[0], left[1], left[0], left[1]);
+      }
+    return 0;
   }
-  for (int32_t col = 1; col < gw; ++col)
-    for (int32_t row = 0; row < gh; ++row) {
+  auto med = [](int64_t a, int64_t b, int64_t c) { return std::max(std::min(a, b), std::min(std::max(a, b), c)); };
+  for (int32_t row = 0; row < gh; ++row) {  // raster order: the cells above and above-right are chosen
+    first_column(row);
+    for (int32_t col = 1; col < gw; ++col) {
       const int64_t* left = chosen + 2 * (static_cast<int64_t>(row) * gw + col - 1);
-      choose(row, col, left[0], left[1]);
+      if (row == 0) {
+        choose(row, col, left[0], left[1], left[0], left[1]);
+        continue;
+      }
+      const int64_t* up = chosen + 2 * (static_cast<int64_t>(row - 1) * gw + col);
+      const int64_t* up_right = col + 1 < gw ? up + 2 : up;
+      choose(row, col, left[0], left[1], med(left[0], up[0], up_right[0]), med(left[1], up[1], up_right[1]));
     }
+  }
   return 0;
 }
 

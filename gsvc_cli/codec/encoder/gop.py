@@ -422,7 +422,7 @@ class Encoder:
         far = tuning.far_motion
         coarse = (coarse_field(self.picture[0], image[0], FAR_SCALE if far and not self.large else None)
                   if by_rd and (self.large or far) else None)
-        costs = (VectorCosts.flagged(self.field_zero_share)
+        costs = (VectorCosts.flagged(self.field_zero_share, tuning.median_search)
                  if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())
         target, weights = image.numpy(), self.weights.numpy()
         # kinds 2-4 (the "neighbour" coding) carry neither the overlap nor the 8-tap filter

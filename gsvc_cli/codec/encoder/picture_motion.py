@@ -46,15 +46,18 @@ class VectorCosts:
     """What a vector's residual costs beyond its components' codes: zero_bits for (0, 0),
     moving_bits for any other. The defaults are the 6.0 coding (a zero residual is two zero
     components, 1 bit each); `flagged` prices kind 5's zero flag from the share of zero residuals
-    the last field had (a flag of probability p costs -log2 p)."""
+    the last field had (a flag of probability p costs -log2 p). median: the block searches price a
+    moving vector's components from the median of its left, upper and upper-right neighbours, as
+    format 12.0's flagged fields code them (RDTuning.median_search)."""
 
     zero_bits: float = 2.0
     moving_bits: float = 0.0
+    median: bool = False
 
     @staticmethod
-    def flagged(zero_share: float) -> VectorCosts:
+    def flagged(zero_share: float, median: bool = False) -> VectorCosts:
         share = min(0.95, max(0.05, zero_share))
-        return VectorCosts(-math.log2(share), -math.log2(1.0 - share))
+        return VectorCosts(-math.log2(share), -math.log2(1.0 - share), median)
 
 
 def vector_bits(residual: torch.Tensor, costs: VectorCosts = VectorCosts()) -> torch.Tensor:
@@ -218,7 +221,7 @@ def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float, costs: V
     across motion beyond the searched window."""
     arrays = None if own is None else (own[0].numpy(), own[1].numpy(), own[2], own[3])
     return torch.from_numpy(choose_vectors(errors.numpy(), candidates.numpy(), lam, costs.zero_bits,
-                                           costs.moving_bits, arrays))
+                                           costs.moving_bits, arrays, costs.median))
 
 
 def luma_share(channel_weights: tuple[float, float, float]) -> float:

@@ -172,6 +172,10 @@ class RDTuning:
     the share of zero residuals in the last field searched (off: as the 6.0 coding does).
     overlapped_cells: each M-frame field is also tried with overlapped cells (kind 6, blended at the
     cells' borders: moved_picture.overlap_blend) and kept where J is lower (off: the ablation).
+    median_search: the block searches of a flagged field price each vector that is not its
+    neighbour predictor by its residual from the median predictor, as format 12.0 codes it (cells
+    chosen in raster order; off: from the left neighbour, as formats 7.0-11.0 coded it). The
+    polish (field_refine_passes) still prices left residuals.
     field_refine_passes: checkerboard passes that polish the chosen M-frame field by D + lambda R
     over the whole picture (picture_motion.refine_field: each cell tries its neighbours' vectors
     and a step each way, its right and lower neighbours' residual bits counted); kept where J is
@@ -317,6 +321,7 @@ class RDTuning:
     # "Native loss sums"): -1.8% to +0.4% BD-rate (four clips gain, three lose) for +10% encode time
     # at 1080p (street, 12 frames: -1.4% bytes, +0.03 dB; 1 pass +3.9% bytes, -0.14 dB). Stays 2.
     field_refine_passes: int = 2
+    median_search: bool = False
     field_refine_all: bool = False
     refine_luma_only: bool = False
     far_motion: bool = True
