@@ -20,6 +20,7 @@ import numpy as np
 from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.bitstream.entropy import EntropyWriter
 from gsvc_cli.codec.bitstream.frame_coding import CodingMemory, decode_values, encode_picture_frame
+from gsvc_cli.codec.bitstream.motion_vectors import median3
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats
 
 
@@ -31,15 +32,11 @@ def _shifted(v: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return v[rows][:, cols]
 
 
-def _median(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
-
-
 PREDICTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "left": lambda v: _shifted(v, 0, -1),
-    "median(left, up, up-right)": lambda v: _median(_shifted(v, 0, -1), _shifted(v, -1, 0),
+    "median(left, up, up-right)": lambda v: median3(_shifted(v, 0, -1), _shifted(v, -1, 0),
                                                     _shifted(v, -1, 1)),
-    "median(up-left, up, up-right)": lambda v: _median(_shifted(v, -1, -1), _shifted(v, -1, 0),
+    "median(up-left, up, up-right)": lambda v: median3(_shifted(v, -1, -1), _shifted(v, -1, 0),
                                                        _shifted(v, -1, 1)),
     "up": lambda v: _shifted(v, -1, 0),
 }

@@ -115,12 +115,13 @@ def median_residuals(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     predictor = left
     if vectors.shape[0] > 1 and vectors.shape[1] > 1:
         predictor = left.copy()
-        predictor[1:, 1:] = _median3(vectors[1:, :-1], vectors[:-1, 1:],
+        predictor[1:, 1:] = median3(vectors[1:, :-1], vectors[:-1, 1:],
                                      np.concatenate([vectors[:-1, 2:], vectors[:-1, -1:]], axis=1))
     return moving, (vectors - predictor).reshape(-1, 2)[moving]
 
 
-def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+def median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The elementwise median of three integer arrays (FORMAT.md's med)."""
     return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
