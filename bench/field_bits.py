@@ -20,7 +20,7 @@ import numpy as np
 from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.bitstream.entropy import EntropyWriter
 from gsvc_cli.codec.bitstream.frame_coding import CodingMemory, decode_values, encode_picture_frame
-from gsvc_cli.codec.bitstream.motion_vectors import median3
+from gsvc_cli.codec.bitstream.motion_vectors import median3, neighbour_predictor
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats
 
 
@@ -45,10 +45,8 @@ PREDICTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 def moving_bits(vectors: np.ndarray, predictor: Callable[[np.ndarray], np.ndarray]) -> int:
     """Bits of mv.x and mv.y of the moving cells (those off the first row and column take
     `predictor`, the others their left or upper neighbour, as every coding does)."""
-    left = _shifted(vectors, 0, -1)
-    left[:, 0] = _shifted(vectors, -1, 0)[:, 0]
+    left = neighbour_predictor(vectors)
     moving = (vectors != left).any(-1)
-    moving[0, 0] = bool(vectors[0, 0].any())
     pred = left.copy()
     pred[1:, 1:] = predictor(vectors)[1:, 1:]
     res = (vectors - pred)[moving]

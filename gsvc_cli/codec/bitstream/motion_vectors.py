@@ -108,9 +108,7 @@ def median_residuals(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     upper-right neighbours (the upper one in the last column), the others against the neighbour
     predictor. Vectors start new runs where the motion changes, and the rows above know those
     changes better than the left neighbour alone (H.264 predicts its vectors so)."""
-    left = np.zeros_like(vectors)
-    left[:, 1:] = vectors[:, :-1]
-    left[1:, 0] = vectors[:-1, 0]
+    left = neighbour_predictor(vectors)
     moving = (vectors != left).any(-1).reshape(-1)
     predictor = left
     if vectors.shape[0] > 1 and vectors.shape[1] > 1:
@@ -163,11 +161,17 @@ def undo_median_reference(residuals: np.ndarray, moving: np.ndarray) -> np.ndarr
     return np.array(out, dtype=np.int64).reshape(gh, gw, 2)
 
 
+def neighbour_predictor(grid: np.ndarray) -> np.ndarray:
+    """Each cell's neighbour predictor on a [gh, gw, ...] grid: its left neighbour, in column 0 the
+    one above, zero for the first cell."""
+    pred = np.zeros_like(grid)
+    pred[:, 1:] = grid[:, :-1]
+    pred[1:, 0] = grid[:-1, 0]
+    return pred
+
+
 def _neighbour_residuals(plane: np.ndarray) -> np.ndarray:
-    pred = np.zeros_like(plane)
-    pred[:, 1:] = plane[:, :-1]
-    pred[1:, 0] = plane[:-1, 0]
-    return (plane - pred).reshape(-1)
+    return (plane - neighbour_predictor(plane)).reshape(-1)
 
 
 def _undo_residuals(residuals: np.ndarray) -> np.ndarray:
