@@ -23,7 +23,7 @@ from gsvc_cli.codec.bitstream.frame_coding import (
     decode_values,
     encode_picture_frame,
 )
-from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
+from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors, median_residuals, neighbour_predictor
 from gsvc_cli.codec.bitstream.quantise import QuantSteps, dequantise, quantise
 from gsvc_cli.codec.decoder import PictureUpdate, decode_frames, update_picture
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
@@ -33,6 +33,7 @@ from gsvc_cli.codec.encoder.picture_motion import (
     FAR_SCALE_LARGE,
     RADIUS,
     VectorCosts,
+    field_bits_by_cell,
     picture_motion,
     quarter_refine,
     refine_field,
@@ -726,6 +727,34 @@ def test_window_sums_cover_each_cell_and_its_reach(height: int, width: int, cell
     got = window_sums(moved, image, weights, cell, reach, threads=1)
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert np.array_equal(window_sums(moved, image, weights, cell, reach, threads=2), got)
+
+
+@pytest.mark.parametrize("median", [False, True])
+@pytest.mark.parametrize("shape", [(6, 9), (1, 7), (5, 1), (2, 2)])
+def test_a_cells_bits_are_every_bit_its_vector_changes(median: bool, shape: tuple[int, int]) -> None:
+    """refine_field's bit model: changing one cell's vector, the others fixed, changes the field's
+    estimated bits (each cell's residual as the codec codes it: median_residuals for format 12.0,
+    else from the neighbour predictor) by exactly the change in that cell's field_bits_by_cell."""
+    costs = VectorCosts(zero_bits=0.4, moving_bits=2.5, median=median)
+
+    def total(field: np.ndarray) -> float:
+        if median:
+            moving, residuals = median_residuals(field)
+        else:
+            residuals = (field - neighbour_predictor(field)).reshape(-1, 2)
+            moving = (residuals != 0).any(-1)
+            residuals = residuals[moving]
+        components = (1.0 + 2.0 * np.log2(1.0 + np.abs(residuals))).sum()
+        return components + costs.moving_bits * len(residuals) + costs.zero_bits * int((~moving).sum())
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        field = rng.integers(-2, 3, size=(*shape, 2)) * (rng.random((*shape, 1)) < 0.6)
+        cell = (int(rng.integers(shape[0])), int(rng.integers(shape[1])))
+        changed = field.copy()
+        changed[cell] = rng.integers(-3, 4, size=2)
+        delta = field_bits_by_cell(changed, costs)[cell] - field_bits_by_cell(field, costs)[cell]
+        assert total(changed) - total(field) == pytest.approx(delta, abs=1e-4)
 
 
 @pytest.mark.parametrize("overlapped", [False, True])

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
+from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors, median3, neighbour_predictor
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, search_scale
 from gsvc_cli.codec.moved_picture import move_picture
 from gsvc_cli.render.capi import choose_vectors, quarter_errors, window_errors, window_sums
@@ -64,9 +64,14 @@ def vector_bits(residual: torch.Tensor, costs: VectorCosts = VectorCosts()) -> t
     """Estimated bits of residual vectors [..., 2]: per component 1 + 2 log2(1 + |r|) (an
     Elias-gamma-like code; the field coder's models do about as well on fields of a few hundred
     cells), plus `costs`' flag; (0, 0) costs costs.zero_bits alone."""
-    components = (1.0 + 2.0 * torch.log2(1.0 + residual.abs())).sum(-1)
+    components = component_bits(residual)
     zero = (residual == 0).all(-1)
     return torch.where(zero, torch.full_like(components, costs.zero_bits), components + costs.moving_bits)
+
+
+def component_bits(residual: torch.Tensor) -> torch.Tensor:
+    """The components' share of vector_bits: the sum over [..., 2] of 1 + 2 log2(1 + |r|)."""
+    return (1.0 + 2.0 * torch.log2(1.0 + residual.abs())).sum(-1)
 
 
 def picture_motion(reference: torch.Tensor, image: torch.Tensor, cell: int, lam: float,
@@ -143,7 +148,8 @@ def refine_field(reference: np.ndarray, image: np.ndarray, motion: MotionVectors
     before the vectors right of it and below it exist, so it cannot see that a vector also sets
     its right neighbour's (and in the first column, its lower neighbour's) residual, nor that
     overlapped cells blend across edges; here the other colour is fixed, so both are exact under
-    the bit model (vector_bits). reference, image: [C, H, W] float32; channel_weights: [C], sum 1."""
+    the bit model (vector_bits; with costs.median an estimate, as the median's upper-right input
+    has a cell's own colour). reference, image: [C, H, W] float32; channel_weights: [C], sum 1."""
     vectors = motion.vectors.copy()
     gh, gw = vectors.shape[:2]
     rows, cols = np.mgrid[0:gh, 0:gw]
@@ -165,7 +171,7 @@ def refine_field(reference: np.ndarray, image: np.ndarray, motion: MotionVectors
                 except ValueError:  # a step past the largest vector
                     continue
                 cost = (window_sums(move_picture(reference, trial), image, weights, motion.cell, reach)
-                        + lam * _field_bits_by_cell(field, costs))
+                        + lam * field_bits_by_cell(field, costs))
                 if best_cost is None:
                     best_cost, best = cost, field
                 else:
@@ -176,17 +182,31 @@ def refine_field(reference: np.ndarray, image: np.ndarray, motion: MotionVectors
     return replace(motion, vectors=np.ascontiguousarray(vectors))
 
 
-def _field_bits_by_cell(field: np.ndarray, costs: VectorCosts) -> np.ndarray:
-    """[gh, gw]: the estimated bits that depend on each cell's vector: its own residual (from its
-    left neighbour, in the first column from the one above) and the residual of the cell that
-    predicts from it (right; in the first column also the one below)."""
-    predictor = np.zeros_like(field)
-    predictor[:, 1:] = field[:, :-1]
-    predictor[1:, 0] = field[:-1, 0]
-    own = vector_bits(torch.from_numpy((field - predictor).astype(np.float32)), costs).numpy()
+def field_bits_by_cell(field: np.ndarray, costs: VectorCosts) -> np.ndarray:
+    """[gh, gw]: the estimated bits that depend on each cell's vector: its own residual and those
+    of the cells that predict from it. From the left neighbour (in the first column from the one
+    above): the right cell's (in the first column also the lower one's). With costs.median, as
+    format 12.0 codes a moving cell: also the lower and lower-left cells' (the median's upper and
+    upper-right inputs); the lower-left cell is of this cell's colour in refine_field's
+    checkerboard, so there its bits are those of both trial vectors together (an estimate)."""
+    predictor = neighbour_predictor(field)
+    if costs.median and field.shape[0] > 1 and field.shape[1] > 1:
+        moving = torch.from_numpy((field != predictor).any(-1))
+        upper_right = np.concatenate([field[:-1, 2:], field[:-1, -1:]], axis=1)
+        predictor = predictor.copy()
+        predictor[1:, 1:] = median3(field[1:, :-1], field[:-1, 1:], upper_right)
+        components = component_bits(torch.from_numpy((field - predictor).astype(np.float32)))
+        own = torch.where(moving, components + costs.moving_bits,
+                          torch.full_like(components, costs.zero_bits)).numpy()
+    else:
+        own = vector_bits(torch.from_numpy((field - predictor).astype(np.float32)), costs).numpy()
     bits = own.astype(np.float64)
     bits[:, :-1] += own[:, 1:]
-    bits[:-1, 0] += own[1:, 0]
+    if costs.median:
+        bits[:-1, :] += own[1:, :]
+        bits[:-1, 1:] += own[1:, :-1]
+    else:
+        bits[:-1, 0] += own[1:, 0]
     return bits
 
 

@@ -174,8 +174,9 @@ class RDTuning:
     cells' borders: moved_picture.overlap_blend) and kept where J is lower (off: the ablation).
     median_search: the block searches of a flagged field price each vector that is not its
     neighbour predictor by its residual from the median predictor, as format 12.0 codes it (cells
-    chosen in raster order; off: from the left neighbour, as formats 7.0-11.0 coded it). The
-    polish (field_refine_passes) still prices left residuals.
+    chosen in raster order; off: from the left neighbour, as formats 7.0-11.0 coded it), and so
+    does the polish (field_refine_passes: a cell's bits then include its lower and lower-left
+    neighbours', whose medians it enters).
     field_refine_passes: checkerboard passes that polish the chosen M-frame field by D + lambda R
     over the whole picture (picture_motion.refine_field: each cell tries its neighbours' vectors
     and a step each way, its right and lower neighbours' residual bits counted); kept where J is
