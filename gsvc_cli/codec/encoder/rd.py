@@ -151,7 +151,9 @@ class RDTuning:
     fine stages (FitConfig.coarse_steps and fine_steps, fractions of large_residual_steps) and the
     iterations of their other colour refits (FitConfig.refit_iters: each stage's first, and after
     each swap). Large splats on a residual lose little at half size, and every full-size step or
-    refit iteration costs about three half-size ones.
+    refit iteration costs about three half-size ones. large_residual_coarse_factor: those fits'
+    coarse stage sees the frame averaged over blocks of this many pixels square
+    (FitConfig.coarse_factor; 4: a sixteenth of the pixels, which pays for the second density).
     cut_by_picture: a frame whose best moved picture is barely better than its own 40x40 block
     means is an I-frame (Encoder._moved_picture_is_cut), without trying P or M (off: J decides).
     residual_prune: the residual set of least J is also tried without its least useful splats, at
@@ -300,13 +302,20 @@ class RDTuning:
     # cheaper residual fit at 1280x720 and up"): BD-rate +0.4%, +1.9%, -0.4% against 96 + 24 steps
     # with 6 and 25 iterations, a residual fit in 0.65x the time. 120 + 12 steps lost 3.9% on
     # cockatoo and an I-frame more on street at Q 33.
-    large_picture_residual: str = "2000"
+    # large_picture_residual 2000,700 with large_residual_coarse_factor 4 (the coarse stage on the
+    # frame averaged over 4 x 4 blocks) by the 24-frame run of 2026-12-05 22:13-00:05 UTC (street
+    # 1080p, cockatoo and flower 720p, same run; BENCHMARKS.md "Median-priced field searches, and
+    # denser residual splats at 1280x720 and up"): BD-rate PSNR-YUV -8.5%, -6.0%, -0.8% against
+    # 2000 at half size (fewer I-frames at Q 33-36: the M-frames hold their quality), 1.12x the
+    # time on street's first 12 frames at Q 27 (one thread, idle). Factor 4 alone: an extra I-frame
+    # on street at Q 33.
+    large_picture_residual: str = "2000,700"
     large_residual_steps: int = 60
     large_residual_refit: int = 6
     large_residual_coarse: float = 2.0
     large_residual_fine: float = 0.3
     large_residual_inner_refit: int = 2
-    large_residual_coarse_factor: int = 2
+    large_residual_coarse_factor: int = 4
     residual_prune: bool = True
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
