@@ -475,7 +475,8 @@ def test_preset_fast_fits_small_i_frames_longer() -> None:
 def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
     """Below the preset's residual_max_pixels (fast: 1280x720) an M-frame's residual splats follow
     picture_residual and fit at most RESIDUAL_MAX_STEPS steps; at and above it, large_picture_residual
-    (one density, 2000 pixels a splat, in 60 steps by default), large_residual_steps and
+    (by default two densities, 2000 and 700 pixels a splat, in 60 steps, the coarse stage on a
+    quarter-size frame: large_residual_coarse_factor), large_residual_steps and
     large_residual_refit, with their own coarse and fine stages and inner refits
     (large_residual_coarse, large_residual_fine, large_residual_inner_refit). Medium has no such
     limit."""
@@ -496,7 +497,8 @@ def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
                                                     intra.fine_steps, intra.refit_iters)
         assert (config.final_refit_iters, config.coarse_steps, config.fine_steps, config.refit_iters) == own
     default = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
-    assert (default.residual_densities, default.residual_config.max_steps) == ("2000", 60)
+    config = default.residual_config
+    assert (default.residual_densities, config.max_steps, config.coarse_factor) == ("2000,700", 60, 4)
 
 
 def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_last_fit(monkeypatch) -> None:

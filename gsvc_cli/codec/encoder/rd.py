@@ -334,8 +334,9 @@ class RDTuning:
     # median_search on by the whole-clip run of 2026-12-05 22:13-23:41 UTC (five clips, the same run
     # as format 12.0 with the search and the polish priced by left residuals; BENCHMARKS.md "Median-
     # priced field searches"): BD-rate PSNR-YUV foreman -5.5%, cars -5.8%, mobile -3.0%, vt2people
-    # -2.4%, cuts_qcif -1.5%; street 1080p (24 frames, Q 27 and 30) -4.7%. The search alone, the
-    # polish still on left residuals: cars -3.0%, vt2people -0.1%.
+    # -2.4%, cuts_qcif -1.5%; street 1080p (24 frames, Q 27 and 30) -4.7%, but at Q 33 a third
+    # I-frame (+19% bytes, +0.15 dB). The search alone, the polish still on left residuals: cars
+    # -3.0%, vt2people -0.1%.
     median_search: bool = True
     field_refine_all: bool = False
     refine_luma_only: bool = False
