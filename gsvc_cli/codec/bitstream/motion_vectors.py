@@ -108,14 +108,19 @@ def median_residuals(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     upper-right neighbours (the upper one in the last column), the others against the neighbour
     predictor. Vectors start new runs where the motion changes, and the rows above know those
     changes better than the left neighbour alone (H.264 predicts its vectors so)."""
-    left = neighbour_predictor(vectors)
-    moving = (vectors != left).any(-1).reshape(-1)
-    predictor = left
+    moving = (vectors != neighbour_predictor(vectors)).any(-1).reshape(-1)
+    return moving, (vectors - median_predictor(vectors)).reshape(-1, 2)[moving]
+
+
+def median_predictor(vectors: np.ndarray) -> np.ndarray:
+    """What each moving cell of a [gh, gw, 2] field is coded against under format 12.0: the
+    per-component median of its left, upper and upper-right neighbours (the upper one in the last
+    column); in the first row and column its neighbour predictor."""
+    predictor = neighbour_predictor(vectors)
     if vectors.shape[0] > 1 and vectors.shape[1] > 1:
-        predictor = left.copy()
         predictor[1:, 1:] = median3(vectors[1:, :-1], vectors[:-1, 1:],
                                      np.concatenate([vectors[:-1, 2:], vectors[:-1, -1:]], axis=1))
-    return moving, (vectors - predictor).reshape(-1, 2)[moving]
+    return predictor
 
 
 def median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors, median3, neighbour_predictor
+from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors, median_predictor, neighbour_predictor
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, search_scale
 from gsvc_cli.codec.moved_picture import move_picture
 from gsvc_cli.render.capi import choose_vectors, quarter_errors, window_errors, window_sums
@@ -192,10 +192,7 @@ def field_bits_by_cell(field: np.ndarray, costs: VectorCosts) -> np.ndarray:
     predictor = neighbour_predictor(field)
     if costs.median and field.shape[0] > 1 and field.shape[1] > 1:
         moving = torch.from_numpy((field != predictor).any(-1))
-        upper_right = np.concatenate([field[:-1, 2:], field[:-1, -1:]], axis=1)
-        predictor = predictor.copy()
-        predictor[1:, 1:] = median3(field[1:, :-1], field[:-1, 1:], upper_right)
-        components = component_bits(torch.from_numpy((field - predictor).astype(np.float32)))
+        components = component_bits(torch.from_numpy((field - median_predictor(field)).astype(np.float32)))
         own = torch.where(moving, components + costs.moving_bits,
                           torch.full_like(components, costs.zero_bits)).numpy()
     else:
