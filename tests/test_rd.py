@@ -731,3 +731,31 @@ def test_weighted_sse_is_the_clamped_weighted_sum_of_squares() -> None:
     assert weighted_sse(rendered, image, weights) == pytest.approx(plain, rel=1e-6)
     assert weighted_sse(rendered.double(), image.double(), weights.double()) == pytest.approx(plain, rel=1e-9)
     assert weighted_sse(image, image, weights) == 0.0
+
+
+def test_extra_residual_densities_are_fitted_only_near_an_i_frame(monkeypatch) -> None:
+    """large_residual_extra's densities are fitted after large_picture_residual's only where the
+    M-frame's J with those still exceeds residual_extra_gate x the I-frame estimate; frames below
+    the preset's residual_max_pixels never take them."""
+    frames, info = crops([(0, 200, 40), (0, 202, 40)])
+    tuning = RDTuning(large_residual_extra="300", residual_extra_gate=0.6)
+    settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning)
+    assert Encoder(info, settings, 8, 64).extra_densities == ""
+    large = Encoder(info.with_(width=1280, height=720), settings, 8, 64)
+    assert (large.residual_densities, large.extra_densities) == ("2000,700", "300")
+    counts: list[int] = []
+    for estimate, fitted in ((1e9, [1]), (1e-9, [1, 10])):
+        enc = _encoder(tuning)
+        enc.residual_densities, enc.extra_densities = "2000", "300"  # 64x48: 1 splat, then 10
+        real_fit = enc._fit
+
+        def recording_fit(target, count, *args, real_fit=real_fit):
+            counts.append(count)
+            return real_fit(target, count, *args)
+
+        monkeypatch.setattr(enc, "_fit", recording_fit)
+        enc.picture = frames[0].to_yuv444_float()
+        enc.intra_count, enc.intra_cost = 100, (estimate, 0.0)
+        counts.clear()
+        enc._picture_rd(1, frames[1].to_yuv444_float())
+        assert counts == fitted

@@ -218,9 +218,11 @@ class Encoder:
         intra = replace(preset.intra, coarse_steps=tuning.coarse_steps, fine_steps=tuning.fine_steps)
         # Residual splats of M-frames: short fits at the preset's own learning rates.
         self.residual_densities = tuning.picture_residual
+        self.extra_densities = ""  # tried only near an I-frame (RDTuning.large_residual_extra)
         self.residual_config = replace(intra, max_steps=min(intra.max_steps, RESIDUAL_MAX_STEPS))
         if info.width * info.height >= preset.residual_max_pixels:
             self.residual_densities = tuning.large_picture_residual
+            self.extra_densities = tuning.large_residual_extra
             residual_steps = max(1, min(intra.max_steps, tuning.large_residual_steps))
             self.residual_config = replace(intra, max_steps=residual_steps,
                                            final_refit_iters=tuning.large_residual_refit,
@@ -526,18 +528,26 @@ class Encoder:
             return (coded, picture, sse + self.lam * bits), sse + lam_choice * bits, decoded
 
         fitted: _ResidualSet | None = None  # the least J with splats
-        for per_splat in (float(c) for c in self.residual_densities.split(",")):
-            count = max(1, int(pixels // per_splat))
-            splats, _ = self._fit(target, count, None, config, self.settings.seed, None)
-            for scale in RESIDUAL_STEP_SCALES:
-                steps = QuantSteps.default().scaled(self.intra_scale * scale)
-                q = quantise(splats, steps)
-                choice, j, decoded = candidate(q, steps)
-                if fitted is None or j < fitted[0]:
-                    fitted = (j, q.select(choice[0].order), steps, decoded)
-                if j < best_choice:
-                    best, best_choice = choice, j
-        if fitted is not None and self.settings.tuning.residual_prune:
+        tuning = self.settings.tuning
+
+        def densities(spec: str) -> None:
+            nonlocal fitted, best, best_choice
+            for per_splat in (float(c) for c in spec.split(",")):
+                count = max(1, int(pixels // per_splat))
+                splats, _ = self._fit(target, count, None, config, self.settings.seed, None)
+                for scale in RESIDUAL_STEP_SCALES:
+                    steps = QuantSteps.default().scaled(self.intra_scale * scale)
+                    q = quantise(splats, steps)
+                    choice, j, decoded = candidate(q, steps)
+                    if fitted is None or j < fitted[0]:
+                        fitted = (j, q.select(choice[0].order), steps, decoded)
+                    if j < best_choice:
+                        best, best_choice = choice, j
+
+        densities(self.residual_densities)
+        if self.extra_densities and best[2] > tuning.residual_extra_gate * self._intra_cost_estimate():
+            densities(self.extra_densities)  # near an I-frame: denser splats may keep the M-frame
+        if fitted is not None and tuning.residual_prune:
             best, best_choice = self._pruned_residual(target, fitted, candidate, best, best_choice)
         return best
 

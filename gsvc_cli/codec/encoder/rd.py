@@ -156,6 +156,10 @@ class RDTuning:
     (FitConfig.coarse_factor; 4: a sixteenth of the pixels, which pays for the second density).
     cut_by_picture: a frame whose best moved picture is barely better than its own 40x40 block
     means is an I-frame (Encoder._moved_picture_is_cut), without trying P or M (off: J decides).
+    large_residual_extra, residual_extra_gate: on frames of large_picture_residual's size, these
+    densities too ("": none), but only where the M-frame's J with the densities before them still
+    exceeds residual_extra_gate x the I-frame estimate (the GOP's first I-frame's J): a denser set
+    costs seconds at 1080p and pays mostly where it keeps a frame from becoming an I-frame.
     residual_prune: the residual set of least J is also tried without its least useful splats, at
     counts falling by a fifth while J falls (Encoder._pruned_residual).
     field_coding: how an M-frame's field is coded (frame_coding.FIELD_CODINGS): "best" the shorter
@@ -317,6 +321,8 @@ class RDTuning:
     large_residual_inner_refit: int = 2
     large_residual_coarse_factor: int = 4
     residual_prune: bool = True
+    large_residual_extra: str = ""
+    residual_extra_gate: float = 0.7
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
     # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
