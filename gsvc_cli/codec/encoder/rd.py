@@ -321,8 +321,15 @@ class RDTuning:
     large_residual_inner_refit: int = 2
     large_residual_coarse_factor: int = 4
     residual_prune: bool = True
+    # large_residual_extra off by the 24-frame run of 2026-12-06 01:20-03:30 UTC (street 1080p,
+    # cockatoo and flower 720p, Q 27-36, same run as main; BENCHMARKS.md "A third residual density
+    # near I-frames"): 300 past gate 0.6 gave street -6.5% BD-rate PSNR-YUV (an I-frame fewer at
+    # Q 33 and at Q 36; +144% against x264 medium, main +159%), cockatoo -0.2%, flower the same
+    # bytes, but 1.17x the time at Q 27 (the same bytes there) and 1.20x at Q 33 on street's first
+    # 12 frames (one thread, idle): the gate fires on frames where the third density then loses.
+    # On every M-frame (no gate) the same bytes as with it.
     large_residual_extra: str = ""
-    residual_extra_gate: float = 0.7
+    residual_extra_gate: float = 0.6
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
     # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
