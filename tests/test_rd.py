@@ -498,7 +498,7 @@ def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
         assert (config.final_refit_iters, config.coarse_steps, config.fine_steps, config.refit_iters) == own
     default = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
     config = default.residual_config
-    assert (default.residual_densities, config.max_steps, config.coarse_factor) == ("2000,700", 60, 4)
+    assert (default.residual_densities, config.max_steps, config.coarse_factor) == ("700", 60, 4)
 
 
 def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_last_fit(monkeypatch) -> None:
@@ -742,7 +742,7 @@ def test_extra_residual_densities_are_fitted_only_near_an_i_frame(monkeypatch) -
     settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning)
     assert Encoder(info, settings, 8, 64).extra_densities == ""
     large = Encoder(info.with_(width=1280, height=720), settings, 8, 64)
-    assert (large.residual_densities, large.extra_densities) == ("2000,700", "300")
+    assert (large.residual_densities, large.extra_densities) == ("700", "300")
     counts: list[int] = []
     for estimate, fitted in ((1e9, [1]), (1e-9, [1, 10])):
         enc = _encoder(tuning)

@@ -153,7 +153,7 @@ class RDTuning:
     each swap). Large splats on a residual lose little at half size, and every full-size step or
     refit iteration costs about three half-size ones. large_residual_coarse_factor: those fits'
     coarse stage sees the frame averaged over blocks of this many pixels square
-    (FitConfig.coarse_factor; 4: a sixteenth of the pixels, which pays for the second density).
+    (FitConfig.coarse_factor; 4: a sixteenth of the pixels).
     cut_by_picture: a frame whose best moved picture is barely better than its own 40x40 block
     means is an I-frame (Encoder._moved_picture_is_cut), without trying P or M (off: J decides).
     large_residual_extra, residual_extra_gate: on frames of large_picture_residual's size, these
@@ -313,7 +313,13 @@ class RDTuning:
     # 2000 at half size (fewer I-frames at Q 33-36: the M-frames hold their quality), 1.12x the
     # time on street's first 12 frames at Q 27 (one thread, idle). Factor 4 alone: an extra I-frame
     # on street at Q 33.
-    large_picture_residual: str = "2000,700"
+    # large_picture_residual 700 alone by the 24-frame run of 2026-12-06 05:00-05:45 UTC (same three
+    # clips, same run; BENCHMARKS.md "One residual density at 1280x720 and up"): the 700 set pruned
+    # had a J at or below 2000,700's on every M-frame probed (30 frames of street and cockatoo:
+    # only the set of least J as fitted was pruned, and that was often the 2000 set), BD-rate
+    # PSNR-YUV -0.2%, -3.9%, -2.2% against 2000,700 (same run), one fit instead of two: 0.85-0.89x
+    # the time on street's first 12 frames (one thread, idle).
+    large_picture_residual: str = "700"
     large_residual_steps: int = 60
     large_residual_refit: int = 6
     large_residual_coarse: float = 2.0

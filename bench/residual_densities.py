@@ -1,0 +1,69 @@
+"""An M-frame's residual search at several density lists, frame by frame: J and seconds of each.
+
+Usage (from the repository root):
+    python bench/residual_densities.py CLIP FRAMES QUALITY --specs "2000,700;700;2000" [--out OUT.gsvc]
+
+Encodes the first FRAMES frames of CLIP at preset fast and constant quality QUALITY (one thread).
+Wherever the encoder searches residual splats for an M-frame (Encoder._with_residual), the search
+also runs with each density list of --specs (pixels per splat, as RDTuning.picture_residual and
+large_picture_residual take them), and one JSON line per frame gives the moved picture's J without
+residual splats and each list's J (the one the frame-type choice compares) and seconds. The encode
+goes on with the first list's choice, and the search changes no encoder state, so the file is the
+one the encoder writes with that list as its densities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from gsvc_cli.codec.encoder import gop
+from gsvc_cli.codec.encoder.rate_control import RateTarget
+from gsvc_cli.video import open_video
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clip", type=Path)
+    parser.add_argument("frames", type=int)
+    parser.add_argument("quality", type=float)
+    parser.add_argument("--specs", default="2000,700;700;2000", help="density lists, ';'-separated")
+    parser.add_argument("--out", type=Path, default=Path("residual_densities.gsvc"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    specs = args.specs.split(";")
+    search = gop.Encoder._with_residual
+    searched = 0
+
+    def logged(encoder: gop.Encoder, image: torch.Tensor, motion, plain):
+        nonlocal searched
+        searched += 1
+        own, first, row = encoder.residual_densities, None, {"search": searched, "plain": round(plain[2], 3)}
+        for spec in specs:
+            encoder.residual_densities = spec
+            start = time.perf_counter()
+            choice = search(encoder, image, motion, plain)
+            row[spec] = {"j": round(choice[2], 3), "s": round(time.perf_counter() - start, 2)}
+            first = choice if first is None else first
+        encoder.residual_densities = own
+        print(json.dumps(row), flush=True)
+        return first
+
+    gop.Encoder._with_residual = logged
+    with open_video(args.clip) as reader:
+        info = reader.info
+        frames = [frame for _, frame in zip(range(args.frames), reader, strict=False)]
+    settings = gop.EncoderSettings(RateTarget(quality=args.quality), "fast")
+    start = time.perf_counter()
+    summary = gop.encode_video(iter(frames), info.with_(frame_count=len(frames)), args.out, settings,
+                               frame_count=len(frames), overwrite=True)
+    print(f"{args.clip.name} Q {args.quality}: {summary.file_bytes} bytes, {summary.mean_psnr:.3f} dB, "
+          f"{time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
