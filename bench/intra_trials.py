@@ -21,11 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from probe_encode import encode_first_frames
 
 from gsvc_cli.codec.encoder import gop
-from gsvc_cli.codec.encoder.rate_control import RateTarget
 from gsvc_cli.codec.encoder.rd import RDTuning
-from gsvc_cli.video import open_video
 
 
 def short_fit_cost(encoder: gop.Encoder, index: int, image: torch.Tensor, steps: int) -> float:
@@ -71,16 +70,7 @@ def main() -> None:
         return None
 
     gop.Encoder._real_intra_if_cheaper = logged
-    with open_video(args.clip) as reader:
-        info = reader.info
-        frames = [frame for _, frame in zip(range(args.frames), reader, strict=False)]
-    tuning = RDTuning(intra_trial_steps=0)
-    settings = gop.EncoderSettings(RateTarget(quality=args.quality), "fast", tuning=tuning)
-    start = time.perf_counter()
-    summary = gop.encode_video(iter(frames), info.with_(frame_count=len(frames)), args.out, settings,
-                               frame_count=len(frames), overwrite=True)
-    print(f"{args.clip.name} Q {args.quality}: {summary.file_bytes} bytes, {summary.mean_psnr:.3f} dB, "
-          f"{time.perf_counter() - start:.1f} s")
+    print(encode_first_frames(args.clip, args.frames, args.quality, args.out, RDTuning(intra_trial_steps=0)))
 
 
 if __name__ == "__main__":

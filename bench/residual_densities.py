@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 
 import torch
+from probe_encode import encode_first_frames
 
 from gsvc_cli.codec.encoder import gop
-from gsvc_cli.codec.encoder.rate_control import RateTarget
-from gsvc_cli.video import open_video
 
 
 def main() -> None:
@@ -54,15 +53,7 @@ def main() -> None:
         return first
 
     gop.Encoder._with_residual = logged
-    with open_video(args.clip) as reader:
-        info = reader.info
-        frames = [frame for _, frame in zip(range(args.frames), reader, strict=False)]
-    settings = gop.EncoderSettings(RateTarget(quality=args.quality), "fast")
-    start = time.perf_counter()
-    summary = gop.encode_video(iter(frames), info.with_(frame_count=len(frames)), args.out, settings,
-                               frame_count=len(frames), overwrite=True)
-    print(f"{args.clip.name} Q {args.quality}: {summary.file_bytes} bytes, {summary.mean_psnr:.3f} dB, "
-          f"{time.perf_counter() - start:.1f} s")
+    print(encode_first_frames(args.clip, args.frames, args.quality, args.out))
 
 
 if __name__ == "__main__":

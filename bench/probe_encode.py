@@ -1,0 +1,26 @@
+"""The encode the probes in bench/ watch: the first frames of a clip at preset fast and constant
+quality, in this process (so that a probe's patched encoder methods are the ones that run)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gsvc_cli.codec.encoder import gop
+from gsvc_cli.codec.encoder.rate_control import RateTarget
+from gsvc_cli.codec.encoder.rd import RDTuning
+from gsvc_cli.video import open_video
+
+
+def encode_first_frames(clip: Path, frames: int, quality: float, out: Path,
+                        tuning: RDTuning | None = None) -> str:
+    """Encode the first `frames` frames of `clip` into `out`; returns a line: bytes, dB, seconds."""
+    with open_video(clip) as reader:
+        info = reader.info
+        head = [frame for _, frame in zip(range(frames), reader, strict=False)]
+    settings = gop.EncoderSettings(RateTarget(quality=quality), "fast", tuning=tuning or RDTuning())
+    start = time.perf_counter()
+    summary = gop.encode_video(iter(head), info.with_(frame_count=len(head)), out, settings,
+                               frame_count=len(head), overwrite=True)
+    return (f"{clip.name} Q {quality}: {summary.file_bytes} bytes, {summary.mean_psnr:.3f} dB, "
+            f"{time.perf_counter() - start:.1f} s")
