@@ -14,14 +14,12 @@ The extra fits change nothing in the encode: the file is the one the encoder wri
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
-from probe_encode import encode_first_frames
+from probe_encode import encode_first_frames, probe_arguments
 
 from gsvc_cli.codec.encoder import gop
 from gsvc_cli.codec.encoder.rd import RDTuning
@@ -37,14 +35,9 @@ def short_fit_cost(encoder: gop.Encoder, index: int, image: torch.Tensor, steps:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clip", type=Path)
-    parser.add_argument("frames", type=int)
-    parser.add_argument("quality", type=float)
+    parser = probe_arguments(__doc__, "intra_trials.gsvc")
     parser.add_argument("--steps", default="150,300,600", help="short fits' steps, comma-separated")
-    parser.add_argument("--out", type=Path, default=Path("intra_trials.gsvc"))
     args = parser.parse_args()
-    torch.set_num_threads(1)
     short_steps = [int(s) for s in args.steps.split(",")]
 
     def logged(encoder: gop.Encoder, index: int, image: torch.Tensor, p_cost: float):

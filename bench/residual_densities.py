@@ -14,26 +14,19 @@ one the encoder writes with that list as its densities.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
-from probe_encode import encode_first_frames
+from probe_encode import encode_first_frames, probe_arguments
 
 from gsvc_cli.codec.encoder import gop
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clip", type=Path)
-    parser.add_argument("frames", type=int)
-    parser.add_argument("quality", type=float)
+    parser = probe_arguments(__doc__, "residual_densities.gsvc")
     parser.add_argument("--specs", default="2000,700;700;2000", help="density lists, ';'-separated")
-    parser.add_argument("--out", type=Path, default=Path("residual_densities.gsvc"))
     args = parser.parse_args()
-    torch.set_num_threads(1)
     specs = args.specs.split(";")
     search = gop.Encoder._with_residual
     searched = 0
