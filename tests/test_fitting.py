@@ -245,6 +245,20 @@ def test_coarse_to_fine_fit_starts_from_the_downscaled_frame(crop: torch.Tensor)
     assert off_stats.steps == 40
 
 
+def test_fine_stage_on_the_downscaled_frame_refits_colours_at_full_size(crop: torch.Tensor) -> None:
+    """With fine_factor 2 every step runs on the 2x-downscaled frame (the coarse stage on it at
+    coarse_factor / 2), then the colours are refitted at full size: the fit's PSNR is that of its
+    full-size render, close to that of a fit whose fine stage runs at full size."""
+    base = replace(get_preset("fast").intra, max_steps=40, min_steps=40, densify_until=0.0,
+                   coarse_steps=1.0, fine_steps=0.5, coarse_factor=4, coarse_min_pixels=64 * 64)
+    _, full_stats = fit_frame(crop, 96, config=base, seed=0)
+    half, half_stats = fit_frame(crop, 96, config=replace(base, fine_factor=2), seed=0)
+    assert len(half) == 96 and half_stats.steps == 40 + 20
+    rendered = render_splats(half, crop.shape[1], crop.shape[2]).clamp(0, 1)
+    assert half_stats.psnr == pytest.approx(float(psnr(rendered, crop)), abs=1e-3)
+    assert half_stats.psnr > full_stats.psnr - 1.5
+
+
 def test_anneal_on_plateau_runs_its_steps_then_stops(crop: torch.Tensor) -> None:
     """With anneal_steps, the fit that would stop on its plateau runs exactly that many more steps
     (the learning rates decaying to their floor), and those steps buy PSNR on a real crop."""

@@ -119,6 +119,8 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
         raise ValueError(f"splat count must be positive, got {count}")
     start_time = time.perf_counter()
     image = image.detach().float()
+    if config.fine_factor > 1 and coarse is None and init is None and param_transform is None:
+        return _downscaled_fit(image, count, config, seed, progress, channel_weights, start_time)
     device = image.device
     _, height, width = image.shape
     weights = loss_weights(channel_weights, device)
@@ -248,6 +250,39 @@ def fit_frame(image: torch.Tensor, count: int, init: Splats | None = None, *,
     return Splats(final.means.contiguous(), final.chol.contiguous(), final.colors.contiguous()), stats
 
 
+def _downscaled_fit(image: torch.Tensor, count: int, config: FitConfig, seed: int,
+                    progress: ProgressCallback | None,
+                    channel_weights: Sequence[float] | torch.Tensor | None, start_time: float
+                    ) -> tuple[Splats, FitStats]:
+    """fit_frame with config.fine_factor f > 1: every step on the frame averaged over f x f
+    blocks (its coarse stage at coarse_factor / f of that), then the splats scaled up and their
+    colours refitted once at full size, kept where that raises the PSNR."""
+    f = config.fine_factor
+    _, height, width = image.shape
+    small = _block_means(image, f)
+    small_config = replace(config, fine_factor=1, coarse_factor=max(1, config.coarse_factor // f),
+                           coarse_min_pixels=config.coarse_min_pixels // (f * f),
+                           final_refit_iters=config.refit_iters)
+    fitted, stats = fit_frame(small, count, config=small_config, seed=seed, progress=progress,
+                              channel_weights=channel_weights)
+    before = Splats(fitted.means * f, fitted.chol * f, fitted.colors)
+    weights = loss_weights(channel_weights, image.device)
+    colors = refit_colours(before.means, before.chol, image, before.colors, iters=config.final_refit_iters)
+    after = Splats(before.means, before.chol, colors)
+    with torch.no_grad():
+        scores = [weighted_psnr(render(s.means, s.chol, s.colors, height, width).clamp(0, 1), image, weights)
+                  for s in (before, after)]
+    final, psnr = (after, scores[1]) if scores[1] >= scores[0] else (before, scores[0])
+    return final, replace(stats, seconds=time.perf_counter() - start_time, psnr=psnr)
+
+
+def _block_means(image: torch.Tensor, f: int) -> torch.Tensor:
+    """The frame averaged over f x f blocks (rows and columns beyond a multiple of f dropped);
+    a splat centre at integer + 0.5 in it sits at f times that in the frame."""
+    _, height, width = image.shape
+    return torch.nn.functional.avg_pool2d(image[None, :, :height - height % f, :width - width % f], f)[0]
+
+
 def coarse_fit(image: torch.Tensor, count: int, config: FitConfig, seed: int,
                progress: ProgressCallback | None, channel_weights: Sequence[float] | torch.Tensor | None
                ) -> tuple[Splats, int] | None:
@@ -260,7 +295,7 @@ def coarse_fit(image: torch.Tensor, count: int, config: FitConfig, seed: int,
     if steps < 1 or height * width < config.coarse_min_pixels:
         return None
     f = config.coarse_factor
-    small = torch.nn.functional.avg_pool2d(image[None, :, :height - height % f, :width - width % f], f)[0]
+    small = _block_means(image, f)
     coarse_config = replace(config, max_steps=steps, min_steps=min(config.min_steps, steps), coarse_steps=0.0)
     splats, stats = fit_frame(small, count, config=coarse_config, seed=seed, progress=progress,
                               channel_weights=channel_weights)

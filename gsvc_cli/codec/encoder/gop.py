@@ -229,7 +229,8 @@ class Encoder:
                                            coarse_steps=tuning.large_residual_coarse,
                                            fine_steps=tuning.large_residual_fine,
                                            refit_iters=tuning.large_residual_inner_refit,
-                                           coarse_factor=tuning.large_residual_coarse_factor)
+                                           coarse_factor=tuning.large_residual_coarse_factor,
+                                           fine_factor=tuning.large_residual_fine_factor)
         if info.width * info.height < preset.intra.coarse_min_pixels:  # fitted at full size only
             lr = tuning.intra_lr_scale
             steps = max(1, round(preset.small_intra_steps * tuning.intra_steps_scale))

@@ -61,6 +61,11 @@ class FitConfig:
     fine_steps: float = 0.4
     coarse_min_pixels: int = 1280 * 720
     coarse_factor: int = 2  # the coarse stage's frame is averaged over blocks of this many pixels square
+    # The fine stage too on the frame averaged over blocks of this many pixels square (a multiple
+    # of coarse_factor's divisor; 1: at full size); only the colours are then refitted at full
+    # size (final_refit_iters). For splats many pixels wide (the residual splats of M-frames),
+    # whose shapes a downscaled frame still shows, at a quarter of a full-size step's cost.
+    fine_factor: int = 1
     history_points: int = 60
     time_limit: float | None = None  # seconds; stop after this much wall time (benchmarks, budgets)
 

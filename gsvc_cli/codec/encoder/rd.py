@@ -153,7 +153,9 @@ class RDTuning:
     each swap). Large splats on a residual lose little at half size, and every full-size step or
     refit iteration costs about three half-size ones. large_residual_coarse_factor: those fits'
     coarse stage sees the frame averaged over blocks of this many pixels square
-    (FitConfig.coarse_factor; 4: a sixteenth of the pixels).
+    (FitConfig.coarse_factor; 4: a sixteenth of the pixels). large_residual_fine_factor: their fine
+    stage too on the frame averaged over blocks of this many pixels square, the colours then refitted
+    at full size (FitConfig.fine_factor; 1: the fine stage at full size).
     cut_by_picture: a frame whose best moved picture is barely better than its own 40x40 block
     means is an I-frame (Encoder._moved_picture_is_cut), without trying P or M (off: J decides).
     large_residual_extra, residual_extra_gate: on frames of large_picture_residual's size, these
@@ -326,6 +328,7 @@ class RDTuning:
     large_residual_fine: float = 0.3
     large_residual_inner_refit: int = 2
     large_residual_coarse_factor: int = 4
+    large_residual_fine_factor: int = 1
     residual_prune: bool = True
     # large_residual_extra off by the 24-frame run of 2026-12-06 01:20-03:30 UTC (street 1080p,
     # cockatoo and flower 720p, Q 27-36, same run as main; BENCHMARKS.md "A third residual density
