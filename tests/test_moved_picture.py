@@ -20,10 +20,17 @@ from gsvc_cli.codec.bitstream.frame_coding import (
     FRAME_M_QUARTER,
     FRAME_M_RESIDUAL,
     MEDIAN_UNIT_BIT,
+    TEMPORAL_FLAGS_BIT,
+    CodingMemory,
     decode_values,
     encode_picture_frame,
 )
-from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors, median_residuals, neighbour_predictor
+from gsvc_cli.codec.bitstream.motion_vectors import (
+    MotionVectors,
+    median_residuals,
+    moving_cells,
+    neighbour_predictor,
+)
 from gsvc_cli.codec.bitstream.quantise import QuantSteps, dequantise, quantise
 from gsvc_cli.codec.decoder import PictureUpdate, decode_frames, update_picture
 from gsvc_cli.codec.encoder.gop import EncoderSettings, encode_video
@@ -562,6 +569,38 @@ def test_kind_5_payloads_cut_or_flipped_give_an_error_or_a_field() -> None:
             with contextlib.suppress(FormatError):
                 decoded = decode_values(bytes(data), None, "m")
                 assert decoded.motion is not None and len(decoded.values) == (0 if residual is None else 4)
+
+
+def test_flags_split_by_the_last_field_round_trip_pay_and_need_that_field() -> None:
+    """Format 13.0: a flagged field after an M-frame of the same grid splits its zero flags by how
+    many of each cell and its four neighbours moved in that field (unit + 16). Where the moving
+    cells stay about where they were (an object moving over a still background) that costs fewer
+    bits than the plain flags; the decoder needs the same last field (none, or one of another
+    size: a FormatError)."""
+    rng = np.random.default_rng(11)
+    gh, gw = 24, 32
+
+    def field(down: int) -> MotionVectors:
+        vectors = np.zeros((gh, gw, 2), dtype=np.int64)
+        vectors[6 + down:18 + down, 8:24] = rng.integers(-3, 4, size=(12, 16, 2))
+        return MotionVectors(vectors, 8, 4)
+
+    first, second = field(0), field(1)
+    m1 = encode_picture_frame(first, None, "flagged")
+    m2 = encode_picture_frame(second, None, "flagged", m1.memory)
+    assert not m1.payload[2] & TEMPORAL_FLAGS_BIT and m2.payload[2] & TEMPORAL_FLAGS_BIT
+    memory = decode_values(m1.payload, None, "m", "M").memory
+    assert memory is not None and np.array_equal(memory.moving, moving_cells(first.vectors))
+    decoded = decode_values(m2.payload, None, "m", "M", memory)
+    assert decoded.motion is not None and np.array_equal(decoded.motion.vectors, second.vectors)
+    without = CodingMemory(memory.models, memory.steps)  # the same models, no last field
+    plain = encode_picture_frame(second, None, "flagged", without)
+    assert not plain.payload[2] & TEMPORAL_FLAGS_BIT
+    assert len(m2.payload) < len(plain.payload)
+    wider = without.after({}, None, MotionVectors(np.zeros((gh, gw + 1, 2), dtype=np.int64), 8, 4))
+    for wrong in (without, wider):
+        with pytest.raises(FormatError, match="last field"):
+            decode_values(m2.payload, None, "m", "M", wrong)
 
 
 def test_the_default_field_coding_writes_flagged_fields_that_decode_exactly(tmp_path: Path) -> None:

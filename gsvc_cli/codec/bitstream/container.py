@@ -48,8 +48,9 @@ MAGIC = b"GSVC\r\n\x1a\n"
 RECORD_MAGIC = b"GSFR"
 INDEX_MAGIC = b"GSIX"
 TRAILER_MAGIC = b"GSVE"
-FORMAT_MAJOR = 12
+FORMAT_MAJOR = 13
 FORMAT_MINOR = 0
+# 13.0: flagged fields' zero flags split by the last M-frame's moving cells (unit byte + 16);
 # 12.0: flagged fields with median-predicted moving cells (unit byte + 32);
 # 11.0: entropy model kind CLASSES (signed bit-length classes and raw bits);
 # 10.0: M-frames repeat earlier M-frames' entropy models and residual steps;
@@ -70,10 +71,10 @@ COLOUR_SPACES = ("rgb", "yuv")
 MATRICES = ("none", "bt601", "bt709")
 RANGES = ("full", "limited")
 FRAME_TYPES = ("I", "P", "M")
-READABLE_MAJORS = (3, 4, 5, 6, 7, 8, 9, 10, 11, FORMAT_MAJOR)  # 3.x: 12.0 without M-frames; 4.x: without
+READABLE_MAJORS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, FORMAT_MAJOR)  # 3.x: 13.0 without M-frames; 4.x: without
 # quarter pixels; 5.x: without residual splats; 6.x: without flagged fields; 7.x: without overlapped
 # cells; 8.x: without the 8-tap filter; 9.x: without model memory; 10.x: without CLASSES models;
-# 11.x: without median-predicted fields
+# 11.x: without median-predicted fields; 12.x: without flags split by the last field
 MAX_RECORD_PAYLOAD = (1 << 32) - 1
 
 

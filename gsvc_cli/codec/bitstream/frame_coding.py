@@ -44,10 +44,13 @@ from gsvc_cli.codec.bitstream.entropy import (
     put_varint,
 )
 from gsvc_cli.codec.bitstream.motion_vectors import (
+    FLAG_CONTEXTS,
     MAX_CELL,
     MAX_CELLS,
     MotionVectors,
+    flag_contexts,
     median_residuals,
+    moving_cells,
     undo_median_residuals,
 )
 from gsvc_cli.errors import FormatError, GsvcError
@@ -67,6 +70,7 @@ FRAME_M_OVERLAPPED = 6  # kind 5 with overlapped cells (format 8.0)
 SHARP_UNIT_BIT = 0x80  # kinds 5 and 6's unit byte: quarter pixels through the 8-tap filter (format 9.0)
 SAME_STEPS_BIT = 0x40  # kinds 4-6's unit byte: the residual's steps are the memory's (format 10.0)
 MEDIAN_UNIT_BIT = 0x20  # kinds 5 and 6's unit byte: moving cells coded against a median (format 12.0)
+TEMPORAL_FLAGS_BIT = 0x10  # kinds 5 and 6's unit byte: zero flags split by the last field (format 13.0)
 TYPE_LETTER = {FRAME_I: "I", FRAME_P: "P", FRAME_M: "M", FRAME_M_QUARTER: "M", FRAME_M_RESIDUAL: "M",
                FRAME_M_FLAGGED: "M", FRAME_M_OVERLAPPED: "M"}
 FIELD_CODINGS = ("best", "neighbour", "flagged")
@@ -136,15 +140,25 @@ class CodingMemory:
     """What an M-frame may refer back to (format 10.0): the entropy models the M-frames since the
     last I-frame coded each stream with, and the last residual splats' steps. Successive M-frames'
     streams are alike, and their short streams paid as much for model descriptions as for symbols.
+    moving (format 13.0): the last M-frame's moving cells ([gh, gw] bool, moving_cells of its
+    field), which split the next flagged field's zero flags (flag_contexts).
     An I-frame clears it; a P-frame leaves it as it was."""
 
     models: ModelMemory = field(default_factory=dict)
     steps: QuantSteps | None = None
+    moving: np.ndarray | None = field(default=None, compare=False)
 
-    def after(self, used: ModelMemory, steps: QuantSteps | None) -> CodingMemory:
-        """The memory once a frame that coded its streams with `used` (and its residual with
-        `steps`, when not None) is decoded."""
-        return CodingMemory({**self.models, **used}, steps if steps is not None else self.steps)
+    def after(self, used: ModelMemory, steps: QuantSteps | None, motion: MotionVectors) -> CodingMemory:
+        """The memory once an M-frame with field `motion` that coded its streams with `used` (and
+        its residual with `steps`, when not None) is decoded."""
+        return CodingMemory({**self.models, **used}, steps if steps is not None else self.steps,
+                            moving_cells(motion.vectors))
+
+    def flag_contexts(self, motion: MotionVectors) -> np.ndarray | None:
+        """The contexts of `motion`'s zero flags when the last M-frame's field has its grid, else None."""
+        if self.moving is None or self.moving.shape != motion.vectors.shape[:2]:
+            return None
+        return flag_contexts(self.moving)
 
     def same_steps(self, steps: QuantSteps) -> bool:
         """Whether `steps` are the memory's as the payload would carry them (float32)."""
@@ -402,30 +416,33 @@ def _write_motion(head: bytearray, writer: EntropyWriter, motion: MotionVectors 
     writer.add("mv.y", ry)
 
 
-def _write_flagged_motion(head: bytearray, writer: EntropyWriter, motion: MotionVectors) -> None:
+def _write_flagged_motion(head: bytearray, writer: EntropyWriter, motion: MotionVectors,
+                          contexts: np.ndarray | None = None) -> None:
     """Kind 5's field with unit + 32 (format 12.0): its size in the header, then streams mv.zero (1:
     the cell's vector is its neighbour predictor's, left or above), and mv.x, mv.y over the cells
     flagged 0 only, against the median of their left, upper and upper-right neighbours
     (motion_vectors.median_residuals), mv.y with contexts "mv.x is 0" (then mv.y is not). Most
     cells of a chosen field repeat their neighbour's vector: a flag codes them in a fraction of a
     bit; where the motion changes, the row above predicts the new vector better than the left
-    neighbour alone (2-6% fewer field bits on street 1080p, mobile, foreman and cuts_qcif)."""
+    neighbour alone (2-6% fewer field bits on street 1080p, mobile, foreman and cuts_qcif).
+    With `contexts` (unit + 16, format 13.0: CodingMemory.flag_contexts), mv.zero may be split by
+    them."""
     gh, gw, _ = motion.vectors.shape
     for value in (gw, gh, motion.cell):
         put_varint(head, value)
     moving, residuals = median_residuals(motion.vectors)
-    writer.add("mv.zero", (~moving).astype(np.int64))
+    writer.add("mv.zero", (~moving).astype(np.int64), contexts, FLAG_CONTEXTS if contexts is not None else 0)
     writer.add("mv.x", residuals[:, 0])
     writer.add("mv.y", residuals[:, 1], (residuals[:, 0] != 0).astype(np.int64), 2)
 
 
 def _read_flagged_motion(entropy: EntropyReader, gw: int, gh: int, cell: int, what: str,
                          per_pixel: int, overlapped: bool = False, sharp: bool = False,
-                         median: bool = False) -> MotionVectors:
+                         median: bool = False, contexts: np.ndarray | None = None) -> MotionVectors:
     """Kinds 5 and 6's field (`median`: unit + 32, format 12.0; else the neighbour residuals of
-    formats 7.0-11.0)."""
+    formats 7.0-11.0; `contexts`: unit + 16, format 13.0, mv.zero's)."""
     _check_field_size(gw, gh, cell, what)
-    zero = entropy.read(gw * gh, "mv.zero")
+    zero = entropy.read(gw * gh, "mv.zero", contexts, FLAG_CONTEXTS if contexts is not None else 0)
     if len(zero) and (zero.min() < 0 or zero.max() > 1):
         raise FormatError(f"{what}: bad motion field flags")
     moving = zero == 0
@@ -618,7 +635,7 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
     prefixes = (RESIDUAL_PREFIX,) if len(values) else ()
     stats = FrameStats("M", len(values), 0, len(values), 0, 8 * len(payload), writer.stats,
                        _stream_groups(prefixes))
-    return CodedFrame(payload, _tensor(order), stats, memory.after(writer.used, steps))
+    return CodedFrame(payload, _tensor(order), stats, memory.after(writer.used, steps, motion))
 
 
 def _picture_payload(motion: MotionVectors, values: np.ndarray, steps: QuantSteps | None,
@@ -628,10 +645,12 @@ def _picture_payload(motion: MotionVectors, values: np.ndarray, steps: QuantStep
     writer = EntropyWriter(memory.models)
     same_steps = bool(len(values)) and steps is not None and memory.same_steps(steps)
     repeat = SAME_STEPS_BIT if same_steps else 0
+    contexts = memory.flag_contexts(motion) if flagged else None
     if flagged:
         head = bytearray([FRAME_M_OVERLAPPED if motion.overlapped else FRAME_M_FLAGGED])
         put_varint(head, len(values))
-        head.append(motion.per_pixel | (SHARP_UNIT_BIT if motion.sharp else 0) | repeat | MEDIAN_UNIT_BIT)
+        head.append(motion.per_pixel | (SHARP_UNIT_BIT if motion.sharp else 0) | repeat | MEDIAN_UNIT_BIT
+                    | (TEMPORAL_FLAGS_BIT if contexts is not None else 0))
     elif len(values):
         head = bytearray([FRAME_M_RESIDUAL])
         put_varint(head, len(values))
@@ -643,7 +662,7 @@ def _picture_payload(motion: MotionVectors, values: np.ndarray, steps: QuantStep
         assert steps is not None
         head += _packed_steps(steps)
     if flagged:
-        _write_flagged_motion(head, writer, motion)
+        _write_flagged_motion(head, writer, motion, contexts)
     else:
         _write_motion(head, writer, motion)
     if len(values):
@@ -782,7 +801,7 @@ def _decode_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: 
     stats = FrameStats("M", 0, 0, 0, 0, 8 * len(payload), entropy.stats, _stream_groups(()))
     empty = np.zeros((0, 8), dtype=np.int64)
     return DecodedValues("M", empty, None, np.zeros(0, dtype=np.int64), stats, motion,
-                         memory.after(entropy.used, None))
+                         memory.after(entropy.used, None, motion))
 
 
 def _decode_residual_picture_frame(reader: ByteReader, n_cur: int, payload: bytes,
@@ -802,7 +821,7 @@ def _decode_residual_picture_frame(reader: ByteReader, n_cur: int, payload: byte
     stats = FrameStats("M", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats,
                        _stream_groups((RESIDUAL_PREFIX,)))
     return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion,
-                         memory.after(entropy.used, steps))
+                         memory.after(entropy.used, steps, motion))
 
 
 def _decode_flagged_picture_frame(reader: ByteReader, n_cur: int, payload: bytes, what: str,
@@ -810,18 +829,23 @@ def _decode_flagged_picture_frame(reader: ByteReader, n_cur: int, payload: bytes
     """Kinds 5 and 6: an M-frame's unit, steps when it has residual splats, its flagged field, then
     the splats (none, or at least one)."""
     unit = reader.u8()
-    per_pixel = unit & ~(SHARP_UNIT_BIT | SAME_STEPS_BIT | MEDIAN_UNIT_BIT)
+    per_pixel = unit & ~(SHARP_UNIT_BIT | SAME_STEPS_BIT | MEDIAN_UNIT_BIT | TEMPORAL_FLAGS_BIT)
     sharp, median = bool(unit & SHARP_UNIT_BIT), bool(unit & MEDIAN_UNIT_BIT)
     if per_pixel not in (1, 4) or (sharp and per_pixel != 4) or (unit & SAME_STEPS_BIT and not n_cur):
         raise FormatError(f"{what}: M-frame unit byte {unit} (1, 4 or 4 + 128, + 64 with residual steps, "
-                          "+ 32 with median prediction)")
+                          "+ 32 with median prediction, + 16 with flags split by the last field)")
     steps = _read_residual_steps(reader, what, unit, memory) if n_cur else None
     gw, gh, cell = reader.varint(), reader.varint(), reader.varint()
+    contexts = None
+    if unit & TEMPORAL_FLAGS_BIT:
+        if memory.moving is None or memory.moving.shape != (gh, gw):
+            raise FormatError(f"{what}: M-frame splits its flags by a last field of another size or none")
+        contexts = flag_contexts(memory.moving)
     entropy = EntropyReader(reader.remaining(), what, memory.models)
-    motion = _read_flagged_motion(entropy, gw, gh, cell, what, per_pixel, overlapped, sharp, median)
+    motion = _read_flagged_motion(entropy, gw, gh, cell, what, per_pixel, overlapped, sharp, median, contexts)
     values = _read_intra(entropy, n_cur, RESIDUAL_PREFIX)
     entropy.check_consumed()
     prefixes = (RESIDUAL_PREFIX,) if n_cur else ()
     stats = FrameStats("M", n_cur, 0, n_cur, 0, 8 * len(payload), entropy.stats, _stream_groups(prefixes))
     return DecodedValues("M", _check_decoded(values, what), steps, np.zeros(0, dtype=np.int64), stats, motion,
-                         memory.after(entropy.used, steps))
+                         memory.after(entropy.used, steps, motion))

@@ -108,8 +108,28 @@ def median_residuals(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     upper-right neighbours (the upper one in the last column), the others against the neighbour
     predictor. Vectors start new runs where the motion changes, and the rows above know those
     changes better than the left neighbour alone (H.264 predicts its vectors so)."""
-    moving = (vectors != neighbour_predictor(vectors)).any(-1).reshape(-1)
+    moving = moving_cells(vectors).reshape(-1)
     return moving, (vectors - median_predictor(vectors)).reshape(-1, 2)[moving]
+
+
+def moving_cells(vectors: np.ndarray) -> np.ndarray:
+    """[gh, gw] bool: the cells of a [gh, gw, 2] field whose vector differs from its neighbour
+    predictor (those a flagged field codes with a zero flag of 0)."""
+    return (vectors != neighbour_predictor(vectors)).any(-1)
+
+
+FLAG_CONTEXTS = 6
+"""Buckets of a flagged field's zero flags split by the last field's moving cells (format 13.0)."""
+
+
+def flag_contexts(previous: np.ndarray) -> np.ndarray:
+    """[gh * gw] int64 in [0, FLAG_CONTEXTS): for each cell, how many of it and its four
+    neighbours moved in the previous M-frame's field `previous` ([gh, gw] bool, moving_cells).
+    Where a field changes, the next one mostly changes too, and the decoder knows the last field
+    before it reads this one (FORMAT.md "Flagged field")."""
+    moved = np.pad(previous.astype(np.int64), 1)
+    around = moved[1:-1, 1:-1] + moved[:-2, 1:-1] + moved[2:, 1:-1] + moved[1:-1, :-2] + moved[1:-1, 2:]
+    return around.reshape(-1)
 
 
 def median_predictor(vectors: np.ndarray) -> np.ndarray:
