@@ -499,6 +499,7 @@ def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
     default = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
     config = default.residual_config
     assert (default.residual_densities, config.max_steps, config.coarse_factor) == ("700", 60, 4)
+    assert (default.extra_densities, default.settings.tuning.residual_extra_gate) == ("300", 1.0)
 
 
 def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_last_fit(monkeypatch) -> None:

@@ -337,8 +337,14 @@ class RDTuning:
     # bytes, but 1.17x the time at Q 27 (the same bytes there) and 1.20x at Q 33 on street's first
     # 12 frames (one thread, idle): the gate fires on frames where the third density then loses.
     # On every M-frame (no gate) the same bytes as with it.
-    large_residual_extra: str = ""
-    residual_extra_gate: float = 0.6
+    # large_residual_extra 300 past gate 1.0 (only where the M-frame with the 700 set, as fitted,
+    # still costs more than the I-frame estimate) by the 24-frame run of 2026-12-06 07:00-08:00 UTC on top of 700 alone
+    # (same three clips, same run; BENCHMARKS.md "Flags split by the last field, and a denser
+    # residual set only where an I-frame looms"): street -3.8% BD-rate PSNR-YUV (-3.0% VMAF; an
+    # I-frame fewer at Q 33 and at Q 36, Q 27 and 30 the same bytes), cockatoo -0.3%, flower the
+    # same bytes at all four points; gate 0.6 on cockatoo -0.3% too (street not finished).
+    large_residual_extra: str = "300"
+    residual_extra_gate: float = 1.0
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
     # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
