@@ -499,7 +499,9 @@ def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
     default = Encoder(large, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
     config = default.residual_config
     assert (default.residual_densities, config.max_steps, config.coarse_factor) == ("700", 60, 4)
-    assert (default.extra_densities, default.settings.tuning.residual_extra_gate) == ("300", 1.0)
+    tuning = default.settings.tuning
+    assert default.extra_densities == "300"
+    assert (tuning.residual_extra_gate, tuning.residual_extra_after_prune) == (1.0, True)
 
 
 def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_last_fit(monkeypatch) -> None:
@@ -734,12 +736,15 @@ def test_weighted_sse_is_the_clamped_weighted_sum_of_squares() -> None:
     assert weighted_sse(image, image, weights) == 0.0
 
 
-def test_extra_residual_densities_are_fitted_only_near_an_i_frame(monkeypatch) -> None:
+@pytest.mark.parametrize("after_prune", [False, True])
+def test_extra_residual_densities_are_fitted_only_near_an_i_frame(monkeypatch, after_prune: bool) -> None:
     """large_residual_extra's densities are fitted after large_picture_residual's only where the
-    M-frame's J with those still exceeds residual_extra_gate x the I-frame estimate; frames below
-    the preset's residual_max_pixels never take them."""
+    M-frame's J with those (as fitted, or pruned: residual_extra_after_prune) still exceeds
+    residual_extra_gate x the I-frame estimate; frames below the preset's residual_max_pixels
+    never take them."""
     frames, info = crops([(0, 200, 40), (0, 202, 40)])
-    tuning = RDTuning(large_residual_extra="300", residual_extra_gate=0.6)
+    tuning = RDTuning(large_residual_extra="300", residual_extra_gate=0.6,
+                      residual_extra_after_prune=after_prune)
     settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning)
     assert Encoder(info, settings, 8, 64).extra_densities == ""
     large = Encoder(info.with_(width=1280, height=720), settings, 8, 64)

@@ -545,11 +545,22 @@ class Encoder:
                     if j < best_choice:
                         best, best_choice = choice, j
 
+        def pruned() -> None:
+            nonlocal best, best_choice
+            if fitted is not None and tuning.residual_prune:
+                best, best_choice = self._pruned_residual(target, fitted, candidate, best, best_choice)
+
         densities(self.residual_densities)
+        after = tuning.residual_extra_after_prune
+        if after:
+            pruned()  # the extra densities only where even the pruned set leaves J above the gate
         if self.extra_densities and best[2] > tuning.residual_extra_gate * self._intra_cost_estimate():
+            before = fitted
             densities(self.extra_densities)  # near an I-frame: denser splats may keep the M-frame
-        if fitted is not None and tuning.residual_prune:
-            best, best_choice = self._pruned_residual(target, fitted, candidate, best, best_choice)
+            if after and fitted is not before:
+                pruned()  # an extra set fitted to a lower J than the one pruned already
+        if not after:
+            pruned()
         return best
 
     def _pruned_residual(self, target: torch.Tensor, fitted: _ResidualSet, candidate: _ResidualTrial,

@@ -162,6 +162,9 @@ class RDTuning:
     densities too ("": none), but only where the M-frame's J with the densities before them still
     exceeds residual_extra_gate x the I-frame estimate (the GOP's first I-frame's J): a denser set
     costs seconds at 1080p and pays mostly where it keeps a frame from becoming an I-frame.
+    residual_extra_after_prune: the gate compares J once the densities before the extra ones are
+    fitted and pruned (off: as fitted, before pruning), so that the extra densities run only
+    where the pruned M-frame still loses.
     residual_prune: the residual set of least J is also tried without its least useful splats, at
     counts falling by a fifth while J falls (Encoder._pruned_residual).
     field_coding: how an M-frame's field is coded (frame_coding.FIELD_CODINGS): "best" the shorter
@@ -337,14 +340,16 @@ class RDTuning:
     # bytes, but 1.17x the time at Q 27 (the same bytes there) and 1.20x at Q 33 on street's first
     # 12 frames (one thread, idle): the gate fires on frames where the third density then loses.
     # On every M-frame (no gate) the same bytes as with it.
-    # large_residual_extra 300 past gate 1.0 (only where the M-frame with the 700 set, as fitted,
-    # still costs more than the I-frame estimate) by the 24-frame run of 2026-12-06 07:00-08:00 UTC on top of 700 alone
-    # (same three clips, same run; BENCHMARKS.md "Flags split by the last field, and a denser
-    # residual set only where an I-frame looms"): street -3.8% BD-rate PSNR-YUV (-3.0% VMAF; an
-    # I-frame fewer at Q 33 and at Q 36, Q 27 and 30 the same bytes), cockatoo -0.3%, flower the
-    # same bytes at all four points; gate 0.6 on cockatoo -0.3% too (street not finished).
+    # large_residual_extra 300 past gate 1.0 by the 24-frame runs of 2026-12-06 07:00-09:10 UTC on
+    # top of 700 alone (street 1080p, cockatoo and flower 720p, same runs; BENCHMARKS.md "Flags
+    # split by the last field, and a denser residual set only where an I-frame looms"): street
+    # -3.8% BD-rate PSNR-YUV (an I-frame fewer at Q 33 and at Q 36), cockatoo -0.3%, flower the
+    # same bytes; but with the gate on J as fitted, 1.47x the time on street's first 24 frames at
+    # Q 36 (fitting the 300 set where pruning then kept the M-frame anyway). residual_extra_after_prune:
+    # the gate on the pruned J, street -0.3% and cockatoo +0.1% against that (format 13.0 both).
     large_residual_extra: str = "300"
     residual_extra_gate: float = 1.0
+    residual_extra_after_prune: bool = True
     cut_by_picture: bool = True
     # residual_lambda_ratio 0.5 and intra_step_groups 2,1,2,2 with exponent 0.25 were measured on
     # the seven whole clips (BENCHMARKS.md, "Quantiser steps and residual lambda"): each gained on
