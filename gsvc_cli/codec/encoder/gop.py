@@ -551,16 +551,14 @@ class Encoder:
                 best, best_choice = self._pruned_residual(target, fitted, candidate, best, best_choice)
 
         densities(self.residual_densities)
-        after = tuning.residual_extra_after_prune
-        if after:
+        pruned_set = None
+        if tuning.residual_extra_after_prune:
             pruned()  # the extra densities only where even the pruned set leaves J above the gate
+            pruned_set = fitted
         if self.extra_densities and best[2] > tuning.residual_extra_gate * self._intra_cost_estimate():
-            before = fitted
             densities(self.extra_densities)  # near an I-frame: denser splats may keep the M-frame
-            if after and fitted is not before:
-                pruned()  # an extra set fitted to a lower J than the one pruned already
-        if not after:
-            pruned()
+        if fitted is not pruned_set:
+            pruned()  # the set of least J as fitted, unless it is the one pruned already
         return best
 
     def _pruned_residual(self, target: torch.Tensor, fitted: _ResidualSet, candidate: _ResidualTrial,
