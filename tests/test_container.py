@@ -64,7 +64,7 @@ def test_many_frames_round_trip_with_random_access(tmp_path):
         h = gsvc.header
         assert (h.width, h.height, h.fps_num, h.fps_den, h.frame_count) == (64, 48, 30000, 1001, 40)
         assert (h.colour_space, h.matrix, h.colour_range) == ("yuv", "bt709", "limited")
-        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (13, 0)
+        assert h.params == {"preset": "medium", "gop": "4"} and h.version == (14, 0)
         assert [e.frame_type for e in gsvc.index[:9]] == list("IPPPPPPPI")
         assert [e.n_splats for e in gsvc.index] == [100 + k for k in range(40)]
         for k in (33, 0, 39, 7):
@@ -152,8 +152,8 @@ def test_wrong_magic_unknown_version_and_bad_header(tmp_path):
     other.write_bytes(b"RIFF" + good[4:])
     with pytest.raises(FormatError, match="not a .gsvc file"):
         GsvcReader(other)
-    other.write_bytes(good[:8] + struct.pack("<H", 14) + good[10:])
-    with pytest.raises(FormatError, match="version 14.0 is not supported"):
+    other.write_bytes(good[:8] + struct.pack("<H", 15) + good[10:])
+    with pytest.raises(FormatError, match="version 15.0 is not supported"):
         GsvcReader(other)
     # 3.x (before M-frames), 4.x (before quarter pixels), 5.x (before residual splats), 6.x
     # (before flagged fields), 7.x (before overlapped cells), 8.x (before the 8-tap filter) and 9.x
@@ -204,7 +204,7 @@ def test_newer_minor_version_with_extra_header_bytes_is_readable(tmp_path):
     trailer = struct.pack("<QI4s", index_offset + len(extra), zlib.crc32(index), magic)
     path.write_bytes(header + good[size:index_offset] + index + trailer)
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (13, 9) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (14, 9) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
@@ -371,7 +371,7 @@ def test_golden_bitstream(tmp_path):
 
 
 def test_any_minor_of_the_major_is_read(tmp_path):
-    """Minor versions only add coding-parameter keys: a file that says 13.0 reads the same with any
+    """Minor versions only add coding-parameter keys: a file that says 14.0 reads the same with any
     minor number (the header CRC recomputed)."""
     path = tmp_path / "clip.gsvc"
     payloads = write_many(path, 3)
@@ -381,17 +381,18 @@ def test_any_minor_of_the_major_is_read(tmp_path):
     struct.pack_into("<H", body, 10, 5)
     path.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)) + good[size:])
     with GsvcReader(path) as gsvc:
-        assert gsvc.header.version == (13, 5) and gsvc.header.params == HEADER.params
+        assert gsvc.header.version == (14, 5) and gsvc.header.params == HEADER.params
         assert [r.payload for _, r in gsvc.frames()] == payloads
 
 
 
-@pytest.mark.parametrize("major", [10, 11, 12])
+@pytest.mark.parametrize("major", [10, 11, 12, 13])
 def test_an_older_golden_file_decodes_as_it_did(major):
     """The 10.0 golden file (before CLASSES models), the 11.0 one (before median-predicted
-    fields) and the 12.0 one (before flags split by the last field) decode to the integers they
-    were pinned with, which are the 13.0 file's: the same frames, coded without entropy model
-    kind 6 / without unit + 32 / without unit + 16."""
+    fields), the 12.0 one (before flags split by the last field) and the 13.0 one (before BINARY
+    models) decode to the integers they were pinned with, which are the 14.0 file's: the same
+    frames, coded without entropy model kind 6 / without unit + 32 / without unit + 16 / without
+    kinds 128-255."""
     path = GOLDEN / f"small_{major}.0.gsvc"
     with GsvcReader(path) as gsvc:
         assert gsvc.header.version == (major, 0)

@@ -10,6 +10,7 @@ import pytest
 
 from gsvc_cli.codec.bitstream import entropy
 from gsvc_cli.codec.bitstream.entropy import (
+    KIND_BINARY,
     KIND_CLASSES,
     KIND_REPEAT,
     KIND_SKEW,
@@ -19,6 +20,7 @@ from gsvc_cli.codec.bitstream.entropy import (
     EntropyReader,
     EntropyWriter,
     _categorical,
+    binary_freqs,
     frequency_table,
     laplace_freqs,
     put_varint,
@@ -249,3 +251,40 @@ def test_a_heavy_tailed_stream_takes_bit_length_classes(monkeypatch):
     corrupt[3] = 84  # the alphabet varint after the kind byte and the centre
     with pytest.raises(FormatError, match="classes"):
         EntropyReader(bytes(corrupt)).read(2000)
+
+
+def test_binary_models_cost_one_byte_and_follow_the_format_tables():
+    """Format 14.0: a stream of 0s and 1s takes a BINARY model (kind 128 + level, nothing more),
+    whose table is FORMAT.md's integer ladder; split into buckets, short flag streams now pay for
+    their models (a histogram bucket cost five bytes); all of it decodes exactly."""
+    for level in (0, 5, 63, 64, 100, 127):
+        m = level if level < 64 else 127 - level
+        rare = (m + 1) ** 2 * 2048
+        expected = [TOTAL - rare, rare] if level < 64 else [rare, TOTAL - rare]
+        assert binary_freqs(level).tolist() == expected
+    rng = np.random.default_rng(12)
+    contexts = rng.integers(0, 6, 1600)
+    flags = (rng.random(1600) < np.array([0.02, 0.1, 0.3, 0.6, 0.85, 0.97])[contexts]).astype(np.int64)
+    writer = EntropyWriter()
+    single = writer.add("one", flags)
+    split = writer.add("split", flags, contexts, 6)
+    still = writer.add("still", np.zeros(300, dtype=np.int64))  # CONSTANT: no body bits
+    data = writer.finish()
+    assert single.model_bits == 8 and still.model_bits == 16 and split.model_bits == 8 + 6 * 8
+    assert split.model_bits + split.ideal_bits < 0.85 * (single.model_bits + single.ideal_bits)
+    reader = EntropyReader(data)
+    np.testing.assert_array_equal(reader.read(1600, "one"), flags)
+    np.testing.assert_array_equal(reader.read(1600, "split", contexts, 6), flags)
+    np.testing.assert_array_equal(reader.read(300, "still"), np.zeros(300, dtype=np.int64))
+    reader.check_consumed()
+    assert data[1] >= KIND_BINARY and data[2] == KIND_SPLIT and all(b >= KIND_BINARY for b in data[3:9])
+    assert data[9] == 0  # CONSTANT
+    ones = int(flags.sum())
+    ideal = -((1600 - ones) * np.log2(binary_freqs(data[1] - KIND_BINARY)[0] / TOTAL)
+              + ones * np.log2(binary_freqs(data[1] - KIND_BINARY)[1] / TOTAL))
+    assert single.ideal_bits == pytest.approx(ideal)
+    assert single.ideal_bits < 1.001 * 1600 * _entropy_bits(ones / 1600)
+
+
+def _entropy_bits(p: float) -> float:
+    return float(-(p * np.log2(p) + (1 - p) * np.log2(1 - p)))

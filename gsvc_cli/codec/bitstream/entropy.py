@@ -27,6 +27,10 @@ Models (kind byte, then varints):
              streams (motion-vector residuals mix quarter-pixel polish with jumps of a hundred
              pixels), which one geometric decay fits badly and a histogram of every value cannot
              afford to describe. Format 11.0 on.
+  BINARY     kinds 128-255, the whole description one byte: a two-symbol table over {0, 1} from a
+             fixed ladder of 128 (format 14.0). Flags are most of the streams a small M-frame
+             splits by context, and a histogram's five or six bytes per bucket cost more than the
+             split saved on fields of 1,600 cells.
 Large ranges are split: the top bits ((v - lo) >> s) use the model, the low s bits a uniform table.
 
 `StreamStats` gives the exact model-block bits and the ideal code length of each stream, which
@@ -64,6 +68,9 @@ MAX_CLASS_ALPHABET = 2 * 41 + 1
 """Symbols of a CLASSES model: 0, then two per bit length 1..41 (|v - centre| < 2**41)."""
 CLASS_MIN_SPAN = 16
 """Streams whose values span fewer integers are not offered CLASSES (their raw bits buy nothing)."""
+KIND_BINARY = 128
+BINARY_LEVELS = 128
+"""Kinds KIND_BINARY + j, j in [0, BINARY_LEVELS): the BINARY model of table `binary_freqs(j)`."""
 MAX_CONTEXTS = 16
 """Most buckets a context-split stream may have (the stream definition fixes the count)."""
 
@@ -193,6 +200,33 @@ def skew_freqs(size: int, centre: int, r_left: int, r_right: int) -> np.ndarray:
     return frequency_table(np.concatenate((left, right)))
 
 
+def binary_freqs(level: int) -> np.ndarray:
+    """The table of BINARY model `level` in [0, 128): the rarer symbol (1 below level 64, else 0)
+    has f = (m + 1)^2 * 2^11 with m = level below 64, else 127 - level, so P runs from 2^-13 to 1/2
+    in steps that are finest where the rarer symbol is rare."""
+    return _binary_table()[level]
+
+
+@functools.lru_cache(maxsize=1)
+def _binary_table() -> np.ndarray:
+    """[BINARY_LEVELS, 2] int64: every BINARY model's table."""
+    level = np.arange(BINARY_LEVELS, dtype=np.int64)
+    rare = (np.where(level < 64, level, 127 - level) + 1) ** 2 << 11
+    ones = np.where(level < 64, rare, TOTAL - rare)
+    table = np.stack((TOTAL - ones, ones), axis=1)
+    table.setflags(write=False)
+    return table
+
+
+def _binary_model(values: np.ndarray) -> _Model:
+    """The BINARY model of least ideal bits for `values` (every one 0 or 1)."""
+    ones = int(np.count_nonzero(values))
+    table = _binary_table()
+    bits = -((len(values) - ones) * np.log2(table[:, 0] / TOTAL) + ones * np.log2(table[:, 1] / TOTAL))
+    level = int(np.argmin(bits))
+    return _Model(bytes([KIND_BINARY + level]), table[level], 0, 0, float(bits[level]))
+
+
 def _categorical(freqs: np.ndarray) -> constriction.stream.model.Categorical:
     """A constriction model whose fixed-point table is exactly `freqs` (see module docstring)."""
     return constriction.stream.model.Categorical((freqs - 1).astype(np.float64), perfect=False)
@@ -314,10 +348,11 @@ def _choose_model(values: np.ndarray) -> _Model:
     """The cheapest model for `values` (int64, non-empty) by exact header + ideal body bits."""
     lo = int(values.min())
     hi = int(values.max())
-    if lo == hi:
+    if lo == hi:  # free symbols (a BINARY model would cost a few bits less on short streams)
         head = bytearray([KIND_CONSTANT])
         put_varint(head, zigzag(lo))
         return _Model(bytes(head), None, lo, 0, 0.0)
+    binary = _binary_model(values) if lo == 0 and hi == 1 else None
     shift = _shift_for(hi - lo)
     symbols = (values - lo) >> shift
     size = int(symbols.max()) + 1
@@ -359,6 +394,8 @@ def _choose_model(values: np.ndarray) -> _Model:
     assert best is not None
     if hi - lo >= CLASS_MIN_SPAN:
         best = _classes_model(values, best)
+    if binary is not None and 8 + binary.ideal_bits < 8 * len(best.header) + best.ideal_bits:
+        best = binary
     return best
 
 
@@ -407,6 +444,8 @@ def _classes_model(values: np.ndarray, best: _Model) -> _Model:
 def _read_model(reader: ByteReader) -> _Model:
     """Parse one model description from the model block (inverse of `_choose_model`'s header)."""
     kind = reader.u8()
+    if kind >= KIND_BINARY:
+        return _Model(b"", binary_freqs(kind - KIND_BINARY), 0, 0, 0.0)
     lo = reader.svarint()
     if kind == KIND_CONSTANT:
         return _Model(b"", None, lo, 0, 0.0)
