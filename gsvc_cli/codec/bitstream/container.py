@@ -72,11 +72,11 @@ COLOUR_SPACES = ("rgb", "yuv")
 MATRICES = ("none", "bt601", "bt709")
 RANGES = ("full", "limited")
 FRAME_TYPES = ("I", "P", "M")
-READABLE_MAJORS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, FORMAT_MAJOR)  # 3.x: 14.0 without M-frames; 4.x: without
-# quarter pixels; 5.x: without residual splats; 6.x: without flagged fields; 7.x: without overlapped
-# cells; 8.x: without the 8-tap filter; 9.x: without model memory; 10.x: without CLASSES models;
-# 11.x: without median-predicted fields; 12.x: without flags split by the last field; 13.x:
-# without BINARY models
+READABLE_MAJORS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, FORMAT_MAJOR)
+# 3.x: 14.0 without M-frames; 4.x: without quarter pixels; 5.x: without residual splats; 6.x:
+# without flagged fields; 7.x: without overlapped cells; 8.x: without the 8-tap filter; 9.x: without
+# model memory; 10.x: without CLASSES models; 11.x: without median-predicted fields; 12.x: without
+# flags split by the last field; 13.x: without BINARY models
 MAX_RECORD_PAYLOAD = (1 << 32) - 1
 
 
