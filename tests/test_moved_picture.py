@@ -27,6 +27,7 @@ from gsvc_cli.codec.bitstream.frame_coding import (
 )
 from gsvc_cli.codec.bitstream.motion_vectors import (
     MotionVectors,
+    flag_contexts,
     median_residuals,
     moving_cells,
     neighbour_predictor,
@@ -309,6 +310,31 @@ def test_vector_costs_price_the_zero_flag() -> None:
         return int(((rx == 0) & (ry == 0)).sum())
 
     assert zero_residuals(priced) > zero_residuals(plain) + 60  # 830 against 656 of 1200 cells
+
+
+def test_vector_costs_price_each_flag_by_its_bucket_on_the_last_fields_grid() -> None:
+    """With the last field's moving cells and each bucket's zero share, a field of that grid prices
+    a cell's flags by its bucket (flag_contexts: how many of it and its four neighbours moved;
+    shares clipped to [0.02, 0.98]), as format 13.0 splits them; a field of another grid, or
+    costs without bucket shares, take the one price of the whole field's share."""
+    moving = np.zeros((4, 5), dtype=bool)
+    moving[1, 1] = moving[1, 2] = True
+    shares = (0.99, 0.7, 0.5, 0.3, 0.2, 0.1)
+    costs = VectorCosts.flagged(0.8, True, moving, shares)
+    zero, move = costs.prices(4, 5)
+    bucket = flag_contexts(moving).reshape(4, 5)
+    assert bucket[0, 0] == 0 and bucket[1, 1] == 2 and bucket[0, 1] == 1
+    clipped = np.minimum(np.array(shares), 0.98)
+    np.testing.assert_allclose(zero, -np.log2(clipped)[bucket], rtol=1e-6)
+    np.testing.assert_allclose(move, -np.log2(1 - clipped)[bucket], rtol=1e-6)
+    for other in (costs.prices(3, 5), VectorCosts.flagged(0.8, True, moving).prices(4, 5)):
+        np.testing.assert_allclose(other[0], np.full((len(other[0]), 5), -np.log2(0.8)), rtol=1e-6)
+        np.testing.assert_allclose(other[1], np.full((len(other[0]), 5), -np.log2(0.2)), rtol=1e-6)
+    field = torch.zeros(4, 5, 2)
+    field[1, 1, 0] = 2.0  # moving (and so is the cell right of it, back to zero)
+    np.testing.assert_allclose(vector_bits(field, costs)[0, 0], zero[0, 0])
+    expected = move[1, 1] + (1 + 2 * np.log2(3)) + 1  # the flag, then x = 2 and y = 0 as components
+    np.testing.assert_allclose(vector_bits(field, costs)[1, 1], expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("scale", [1, 2])
@@ -768,13 +794,20 @@ def test_window_sums_cover_each_cell_and_its_reach(height: int, width: int, cell
     assert np.array_equal(window_sums(moved, image, weights, cell, reach, threads=2), got)
 
 
+@pytest.mark.parametrize("buckets", [False, True])
 @pytest.mark.parametrize("median", [False, True])
 @pytest.mark.parametrize("shape", [(6, 9), (1, 7), (5, 1), (2, 2)])
-def test_a_cells_bits_are_every_bit_its_vector_changes(median: bool, shape: tuple[int, int]) -> None:
+def test_a_cells_bits_are_every_bit_its_vector_changes(buckets: bool, median: bool,
+                                                       shape: tuple[int, int]) -> None:
     """refine_field's bit model: changing one cell's vector, the others fixed, changes the field's
     estimated bits (each cell's residual as the codec codes it: median_residuals for format 12.0,
-    else from the neighbour predictor) by exactly the change in that cell's field_bits_by_cell."""
+    else from the neighbour predictor; with `buckets`, each cell's flag priced by its bucket of
+    the last field's moving cells) by exactly the change in that cell's field_bits_by_cell."""
+    rng = np.random.default_rng(3)
     costs = VectorCosts(zero_bits=0.4, moving_bits=2.5, median=median)
+    if buckets:
+        costs = VectorCosts.flagged(0.6, median, rng.random(shape) < 0.4, tuple(rng.uniform(0.1, 0.9, 6)))
+    zero_bits, moving_bits = costs.prices(*shape)
 
     def total(field: np.ndarray) -> float:
         if median:
@@ -784,9 +817,9 @@ def test_a_cells_bits_are_every_bit_its_vector_changes(median: bool, shape: tupl
             moving = (residuals != 0).any(-1)
             residuals = residuals[moving]
         components = (1.0 + 2.0 * np.log2(1.0 + np.abs(residuals))).sum()
-        return components + costs.moving_bits * len(residuals) + costs.zero_bits * int((~moving).sum())
+        flags = moving_bits.reshape(-1)[moving].sum() + zero_bits.reshape(-1)[~moving].sum()
+        return float(components + flags)
 
-    rng = np.random.default_rng(3)
     for _ in range(40):
         field = rng.integers(-2, 3, size=(*shape, 2)) * (rng.random((*shape, 1)) < 0.6)
         cell = (int(rng.integers(shape[0])), int(rng.integers(shape[1])))

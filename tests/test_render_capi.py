@@ -176,8 +176,9 @@ def test_quarter_errors_are_the_errors_of_the_moved_pictures(cell, height, width
 @pytest.mark.parametrize(("own", "median"), [(False, False), (True, False), (False, True), (True, True)])
 def test_choose_vectors_takes_the_least_cost_in_coding_order(own, median):
     """Each cell's choice against a plain loop: the least error + lambda x bits of the residual from
-    the left neighbour's choice (the cell above's down the first column), zero_bits for a zero
-    residual; with `own`, the predictor itself at its weighted squared error (reads clamped); with
+    the left neighbour's choice (the cell above's down the first column), the cell's zero_bits for
+    a zero residual and its moving_bits on top of any other (prices per cell); with `own`, the
+    predictor itself at its weighted squared error (reads clamped); with
     `median`, in raster order, a vector other than the predictor priced by its residual from the
     median of the left, upper and upper-right choices (format 12.0's coding)."""
     rng = np.random.default_rng(7 + own + 2 * median)
@@ -188,14 +189,17 @@ def test_choose_vectors_takes_the_least_cost_in_coding_order(own, median):
     errors = rng.random((count, gh, gw), dtype=np.float32) * 20
     image = rng.random((height, width), dtype=np.float32)
     reference = rng.random((height, width), dtype=np.float32)
-    lam, zero_bits, moving_bits, weight = 0.7, 1.5, 0.25, 0.75
+    lam, weight = 0.7, 0.75
+    zero_bits = rng.uniform(0.1, 4.0, (gh, gw)).astype(np.float32)
+    moving_bits = rng.uniform(0.0, 3.0, (gh, gw)).astype(np.float32)
     got = capi.choose_vectors(errors, candidates, lam, zero_bits, moving_bits,
                               (image, reference, cell, weight) if own else None, median)
 
-    def bits(v, predictor, coded_from):
+    def bits(v, predictor, coded_from, row, col):
         if (v == predictor).all():
-            return zero_bits
-        return float(sum(1 + 2 * np.log2(1 + abs(float(c))) for c in v - coded_from)) + moving_bits
+            return float(zero_bits[row, col])
+        components = float(sum(1 + 2 * np.log2(1 + abs(float(c))) for c in v - coded_from))
+        return components + float(moving_bits[row, col])
 
     want = np.zeros((gh, gw, 2), dtype=np.int64)
     order = [(row, 0) for row in range(gh)] + [(row, col) for col in range(1, gw) for row in range(gh)]
@@ -207,7 +211,7 @@ def test_choose_vectors_takes_the_least_cost_in_coding_order(own, median):
         if median and row and col:
             a, b, c = predictor, want[row - 1, col], want[row - 1, min(col + 1, gw - 1)]
             coded_from = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
-        costs = [errors[k, row, col] + lam * bits(candidates[k, row, col], predictor, coded_from)
+        costs = [errors[k, row, col] + lam * bits(candidates[k, row, col], predictor, coded_from, row, col)
                  for k in range(count)]
         best = candidates[int(np.argmin(costs)), row, col]
         if own:
@@ -215,7 +219,8 @@ def test_choose_vectors_takes_the_least_cost_in_coding_order(own, median):
             xs = np.arange(col * cell, min(width, col * cell + cell))
             moved = reference[np.clip(ys - predictor[1], 0, height - 1)]
             moved = moved[:, np.clip(xs - predictor[0], 0, width - 1)]
-            if weight * float(((image[ys][:, xs] - moved) ** 2).sum()) + lam * zero_bits < min(costs):
+            own_cost = weight * float(((image[ys][:, xs] - moved) ** 2).sum()) + lam * zero_bits[row, col]
+            if own_cost < min(costs):
                 best = predictor
         want[row, col] = best
     assert np.array_equal(got, want)
@@ -227,3 +232,6 @@ def test_choose_vectors_takes_the_least_cost_in_coding_order(own, median):
                                                            (image, reference, cell, weight) if own else None))
     with pytest.raises(ValueError):
         capi.choose_vectors(errors[:, :-1], candidates, lam, zero_bits, moving_bits)
+    assert np.array_equal(capi.choose_vectors(errors, candidates, lam, 1.5, 0.25, None, median),
+                          capi.choose_vectors(errors, candidates, lam, np.full((gh, gw), 1.5),
+                                              np.full((gh, gw), 0.25), None, median))  # a number: every cell

@@ -619,7 +619,7 @@ extern "C" {
 
 // Bumped when a signature below changes or one is added (the Python side refuses a library of
 // another version).
-int gsvc_capi_version(void) { return 13; }
+int gsvc_capi_version(void) { return 14; }
 
 const char* gsvc_capi_simd(void) { return gsvc::cpu::simd_name(); }
 
@@ -818,7 +818,8 @@ int gsvc_quarter_errors(const float* image, const float* reference, int32_t heig
 // chosen [gh,gw,2]: per cell, of the candidates [K,gh,gw,2] (x, y) with their errors [K,gh,gw], the
 // one of least error + lam x bits, bits those of its residual r from the cell's predictor (the
 // left neighbour's choice; down the first column the one above; (0, 0) first): (0, 0) costs
-// zero_bits, any other moving_bits + the sum over components of 1 + 2 log2(1 + |r|); the first of
+// zero_bits[c], any other moving_bits[c] + the sum over components of 1 + 2 log2(1 + |r|) (the flag
+// prices per cell [gh,gw]: a split flag stream prices each cell by its bucket); the first of
 // equal costs wins, all in float32. With image and reference ([height,width] luma, whole-pixel
 // candidates), each cell also tries its predictor itself, at own_weight x its squared error (reads
 // clamped to the frame), after the K candidates. Cells are chosen in order, one after another.
@@ -827,7 +828,8 @@ int gsvc_quarter_errors(const float* image, const float* reference, int32_t heig
 // the left, upper and upper-right choices (the upper one in the last column; the predictor itself in
 // the first row and column); a vector equal to the predictor still costs zero_bits.
 int gsvc_choose_vectors(const float* errors, const int64_t* candidates, int32_t count, int32_t gh, int32_t gw,
-                        float lam, float zero_bits, float moving_bits, const float* image, const float* reference,
+                        float lam, const float* zero_bits, const float* moving_bits, const float* image,
+                        const float* reference,
                         int32_t height, int32_t width, int32_t cell, float own_weight, int32_t median,
                         int64_t* chosen) {
   if (count < 1 || gh < 1 || gw < 1) return 1;
@@ -838,11 +840,12 @@ int gsvc_choose_vectors(const float* errors, const int64_t* candidates, int32_t 
   auto component = [](int64_t r) { return 1.0f + 2.0f * std::log2(1.0f + static_cast<float>(r < 0 ? -r : r)); };
   // (px, py): the neighbour predictor (a vector equal to it costs zero_bits); (mx, my): what any
   // other vector is coded against (the same, or with `median` the median predictor)
-  auto bits = [&](int64_t vx, int64_t vy, int64_t px, int64_t py, int64_t mx, int64_t my) {
-    return vx == px && vy == py ? zero_bits : (component(vx - mx) + component(vy - my)) + moving_bits;
-  };
   auto choose = [&](int32_t row, int32_t col, int64_t px, int64_t py, int64_t mx, int64_t my) {
     const int64_t c = static_cast<int64_t>(row) * gw + col;
+    const float zero = zero_bits[c], moving = moving_bits[c];
+    auto bits = [&](int64_t vx, int64_t vy, int64_t px, int64_t py, int64_t mx, int64_t my) {
+      return vx == px && vy == py ? zero : (component(vx - mx) + component(vy - my)) + moving;
+    };
     int64_t bx = candidates[2 * c], by = candidates[2 * c + 1];
     float best = errors[c] + lam * bits(bx, by, px, py, mx, my);
     for (int32_t k = 1; k < count; ++k) {
@@ -867,7 +870,7 @@ int gsvc_choose_vectors(const float* errors, const int64_t* candidates, int32_t 
           sum += static_cast<double>(d) * d;
         }
       }
-      if (own_weight * static_cast<float>(sum) + lam * zero_bits < best) {
+      if (own_weight * static_cast<float>(sum) + lam * zero < best) {
         bx = px;
         by = py;
       }

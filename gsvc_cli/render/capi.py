@@ -18,7 +18,7 @@ import numpy as np
 
 from gsvc_cli.render.capi_build import KernelBuildError, build_library
 
-CAPI_VERSION = 13
+CAPI_VERSION = 14
 _lock = threading.Lock()
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -66,8 +66,8 @@ def _library_cached() -> ctypes.CDLL:
     lib.gsvc_window_sums.argtypes = [_f32p, _f32p, _i32, _i32, _i32, _f32p, _i32, _i32, _i32, _i32,
                                      np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS"), _int]
     lib.gsvc_choose_vectors.restype = _int
-    lib.gsvc_choose_vectors.argtypes = [_f32p, _i64p, _i32, _i32, _i32, ctypes.c_float, ctypes.c_float,
-                                        ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, _i32, _i32, _i32,
+    lib.gsvc_choose_vectors.argtypes = [_f32p, _i64p, _i32, _i32, _i32, ctypes.c_float, _f32p, _f32p,
+                                        ctypes.c_void_p, ctypes.c_void_p, _i32, _i32, _i32,
                                         ctypes.c_float, _i32, _i64p]
     lib.gsvc_quarter_errors.restype = _int
     lib.gsvc_quarter_errors.argtypes = [_f32p, _f32p, _i32, _i32, _i64p, _i32, _i32, _i32, _i32, _i32, _f32p,
@@ -216,13 +216,15 @@ def quarter_errors(image: np.ndarray, reference: np.ndarray, cell: int, candidat
     return out
 
 
-def choose_vectors(errors: np.ndarray, candidates: np.ndarray, lam: float, zero_bits: float,
-                   moving_bits: float, own: tuple[np.ndarray, np.ndarray, int, float] | None = None,
+def choose_vectors(errors: np.ndarray, candidates: np.ndarray, lam: float, zero_bits: float | np.ndarray,
+                   moving_bits: float | np.ndarray,
+                   own: tuple[np.ndarray, np.ndarray, int, float] | None = None,
                    median: bool = False) -> np.ndarray:
     """Per cell, the candidate (candidates [K, gh, gw, 2] int64, errors [K, gh, gw] float32) of least
     error + lam x bits of its residual from its predictor (the left neighbour's choice; down the
     first column the one above), chosen cell after cell: [gh, gw, 2] int64. Bits: zero_bits for
-    (0, 0), else moving_bits + per component 1 + 2 log2(1 + |r|). own (image, reference, cell,
+    (0, 0), else moving_bits + per component 1 + 2 log2(1 + |r|) (each a number, or one per cell
+    [gh, gw]). own (image, reference, cell,
     weight; luma [H, W], whole pixels): each cell also tries its predictor itself at weight x its
     squared error. median: a vector other than the predictor is priced by its residual from the
     median of the left, upper and upper-right choices (format 12.0's flagged fields), cells chosen
@@ -233,6 +235,8 @@ def choose_vectors(errors: np.ndarray, candidates: np.ndarray, lam: float, zero_
     if candidates.shape != (count, gh, gw, 2):
         raise ValueError(f"choose_vectors: shapes {errors.shape} and {candidates.shape} do not match")
     chosen = np.empty((gh, gw, 2), dtype=np.int64)
+    zero, moving = (np.ascontiguousarray(np.broadcast_to(np.asarray(b, dtype=np.float32), (gh, gw)))
+                    for b in (zero_bits, moving_bits))
     image = reference = None
     height = width = cell = 0
     weight = 0.0
@@ -242,7 +246,7 @@ def choose_vectors(errors: np.ndarray, candidates: np.ndarray, lam: float, zero_
             raise ValueError(f"choose_vectors: shapes {image.shape} and {reference.shape} do not match")
         (height, width), cell, weight = image.shape, own[2], own[3]
     _check(library().gsvc_choose_vectors(
-        errors, candidates, count, gh, gw, lam, zero_bits, moving_bits,
+        errors, candidates, count, gh, gw, lam, zero, moving,
         None if image is None else image.ctypes.data, None if reference is None else reference.ctypes.data,
         height, width, cell, weight, int(median), chosen), "choose_vectors")
     return chosen

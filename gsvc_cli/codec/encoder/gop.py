@@ -35,7 +35,7 @@ from gsvc_cli.codec.bitstream.frame_coding import (
     encode_intra_frame,
     encode_picture_frame,
 )
-from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors
+from gsvc_cli.codec.bitstream.motion_vectors import FLAG_CONTEXTS, MotionVectors, moving_cells
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats, QuantSteps, dequantise, fake_quantise, quantise
 from gsvc_cli.codec.encoder.densify import colour_gradient, removal_cost
 from gsvc_cli.codec.encoder.fitting import coarse_fit, fit_frame
@@ -270,6 +270,8 @@ class Encoder:
         self.p_far_losses = 0  # P-fits in a row that lost so (RDTuning.m_skip_backoff)
         self.splat_frame_index: int | None = None  # the last I- or P-frame (M-frames come after it)
         self.field_zero_share = 0.5  # zero residuals in the last M-frame's field (the flag's price)
+        self.flag_bucket_share: tuple[float, ...] = ()  # the same per flag_contexts bucket, of the
+        # last field coded after one of its grid (VectorCosts.prices; () before the first)
         self.coding_memory: CodingMemory | None = None  # what the next M-frame's payload may repeat
         self.searched_field: MotionVectors | None = None  # the field of this frame's M-frame candidate
         self.cells_won: set[int] = set()  # block sizes whose field won since the last search of all
@@ -425,7 +427,9 @@ class Encoder:
         far = tuning.far_motion
         coarse = (coarse_field(self.picture[0], image[0], FAR_SCALE if far and not self.large else None)
                   if by_rd and (self.large or far) else None)
-        costs = (VectorCosts.flagged(self.field_zero_share, tuning.median_search)
+        memory = self.coding_memory if tuning.flag_bucket_costs else None
+        costs = (VectorCosts.flagged(self.field_zero_share, tuning.median_search,
+                                     memory.moving if memory is not None else None, self.flag_bucket_share)
                  if tuning.field_flag_costs and tuning.field_coding != "neighbour" else VectorCosts())
         target, weights = image.numpy(), self.weights.numpy()
         # kinds 2-4 (the "neighbour" coding) carry neither the overlap nor the 8-tap filter
@@ -619,8 +623,15 @@ class Encoder:
         if cost is not None:
             self._count_cost(cost)
         if self.searched_field is not None:
-            rx, ry = self.searched_field.residuals()
-            self.field_zero_share = float(((rx == 0) & (ry == 0)).mean())
+            zero = ~moving_cells(self.searched_field.vectors)
+            self.field_zero_share = float(zero.mean())
+            contexts = self.coding_memory.flag_contexts(self.searched_field) if self.coding_memory else None
+            if contexts is not None:  # what each bucket's flags were, as this field's coding split them
+                flags = zero.reshape(-1)
+                prior = 2.0  # cells' worth of the whole field's share in each bucket's estimate
+                self.flag_bucket_share = tuple(
+                    (float(flags[contexts == b].sum()) + prior * self.field_zero_share)
+                    / (int((contexts == b).sum()) + prior) for b in range(FLAG_CONTEXTS))
         return self._finish(index, frame, image, coded, moved, weighted_psnr(moved, image, CHANNEL_WEIGHTS),
                             start)
 

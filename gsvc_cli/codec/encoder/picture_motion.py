@@ -24,12 +24,17 @@ near-tie may fall the other way than a plain sum would decide it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from gsvc_cli.codec.bitstream.motion_vectors import MotionVectors, median_predictor, neighbour_predictor
+from gsvc_cli.codec.bitstream.motion_vectors import (
+    MotionVectors,
+    flag_contexts,
+    median_predictor,
+    neighbour_predictor,
+)
 from gsvc_cli.codec.encoder.motion import SEARCH_PIXELS, MotionField, block_motion, search_scale
 from gsvc_cli.codec.moved_picture import move_picture
 from gsvc_cli.render.capi import choose_vectors, quarter_errors, window_errors, window_sums
@@ -48,16 +53,33 @@ class VectorCosts:
     components, 1 bit each); `flagged` prices kind 5's zero flag from the share of zero residuals
     the last field had (a flag of probability p costs -log2 p). median: the block searches price a
     moving vector's components from the median of its left, upper and upper-right neighbours, as
-    format 12.0's flagged fields code them (RDTuning.median_search)."""
+    format 12.0's flagged fields code them (RDTuning.median_search). moving: the last coded field's
+    moving cells ([gh, gw] bool), with bucket_zero_share the share of zero flags in each of its
+    flag_contexts buckets: a field of that grid prices each cell's flag by its bucket, as format
+    13.0 codes such a field's flags split (fields of other grids: zero_bits and moving_bits)."""
 
     zero_bits: float = 2.0
     moving_bits: float = 0.0
     median: bool = False
+    moving: np.ndarray | None = field(default=None, compare=False)
+    bucket_zero_share: tuple[float, ...] = ()
 
     @staticmethod
-    def flagged(zero_share: float, median: bool = False) -> VectorCosts:
+    def flagged(zero_share: float, median: bool = False, moving: np.ndarray | None = None,
+                bucket_zero_share: tuple[float, ...] = ()) -> VectorCosts:
         share = min(0.95, max(0.05, zero_share))
-        return VectorCosts(-math.log2(share), -math.log2(1.0 - share), median)
+        return VectorCosts(-math.log2(share), -math.log2(1.0 - share), median,
+                           moving if bucket_zero_share else None, bucket_zero_share)
+
+    def prices(self, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
+        """([gh, gw] float32 bits of a zero flag, of a moving one) for a field of that grid."""
+        if self.moving is not None and self.moving.shape == (gh, gw):
+            shares = np.clip(np.asarray(self.bucket_zero_share, dtype=np.float64), 0.02, 0.98)
+            bucket = flag_contexts(self.moving).reshape(gh, gw)
+            return ((-np.log2(shares)[bucket]).astype(np.float32),
+                    (-np.log2(1.0 - shares)[bucket]).astype(np.float32))
+        return (np.full((gh, gw), self.zero_bits, dtype=np.float32),
+                np.full((gh, gw), self.moving_bits, dtype=np.float32))
 
 
 def vector_bits(residual: torch.Tensor, costs: VectorCosts = VectorCosts()) -> torch.Tensor:
@@ -66,7 +88,10 @@ def vector_bits(residual: torch.Tensor, costs: VectorCosts = VectorCosts()) -> t
     cells), plus `costs`' flag; (0, 0) costs costs.zero_bits alone."""
     components = component_bits(residual)
     zero = (residual == 0).all(-1)
-    return torch.where(zero, torch.full_like(components, costs.zero_bits), components + costs.moving_bits)
+    if residual.dim() < 3:  # not a field: the flags' prices of no grid
+        return torch.where(zero, torch.full_like(components, costs.zero_bits), components + costs.moving_bits)
+    zero_bits, moving_bits = (torch.from_numpy(p) for p in costs.prices(*residual.shape[-3:-1]))
+    return torch.where(zero, zero_bits.to(components.dtype), components + moving_bits)
 
 
 def component_bits(residual: torch.Tensor) -> torch.Tensor:
@@ -193,8 +218,8 @@ def field_bits_by_cell(field: np.ndarray, costs: VectorCosts) -> np.ndarray:
     if costs.median and field.shape[0] > 1 and field.shape[1] > 1:
         moving = torch.from_numpy((field != predictor).any(-1))
         components = component_bits(torch.from_numpy((field - median_predictor(field)).astype(np.float32)))
-        own = torch.where(moving, components + costs.moving_bits,
-                          torch.full_like(components, costs.zero_bits)).numpy()
+        zero_bits, moving_bits = (torch.from_numpy(p) for p in costs.prices(*field.shape[:2]))
+        own = torch.where(moving, components + moving_bits, zero_bits.to(components.dtype)).numpy()
     else:
         own = vector_bits(torch.from_numpy((field - predictor).astype(np.float32)), costs).numpy()
     bits = own.astype(np.float64)
@@ -237,8 +262,9 @@ def _choose(errors: torch.Tensor, candidates: torch.Tensor, lam: float, costs: V
     predictor's own vector (x264 tries the predicted vector first), so a field can stay rigid
     across motion beyond the searched window."""
     arrays = None if own is None else (own[0].numpy(), own[1].numpy(), own[2], own[3])
-    return torch.from_numpy(choose_vectors(errors.numpy(), candidates.numpy(), lam, costs.zero_bits,
-                                           costs.moving_bits, arrays, costs.median))
+    zero_bits, moving_bits = costs.prices(*errors.shape[-2:])
+    return torch.from_numpy(choose_vectors(errors.numpy(), candidates.numpy(), lam, zero_bits, moving_bits,
+                                           arrays, costs.median))
 
 
 def luma_share(channel_weights: tuple[float, float, float]) -> float:

@@ -181,6 +181,10 @@ class RDTuning:
     every M-frame describes its own, as format 9.0 did).
     field_flag_costs: the M-frame motion search prices a zero residual as kind 5's flag does, from
     the share of zero residuals in the last field searched (off: as the 6.0 coding does).
+    flag_bucket_costs: a field searched on the last coded field's grid prices each cell's zero flag
+    by its bucket of that field's moving cells (motion_vectors.flag_contexts), from the share of
+    zero flags each bucket had in the last field coded so split, as format 13.0 codes it (off: one
+    price for every cell, field_flag_costs').
     overlapped_cells: each M-frame field is also tried with overlapped cells (kind 6, blended at the
     cells' borders: moved_picture.overlap_blend) and kept where J is lower (off: the ablation).
     median_search: the block searches of a flagged field price each vector that is not its
@@ -359,6 +363,7 @@ class RDTuning:
     refresh_run: int = 0
     model_memory: bool = True
     field_flag_costs: bool = True
+    flag_bucket_costs: bool = True
     overlapped_cells: bool = True
     # field_refine_passes 3 by the whole-clip run of 2026-12-05 (seven clips, same run; BENCHMARKS.md
     # "Native loss sums"): -1.8% to +0.4% BD-rate (four clips gain, three lose) for +10% encode time
