@@ -389,10 +389,10 @@ def test_any_minor_of_the_major_is_read(tmp_path):
 @pytest.mark.parametrize("major", [10, 11, 12, 13])
 def test_an_older_golden_file_decodes_as_it_did(major):
     """The 10.0 golden file (before CLASSES models), the 11.0 one (before median-predicted
-    fields), the 12.0 one (before flags split by the last field) and the 13.0 one (before BINARY
-    models) decode to the integers they were pinned with, which are the 14.0 file's: the same
+    fields), the 12.0 one (before flags split by the last field) and the 13.0 one (before LADDER and
+    BINARY models) decode to the integers they were pinned with, which are the 14.0 file's: the same
     frames, coded without entropy model kind 6 / without unit + 32 / without unit + 16 / without
-    kinds 128-255."""
+    kinds 7 and 128-255."""
     path = GOLDEN / f"small_{major}.0.gsvc"
     with GsvcReader(path) as gsvc:
         assert gsvc.header.version == (major, 0)

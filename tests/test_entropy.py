@@ -12,6 +12,7 @@ from gsvc_cli.codec.bitstream import entropy
 from gsvc_cli.codec.bitstream.entropy import (
     KIND_BINARY,
     KIND_CLASSES,
+    KIND_LADDER,
     KIND_REPEAT,
     KIND_SKEW,
     KIND_SPLIT,
@@ -22,6 +23,7 @@ from gsvc_cli.codec.bitstream.entropy import (
     _categorical,
     binary_freqs,
     frequency_table,
+    ladder_decay,
     laplace_freqs,
     put_varint,
     skew_freqs,
@@ -288,3 +290,22 @@ def test_binary_models_cost_one_byte_and_follow_the_format_tables():
 
 def _entropy_bits(p: float) -> float:
     return float(-(p * np.log2(p) + (1 - p) * np.log2(1 - p)))
+
+
+def test_short_laplace_streams_take_the_ladder_model_in_five_bytes():
+    """Format 14.0: a LAPLACE model with no shift is written as LADDER (kind 7: lo, A, c and one
+    byte for the decay, FORMAT.md's integer ladder), three bytes fewer than LAPLACE's r; its body
+    bits are those of the ladder step's table; it decodes exactly."""
+    assert [ladder_decay(k) for k in (0, 1, 16, 17, 255)] == [0, 65536 - 62757, 32768, 65536 - 31378, 65535]
+    rng = np.random.default_rng(13)
+    values = rng.laplace(2, 3, 60).round().astype(np.int64)
+    data, writer, _ = round_trip([values])
+    assert data[1] == KIND_LADDER and writer.stats[0].model_bits == 40  # kind, lo, A, c, step
+    lo, size = int(values.min()), int(values.max() - values.min()) + 1
+    step = data[5]
+    assert data[2:5] == bytes([zigzag(lo), size, data[4]]) and data[4] < size
+    freqs = laplace_freqs(size, data[4], ladder_decay(step))
+    assert writer.stats[0].ideal_bits == pytest.approx(-np.log2(freqs[values - lo] / TOTAL).sum())
+    wide = rng.integers(-(1 << 20), 1 << 20, 3000)  # needs a shift: LAPLACE with its own r, or another kind
+    wide_data, _, _ = round_trip([wide])
+    assert wide_data[1] != KIND_LADDER

@@ -50,7 +50,7 @@ INDEX_MAGIC = b"GSIX"
 TRAILER_MAGIC = b"GSVE"
 FORMAT_MAJOR = 14
 FORMAT_MINOR = 0
-# 14.0: entropy model kinds BINARY (128-255: a two-symbol table in one byte);
+# 14.0: entropy model kinds LADDER (7: LAPLACE's decay from a ladder) and BINARY (128-255);
 # 13.0: flagged fields' zero flags split by the last M-frame's moving cells (unit byte + 16);
 # 12.0: flagged fields with median-predicted moving cells (unit byte + 32);
 # 11.0: entropy model kind CLASSES (signed bit-length classes and raw bits);
@@ -76,7 +76,7 @@ READABLE_MAJORS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, FORMAT_MAJOR)
 # 3.x: 14.0 without M-frames; 4.x: without quarter pixels; 5.x: without residual splats; 6.x:
 # without flagged fields; 7.x: without overlapped cells; 8.x: without the 8-tap filter; 9.x: without
 # model memory; 10.x: without CLASSES models; 11.x: without median-predicted fields; 12.x: without
-# flags split by the last field; 13.x: without BINARY models
+# flags split by the last field; 13.x: without LADDER and BINARY models
 MAX_RECORD_PAYLOAD = (1 << 32) - 1
 
 

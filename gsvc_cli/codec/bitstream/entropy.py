@@ -27,6 +27,9 @@ Models (kind byte, then varints):
              streams (motion-vector residuals mix quarter-pixel polish with jumps of a hundred
              pixels), which one geometric decay fits badly and a histogram of every value cannot
              afford to describe. Format 11.0 on.
+  LADDER     LAPLACE without a shift, its decay one byte from a fixed ladder of 256 (format 14.0):
+             five bytes where LAPLACE takes eight; a residual splat set's dozen short streams paid
+             a third of their bits for their models.
   BINARY     kinds 128-255, the whole description one byte: a two-symbol table over {0, 1} from a
              fixed ladder of 128 (format 14.0). Flags are most of the streams a small M-frame
              splits by context, and a histogram's five or six bytes per bucket cost more than the
@@ -68,6 +71,10 @@ MAX_CLASS_ALPHABET = 2 * 41 + 1
 """Symbols of a CLASSES model: 0, then two per bit length 1..41 (|v - centre| < 2**41)."""
 CLASS_MIN_SPAN = 16
 """Streams whose values span fewer integers are not offered CLASSES (their raw bits buy nothing)."""
+KIND_LADDER = 7
+LADDER_MANTISSAS = (65536, 62757, 60097, 57549, 55109, 52773, 50535, 48393,
+                    46341, 44376, 42495, 40693, 38968, 37316, 35734, 34219)
+"""round(65536 * 2^(-j / 16)): a LADDER model's 1 - theta at step k is 2^(-k / 16), in integers."""
 KIND_BINARY = 128
 BINARY_LEVELS = 128
 """Kinds KIND_BINARY + j, j in [0, BINARY_LEVELS): the BINARY model of table `binary_freqs(j)`."""
@@ -198,6 +205,23 @@ def skew_freqs(size: int, centre: int, r_left: int, r_right: int) -> np.ndarray:
     left = decay_terms(r_left, centre + 1)[:0:-1]
     right = decay_terms(r_right, size - centre)
     return frequency_table(np.concatenate((left, right)))
+
+
+def ladder_decay(step: int) -> int:
+    """The decay r (of 65536) of LADDER step `step` in [0, 256): 65536 - (LADDER_MANTISSAS[step %
+    16] >> step // 16), i.e. 1 - theta = 2^(-step / 16) in steps of 4.4%."""
+    return LAPLACE_ONE - (LADDER_MANTISSAS[step % 16] >> (step // 16))
+
+
+@functools.lru_cache(maxsize=1)
+def _ladder_log_gaps() -> np.ndarray:
+    """log2(65536 - r) of every LADDER step (the encoder's nearest step to a decay)."""
+    return np.log2(np.array([LAPLACE_ONE - ladder_decay(k) for k in range(256)], dtype=np.float64))
+
+
+def ladder_step(r: int) -> int:
+    """The LADDER step whose decay is nearest `r` in log(1 - theta)."""
+    return int(np.argmin(np.abs(_ladder_log_gaps() - math.log2(max(LAPLACE_ONE - r, 1)))))
 
 
 def binary_freqs(level: int) -> np.ndarray:
@@ -361,13 +385,22 @@ def _choose_model(values: np.ndarray) -> _Model:
     if size == 1:  # everything in the top bits is equal: a two-entry table still codes it
         size = 2
     for centre, r in _laplace_candidates(symbols, size):
+        if shift:
+            head = bytearray([KIND_LAPLACE])
+            put_varint(head, zigzag(lo))
+            put_varint(head, size)
+            head.append(shift)
+            put_varint(head, centre)
+            put_varint(head, r)
+        else:  # the ladder's nearest decay, in three bytes fewer
+            step = ladder_step(r)
+            r = ladder_decay(step)
+            head = bytearray([KIND_LADDER])
+            put_varint(head, zigzag(lo))
+            put_varint(head, size)
+            put_varint(head, centre)
+            head.append(step)
         freqs = laplace_freqs(size, centre, r)
-        head = bytearray([KIND_LAPLACE])
-        put_varint(head, zigzag(lo))
-        put_varint(head, size)
-        head.append(shift)
-        put_varint(head, centre)
-        put_varint(head, r)
         bits = _ideal_bits(freqs, symbols) + low_cost
         if best is None or 8 * len(head) + bits < 8 * len(best.header) + best.ideal_bits:
             best = _Model(bytes(head), freqs, lo, shift, bits)
@@ -457,6 +490,13 @@ def _read_model(reader: ByteReader) -> _Model:
         if int(weights.max(initial=0)) >= (1 << 38) or int(weights.sum()) <= 0:
             raise FormatError(f"{reader.what}: bad classes model")
         return _Model(b"", frequency_table(weights), lo, 0, 0.0, True)
+    if kind == KIND_LADDER:
+        size = reader.varint()
+        centre = reader.varint()
+        step = reader.u8()
+        if not 2 <= size <= MAX_ALPHABET or centre >= size:
+            raise FormatError(f"{reader.what}: bad ladder model (alphabet {size}, centre {centre})")
+        return _Model(b"", laplace_freqs(size, centre, ladder_decay(step)), lo, 0, 0.0)
     if kind not in (KIND_LAPLACE, KIND_HISTOGRAM, KIND_SKEW):
         raise FormatError(f"{reader.what}: unknown entropy model kind {kind}")
     size = reader.varint()
