@@ -7,6 +7,9 @@ residual splats, steps and model-memory chain: the saving of a coding change on 
 and the bits of its moving cells' vectors (the cells whose vector is not their left neighbour's)
 under several predictors, each coded as the flagged field codes them (streams mv.x and mv.y of
 our entropy coder). Prints one table per file. BENCHMARKS.md "Median-predicted motion fields".
+The predictors that use the last M-frame's field (its vector at the same cell, alone or in a
+median with spatial neighbours) count only M-frames that follow one of the same grid, against
+the median predictor on the same frames (BENCHMARKS.md "Format 14.0").
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ import numpy as np
 from gsvc_cli.codec.bitstream.container import GsvcReader
 from gsvc_cli.codec.bitstream.entropy import EntropyWriter
 from gsvc_cli.codec.bitstream.frame_coding import CodingMemory, decode_values, encode_picture_frame
-from gsvc_cli.codec.bitstream.motion_vectors import median3, neighbour_predictor
+from gsvc_cli.codec.bitstream.motion_vectors import (
+    MotionVectors,
+    median3,
+    median_predictor,
+    moving_cells,
+    neighbour_predictor,
+)
 from gsvc_cli.codec.bitstream.quantise import QuantisedSplats
 
 
@@ -58,9 +67,38 @@ def moving_bits(vectors: np.ndarray, predictor: Callable[[np.ndarray], np.ndarra
     return 8 * len(writer.finish())
 
 
+TEMPORAL: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "median(left, up, up-right)": lambda v, last: median_predictor(v),
+    "last field's vector": lambda v, last: last,
+    "median(left, up, last field's)": lambda v, last: median3(_shifted(v, 0, -1), _shifted(v, -1, 0), last),
+    "median(spatial median, left, last field's)": lambda v, last: median3(median_predictor(v),
+                                                                          _shifted(v, 0, -1), last),
+}
+
+
+def temporal_bits(vectors: np.ndarray, predictor: np.ndarray) -> int:
+    """Bits of mv.x and mv.y of the moving cells coded against `predictor` ([gh, gw, 2])."""
+    res = (vectors - predictor)[moving_cells(vectors)]
+    if not len(res):
+        return 0
+    writer = EntropyWriter()
+    writer.add("mv.x", res[:, 0])
+    writer.add("mv.y", res[:, 1], (res[:, 0] != 0).astype(np.int64), 2)
+    return 8 * len(writer.finish())
+
+
+def in_units(last: MotionVectors, per_pixel: int) -> np.ndarray:
+    """The last field's vectors in 1/per_pixel pixels (rounded down from finer units)."""
+    if per_pixel >= last.per_pixel:
+        return last.vectors * (per_pixel // last.per_pixel)
+    return last.vectors // (last.per_pixel // per_pixel)
+
+
 def measure(path: Path) -> None:
     old = new = total = 0
     by_predictor = dict.fromkeys(PREDICTORS, 0)
+    by_temporal = dict.fromkeys(TEMPORAL, 0)
+    last: MotionVectors | None = None
     prev, decode_memory, encode_memory = None, None, None
     with GsvcReader(path) as gsvc:
         for _, record in gsvc.frames():
@@ -71,6 +109,7 @@ def measure(path: Path) -> None:
             if frame.frame_type != "M":
                 prev = frame.values if frame.frame_type in ("I", "P") else prev
                 encode_memory = None if frame.frame_type == "I" else encode_memory
+                last = None if frame.frame_type == "I" else last
                 continue
             assert frame.motion is not None
             residual = (QuantisedSplats.from_array(frame.values), frame.steps) if len(frame.values) else None
@@ -80,11 +119,21 @@ def measure(path: Path) -> None:
             new += 8 * len(coded.payload)
             for name, predictor in PREDICTORS.items():
                 by_predictor[name] += moving_bits(frame.motion.vectors, predictor)
+            vectors = frame.motion.vectors
+            if last is not None and last.vectors.shape == vectors.shape:
+                earlier = in_units(last, frame.motion.per_pixel)
+                for name, make in TEMPORAL.items():
+                    by_temporal[name] += temporal_bits(vectors, make(vectors, earlier))
+            last = frame.motion
     print(f"{path.name}: M-frames {old} bits, re-coded {new} ({100 * (new / max(old, 1) - 1):+.2f}%; "
           f"{100 * (new - old) / max(total, 1):+.2f}% of the file)")
     base = by_predictor["left"]
     for name, bits in by_predictor.items():
         print(f"  moving cells by {name:30s} {bits:9d} bits ({100 * (bits / max(base, 1) - 1):+.1f}%)")
+    base = by_temporal["median(left, up, up-right)"]
+    print("  M-frames after one of the same grid:")
+    for name, bits in by_temporal.items():
+        print(f"    moving cells by {name:42s} {bits:9d} bits ({100 * (bits / max(base, 1) - 1):+.1f}%)")
 
 
 if __name__ == "__main__":
