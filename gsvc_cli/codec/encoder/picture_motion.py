@@ -23,8 +23,9 @@ near-tie may fall the other way than a plain sum would decide it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ class VectorCosts:
     zero_bits: float = 2.0
     moving_bits: float = 0.0
     median: bool = False
-    moving: np.ndarray | None = field(default=None, compare=False)
+    moving: np.ndarray | None = dataclasses.field(default=None, compare=False)
     bucket_zero_share: tuple[float, ...] = ()
 
     @staticmethod
