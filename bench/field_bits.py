@@ -58,7 +58,11 @@ def moving_bits(vectors: np.ndarray, predictor: Callable[[np.ndarray], np.ndarra
     moving = (vectors != left).any(-1)
     pred = left.copy()
     pred[1:, 1:] = predictor(vectors)[1:, 1:]
-    res = (vectors - pred)[moving]
+    return residual_bits((vectors - pred)[moving])
+
+
+def residual_bits(res: np.ndarray) -> int:
+    """Bits of residuals [K, 2] as streams mv.x and mv.y (y split by whether x is 0)."""
     if not len(res):
         return 0
     writer = EntropyWriter()
@@ -78,13 +82,7 @@ TEMPORAL: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 def temporal_bits(vectors: np.ndarray, predictor: np.ndarray) -> int:
     """Bits of mv.x and mv.y of the moving cells coded against `predictor` ([gh, gw, 2])."""
-    res = (vectors - predictor)[moving_cells(vectors)]
-    if not len(res):
-        return 0
-    writer = EntropyWriter()
-    writer.add("mv.x", res[:, 0])
-    writer.add("mv.y", res[:, 1], (res[:, 0] != 0).astype(np.int64), 2)
-    return 8 * len(writer.finish())
+    return residual_bits((vectors - predictor)[moving_cells(vectors)])
 
 
 def in_units(last: MotionVectors, per_pixel: int) -> np.ndarray:

@@ -386,18 +386,13 @@ def _choose_model(values: np.ndarray) -> _Model:
         size = 2
     for centre, r in _laplace_candidates(symbols, size):
         if shift:
-            head = bytearray([KIND_LAPLACE])
-            put_varint(head, zigzag(lo))
-            put_varint(head, size)
-            head.append(shift)
+            head = _model_head(KIND_LAPLACE, lo, size, shift)
             put_varint(head, centre)
             put_varint(head, r)
         else:  # the ladder's nearest decay, in three bytes fewer
             step = ladder_step(r)
             r = ladder_decay(step)
-            head = bytearray([KIND_LADDER])
-            put_varint(head, zigzag(lo))
-            put_varint(head, size)
+            head = _model_head(KIND_LADDER, lo, size)
             put_varint(head, centre)
             head.append(step)
         freqs = laplace_freqs(size, centre, r)
@@ -406,10 +401,7 @@ def _choose_model(values: np.ndarray) -> _Model:
             best = _Model(bytes(head), freqs, lo, shift, bits)
     for centre, r_left, r_right in _skew_candidates(symbols, size):
         freqs = skew_freqs(size, centre, r_left, r_right)
-        head = bytearray([KIND_SKEW])
-        put_varint(head, zigzag(lo))
-        put_varint(head, size)
-        head.append(shift)
+        head = _model_head(KIND_SKEW, lo, size, shift)
         put_varint(head, centre)
         put_varint(head, r_left)
         put_varint(head, r_right)
@@ -418,10 +410,7 @@ def _choose_model(values: np.ndarray) -> _Model:
         if 8 * len(head) + bits < 8 * len(best.header) + best.ideal_bits:
             best = _Model(bytes(head), freqs, lo, shift, bits)
     if size <= MAX_HISTOGRAM_ALPHABET and size < 4 * len(values):
-        head = bytearray([KIND_HISTOGRAM])
-        put_varint(head, zigzag(lo))
-        put_varint(head, size)
-        head.append(shift)
+        head = _model_head(KIND_HISTOGRAM, lo, size, shift)
         assert best is not None
         best = _with_histogram(best, head, symbols, size, low_cost, lo, shift)
     assert best is not None
@@ -430,6 +419,16 @@ def _choose_model(values: np.ndarray) -> _Model:
     if binary is not None and 8 + binary.ideal_bits < 8 * len(best.header) + best.ideal_bits:
         best = binary
     return best
+
+
+def _model_head(kind: int, lo: int, size: int, shift: int | None = None) -> bytearray:
+    """A model description's first fields: the kind, lo, the alphabet and (but for LADDER) the shift."""
+    head = bytearray([kind])
+    put_varint(head, zigzag(lo))
+    put_varint(head, size)
+    if shift is not None:
+        head.append(shift)
+    return head
 
 
 def _with_histogram(best: _Model, head: bytearray, symbols: np.ndarray, size: int, extra_bits: float,
