@@ -54,31 +54,35 @@ class VectorCosts:
     components, 1 bit each); `flagged` prices kind 5's zero flag from the share of zero residuals
     the last field had (a flag of probability p costs -log2 p). median: the block searches price a
     moving vector's components from the median of its left, upper and upper-right neighbours, as
-    format 12.0's flagged fields code them (RDTuning.median_search). moving: the last coded field's
-    moving cells ([gh, gw] bool), with bucket_zero_share the share of zero flags in each of its
-    flag_contexts buckets: a field of that grid prices each cell's flag by its bucket, as format
-    13.0 codes such a field's flags split (fields of other grids: zero_bits and moving_bits)."""
+    format 12.0's flagged fields code them (RDTuning.median_search). cell_bits: for a field on the
+    last coded field's grid, each cell's ([gh, gw] float32) bits of a zero flag and of a moving one,
+    by its bucket of that field's moving cells, as format 13.0 codes such a field's flags split
+    (`flagged`; fields of other grids: zero_bits and moving_bits)."""
 
     zero_bits: float = 2.0
     moving_bits: float = 0.0
     median: bool = False
-    moving: np.ndarray | None = dataclasses.field(default=None, compare=False)
-    bucket_zero_share: tuple[float, ...] = ()
+    cell_bits: tuple[np.ndarray, np.ndarray] | None = dataclasses.field(default=None, compare=False)
 
     @staticmethod
     def flagged(zero_share: float, median: bool = False, moving: np.ndarray | None = None,
                 bucket_zero_share: tuple[float, ...] = ()) -> VectorCosts:
+        """Flags priced from the last field's share of zeros; with its moving cells ([gh, gw] bool)
+        and the share of zeros in each flag_contexts bucket, per cell by its bucket (shares clipped
+        to [0.02, 0.98])."""
         share = min(0.95, max(0.05, zero_share))
-        return VectorCosts(-math.log2(share), -math.log2(1.0 - share), median,
-                           moving if bucket_zero_share else None, bucket_zero_share)
+        cell_bits = None
+        if moving is not None and bucket_zero_share:
+            shares = np.clip(np.asarray(bucket_zero_share, dtype=np.float64), 0.02, 0.98)
+            bucket = flag_contexts(moving).reshape(moving.shape)
+            cell_bits = ((-np.log2(shares)[bucket]).astype(np.float32),
+                         (-np.log2(1.0 - shares)[bucket]).astype(np.float32))
+        return VectorCosts(-math.log2(share), -math.log2(1.0 - share), median, cell_bits)
 
     def prices(self, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
         """([gh, gw] float32 bits of a zero flag, of a moving one) for a field of that grid."""
-        if self.moving is not None and self.moving.shape == (gh, gw):
-            shares = np.clip(np.asarray(self.bucket_zero_share, dtype=np.float64), 0.02, 0.98)
-            bucket = flag_contexts(self.moving).reshape(gh, gw)
-            return ((-np.log2(shares)[bucket]).astype(np.float32),
-                    (-np.log2(1.0 - shares)[bucket]).astype(np.float32))
+        if self.cell_bits is not None and self.cell_bits[0].shape == (gh, gw):
+            return self.cell_bits
         return (np.full((gh, gw), self.zero_bits, dtype=np.float32),
                 np.full((gh, gw), self.moving_bits, dtype=np.float32))
 
