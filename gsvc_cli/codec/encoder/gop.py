@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gsvc_cli.atomic import check_output_path
@@ -627,11 +628,11 @@ class Encoder:
             self.field_zero_share = float(zero.mean())
             contexts = self.coding_memory.flag_contexts(self.searched_field) if self.coding_memory else None
             if contexts is not None:  # what each bucket's flags were, as this field's coding split them
-                flags = zero.reshape(-1)
                 prior = 2.0  # cells' worth of the whole field's share in each bucket's estimate
-                self.flag_bucket_share = tuple(
-                    (float(flags[contexts == b].sum()) + prior * self.field_zero_share)
-                    / (int((contexts == b).sum()) + prior) for b in range(FLAG_CONTEXTS))
+                cells = np.bincount(contexts, minlength=FLAG_CONTEXTS)
+                zeros = np.bincount(contexts, weights=zero.reshape(-1), minlength=FLAG_CONTEXTS)
+                shares = (zeros + prior * self.field_zero_share) / (cells + prior)
+                self.flag_bucket_share = tuple(shares.tolist())
         return self._finish(index, frame, image, coded, moved, weighted_psnr(moved, image, CHANNEL_WEIGHTS),
                             start)
 
