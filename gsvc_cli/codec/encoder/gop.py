@@ -219,7 +219,7 @@ class Encoder:
         intra = replace(preset.intra, coarse_steps=tuning.coarse_steps, fine_steps=tuning.fine_steps)
         # Residual splats of M-frames: short fits at the preset's own learning rates.
         self.residual_densities = tuning.picture_residual
-        self.extra_densities = ""  # tried only near an I-frame (RDTuning.large_residual_extra)
+        self.extra_densities = tuning.picture_residual_extra  # tried only near an I-frame
         self.residual_config = replace(intra, max_steps=min(intra.max_steps, RESIDUAL_MAX_STEPS))
         if info.width * info.height >= preset.residual_max_pixels:
             self.residual_densities = tuning.large_picture_residual

@@ -162,6 +162,9 @@ class RDTuning:
     densities too ("": none), but only where the M-frame's J with the densities before them still
     exceeds residual_extra_gate x the I-frame estimate (the GOP's first I-frame's J): a denser set
     costs seconds at 1080p and pays mostly where it keeps a frame from becoming an I-frame.
+    picture_residual_extra: the same extra densities, behind the same gate, on frames below that
+    size (after picture_residual's): where an M-frame is about to lose to an I-frame in a clip
+    with no cut (high-motion stretches, high qualities), a denser residual set may keep it.
     residual_extra_after_prune: the gate compares J once the densities before the extra ones are
     fitted and pruned (off: as fitted, before pruning), so that the extra densities run only
     where the pruned M-frame still loses.
@@ -352,6 +355,7 @@ class RDTuning:
     # Q 36 (fitting the 300 set where pruning then kept the M-frame anyway). residual_extra_after_prune:
     # the gate on the pruned J, street -0.3% and cockatoo +0.1% against that (format 13.0 both).
     large_residual_extra: str = "300"
+    picture_residual_extra: str = ""
     residual_extra_gate: float = 1.0
     residual_extra_after_prune: bool = True
     cut_by_picture: bool = True
