@@ -502,6 +502,8 @@ def test_large_frames_take_their_own_residual_densities_and_steps() -> None:
     tuning = default.settings.tuning
     assert default.extra_densities == "300"
     assert (tuning.residual_extra_gate, tuning.residual_extra_after_prune) == (1.0, True)
+    small = Encoder(info, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64)
+    assert (small.residual_densities, small.extra_densities) == ("2000,700,250", "100")
 
 
 def test_a_real_i_fit_on_a_large_frame_runs_only_near_the_last_fit(monkeypatch) -> None:
@@ -741,12 +743,12 @@ def test_extra_residual_densities_are_fitted_only_near_an_i_frame(monkeypatch, a
     """large_residual_extra's densities are fitted after large_picture_residual's only where the
     M-frame's J with those (as fitted, or pruned: residual_extra_after_prune) still exceeds
     residual_extra_gate x the I-frame estimate; frames below the preset's residual_max_pixels
-    never take them."""
+    take picture_residual_extra's instead (after picture_residual's), behind the same gate."""
     frames, info = crops([(0, 200, 40), (0, 202, 40)])
-    tuning = RDTuning(large_residual_extra="300", residual_extra_gate=0.6,
+    tuning = RDTuning(large_residual_extra="300", picture_residual_extra="120", residual_extra_gate=0.6,
                       residual_extra_after_prune=after_prune)
     settings = EncoderSettings(RateTarget(quality=30), "fast", tuning=tuning)
-    assert Encoder(info, settings, 8, 64).extra_densities == ""
+    assert Encoder(info, settings, 8, 64).extra_densities == "120"
     large = Encoder(info.with_(width=1280, height=720), settings, 8, 64)
     assert (large.residual_densities, large.extra_densities) == ("700", "300")
     counts: list[int] = []

@@ -162,9 +162,11 @@ class RDTuning:
     densities too ("": none), but only where the M-frame's J with the densities before them still
     exceeds residual_extra_gate x the I-frame estimate (the GOP's first I-frame's J): a denser set
     costs seconds at 1080p and pays mostly where it keeps a frame from becoming an I-frame.
-    picture_residual_extra: the same extra densities, behind the same gate, on frames below that
+    picture_residual_extra: these extra densities, behind the same gate, on frames below that
     size (after picture_residual's): where an M-frame is about to lose to an I-frame in a clip
-    with no cut (high-motion stretches, high qualities), a denser residual set may keep it.
+    with no cut (high-motion stretches, high qualities), a denser residual set may keep it. Preset
+    medium has no large size, so it takes these at every size (at 1080p one splat per 100 pixels
+    is a 20,000-splat fit, run only where an I-frame looms).
     residual_extra_after_prune: the gate compares J once the densities before the extra ones are
     fitted and pruned (off: as fitted, before pruning), so that the extra densities run only
     where the pruned M-frame still loses.
@@ -355,7 +357,14 @@ class RDTuning:
     # Q 36 (fitting the 300 set where pruning then kept the M-frame anyway). residual_extra_after_prune:
     # the gate on the pruned J, street -0.3% and cockatoo +0.1% against that (format 13.0 both).
     large_residual_extra: str = "300"
-    picture_residual_extra: str = ""
+    # picture_residual_extra 100 by the whole-clip run of 2026-12-06 13:00-14:40 UTC (preset fast,
+    # Q 27-36, against the curves of the defaults before, whose points were reused: the same
+    # encoder byte for byte; BENCHMARKS.md "A denser residual set where an I-frame looms, below
+    # 1280x720 too"): vt2people -1.8% BD-rate PSNR-YUV (Q 36 -22.7% bytes at -0.21 dB: no I-frame
+    # at frame 7), cuts_qcif -4.2% (Q 33 -5.4% bytes at +0.04 dB, Q 36 -28.8% at -0.16 dB: the
+    # dance scene's P-frames become M-frames), cars the same bytes at all four points (the gate
+    # never fired); 60 on vt2people Q 36 gave about the same as 100.
+    picture_residual_extra: str = "100"
     residual_extra_gate: float = 1.0
     residual_extra_after_prune: bool = True
     cut_by_picture: bool = True
