@@ -362,8 +362,8 @@ class RDTuning:
     # encoder byte for byte; BENCHMARKS.md "A denser residual set where an I-frame looms, below
     # 1280x720 too"): vt2people -1.8% BD-rate PSNR-YUV (Q 36 -22.7% bytes at -0.21 dB: no I-frame
     # at frame 7), cuts_qcif -4.2% (Q 33 -5.4% bytes at +0.04 dB, Q 36 -28.8% at -0.16 dB: the
-    # dance scene's P-frames become M-frames), cars and foreman the same bytes at all four points
-    # (the gate never fired); 60 on vt2people Q 36 gave about the same as 100.
+    # dance scene's P-frames become M-frames), cars, foreman, mobile the same bytes at all four
+    # points (the gate never fired); 60 on vt2people Q 36 gave about the same as 100.
     picture_residual_extra: str = "100"
     residual_extra_gate: float = 1.0
     residual_extra_after_prune: bool = True
