@@ -66,17 +66,30 @@ def rgb_to_yuv(rgb: torch.Tensor, color_matrix: str, color_range: str, bits: int
 
 
 def upsample_chroma(plane: torch.Tensor, shift_x: int, shift_y: int, height: int, width: int,
-                    mode: str = "bilinear") -> torch.Tensor:
-    """[h, w] subsampled chroma -> [height, width] (centre-sited bilinear, or nearest)."""
+                    mode: str = "bilinear", match_steps: int = 0) -> torch.Tensor:
+    """[h, w] subsampled chroma -> [height, width] (centre-sited bilinear, or nearest).
+
+    match_steps: that many times, add the upsampling of what the box average of the result
+    (downsample_chroma, as a decoded picture is written) misses of `plane`. The encoder's target:
+    a bilinear plane box-averaged comes back blurred by [1, 6, 1] / 8 each way (mobile CIF's
+    chroma 42.9 dB from its source; one step 51.4 dB, two 57.8), and so does a fit to it, however
+    exact. The result may leave [0, 1] by a little.
+    """
     if shift_x == 0 and shift_y == 0:
         return plane
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"unknown chroma upsampling {mode!r}")
     factor = (1 << shift_y, 1 << shift_x)
     x = plane[None, None]
     if mode == "nearest":
         up = x.repeat_interleave(factor[0], dim=2).repeat_interleave(factor[1], dim=3)
     else:
         up = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
-    return up[0, 0, :height, :width]
+    up = up[0, 0, :height, :width]
+    for _ in range(match_steps):
+        missed = plane - downsample_chroma(up, shift_x, shift_y)
+        up = up + upsample_chroma(missed, shift_x, shift_y, height, width, mode)
+    return up
 
 
 def downsample_chroma_pair(planes: torch.Tensor, shift_x: int, shift_y: int) -> torch.Tensor:

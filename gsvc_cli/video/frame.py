@@ -82,8 +82,9 @@ class Frame:
             return [torch.from_numpy(np.ascontiguousarray(self.planes[0])).permute(2, 0, 1).float()]
         return [torch.from_numpy(p.astype(np.float32, copy=False)) for p in self.planes]
 
-    def to_yuv444_float(self, chroma: str = "bilinear") -> torch.Tensor:
-        """[3, H, W] float32 YUV in [0, 1] as code value / peak, chroma upsampled to full size.
+    def to_yuv444_float(self, chroma: str = "bilinear", match_steps: int = 0) -> torch.Tensor:
+        """[3, H, W] float32 YUV in [0, 1] as code value / peak, chroma upsampled to full size
+        (colour.upsample_chroma's `chroma` mode and match_steps).
 
         Range is not expanded: a tv-range Y of 16 stays 16/255. rgb24 frames are converted with
         the frame's matrix and range. Gray frames get neutral chroma.
@@ -102,8 +103,8 @@ class Frame:
             neutral = float(1 << (fmt.bits - 1)) / peak
             return torch.stack((y, torch.full_like(y, neutral), torch.full_like(y, neutral)))
         h, w = self.height, self.width
-        u = upsample_chroma(planes[1] / peak, fmt.shift_x, fmt.shift_y, h, w, chroma)
-        v = upsample_chroma(planes[2] / peak, fmt.shift_x, fmt.shift_y, h, w, chroma)
+        u = upsample_chroma(planes[1] / peak, fmt.shift_x, fmt.shift_y, h, w, chroma, match_steps)
+        v = upsample_chroma(planes[2] / peak, fmt.shift_x, fmt.shift_y, h, w, chroma, match_steps)
         return torch.stack((y, u, v))
 
     def to_rgb_float(self, chroma: str = "bilinear") -> torch.Tensor:

@@ -294,7 +294,7 @@ class Encoder:
         reference pass's pattern, so that its rate moves with lambda alone); a P- or M-frame is still
         an I-frame when nothing can be predicted (the first frame, a full GOP)."""
         start = time.perf_counter()
-        image = frame.to_yuv444_float()
+        image = frame.to_yuv444_float(match_steps=self.settings.tuning.chroma_match_steps)
         cut = False
         coded = None
         predictable = self.reference is not None and self.gop_length < self.settings.gop

@@ -229,6 +229,10 @@ class RDTuning:
     (centres, log-scales, shear, colours) are the default steps times these multipliers at Q 30,
     and the multipliers other than the log-scales' follow lambda as (lambda / lambda(30))^exponent:
     the RD-optimal step grows with lambda (sqrt(lambda) at high rate; measured weaker here).
+    chroma_match_steps: a subsampled frame's chroma is brought to full size, as the target every
+    fit and J compares with, by bilinear and then this many steps that add what the box average
+    a decoded picture is written with misses of the source (video.colour.upsample_chroma;
+    bilinear alone comes back blurred by [1, 6, 1] / 8 each way; 0: bilinear, the ablation).
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -433,6 +437,7 @@ class RDTuning:
     intra_anneal_steps: int = 200
     intra_step_groups: str = "1,1,1,1"
     intra_step_exponent: float = 0.0
+    chroma_match_steps: int = 0
 
 
 def lagrangian(quality: float) -> float:
