@@ -437,7 +437,12 @@ class RDTuning:
     intra_anneal_steps: int = 200
     intra_step_groups: str = "1,1,1,1"
     intra_step_exponent: float = 0.0
-    chroma_match_steps: int = 0
+    # chroma_match_steps 1 by the whole-clip run of 2026-12-06 15:43-16:45 UTC (preset fast, Q 27-36,
+    # the same run as 0 and 2; BENCHMARKS.md "A chroma target that the decoder's box average gives
+    # back"): BD-rate PSNR-YUV mobile -6.3%, the Kodak pan -4.1%, vt2people -2.4%, cuts_qcif -2.2%,
+    # cars -2.0%, foreman -0.4% (VMAF -3.1% to +0.8%); two steps -0.9% to -6.2% (more than one
+    # step on foreman alone).
+    chroma_match_steps: int = 1
 
 
 def lagrangian(quality: float) -> float:
