@@ -463,6 +463,8 @@ def test_the_8_tap_filter_is_chosen_on_a_detailed_pan_and_decodes_exactly(tmp_pa
         with GsvcReader(out) as reader:
             fields, memory = [], None
             for _, record in reader.frames():
+                if record.frame_type == "P":  # splat updates: no field, and no change to the M-frames' memory
+                    continue
                 picture = decode_values(record.payload, None, "m", memory=memory)
                 memory = picture.memory
                 fields += [picture.motion] if record.frame_type == "M" else []
