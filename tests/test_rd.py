@@ -785,3 +785,13 @@ def test_matched_chroma_target_gives_sharper_decoded_chroma(tmp_path: Path) -> N
         quality = frame_psnr(frames[0], decoded, with_rgb=False)
         chroma[steps] = (quality["psnr_u"], quality["psnr_v"])
     assert chroma[1][0] > chroma[0][0] + 0.5 and chroma[1][1] > chroma[0][1] + 0.5, chroma
+
+
+def test_chroma_match_steps_apply_below_chroma_match_below_pixels() -> None:
+    """Frames below 1280x720 get the matched chroma target; larger ones (smooth chroma at that size,
+    where it measured no gain) keep bilinear, as does a 64x48 crop with the threshold lowered."""
+    assert _encoder().chroma_match_steps == 1
+    assert _encoder(RDTuning(chroma_match_below_pixels=64 * 48)).chroma_match_steps == 0
+    frames, info = crops([(0, 200, 40)])
+    big = info.with_(width=1280, height=720)
+    assert Encoder(big, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64).chroma_match_steps == 0

@@ -216,6 +216,8 @@ class Encoder:
         self.large = info.height * info.width > SEARCH_PIXELS  # searched downscaled; a P-fit costs seconds
         preset = get_preset(settings.preset)
         tuning = settings.tuning
+        small = info.width * info.height < tuning.chroma_match_below_pixels
+        self.chroma_match_steps = tuning.chroma_match_steps if small else 0
         intra = replace(preset.intra, coarse_steps=tuning.coarse_steps, fine_steps=tuning.fine_steps)
         # Residual splats of M-frames: short fits at the preset's own learning rates.
         self.residual_densities = tuning.picture_residual
@@ -294,7 +296,7 @@ class Encoder:
         reference pass's pattern, so that its rate moves with lambda alone); a P- or M-frame is still
         an I-frame when nothing can be predicted (the first frame, a full GOP)."""
         start = time.perf_counter()
-        image = frame.to_yuv444_float(match_steps=self.settings.tuning.chroma_match_steps)
+        image = frame.to_yuv444_float(match_steps=self.chroma_match_steps)
         cut = False
         coded = None
         predictable = self.reference is not None and self.gop_length < self.settings.gop

@@ -232,7 +232,8 @@ class RDTuning:
     chroma_match_steps: a subsampled frame's chroma is brought to full size, as the target every
     fit and J compares with, by bilinear and then this many steps that add what the box average
     a decoded picture is written with misses of the source (video.colour.upsample_chroma;
-    bilinear alone comes back blurred by [1, 6, 1] / 8 each way; 0: bilinear, the ablation).
+    bilinear alone comes back blurred by [1, 6, 1] / 8 each way; 0: bilinear, the ablation), on
+    frames of fewer than chroma_match_below_pixels pixels (larger ones: bilinear).
     min_new_share, min_active: what a P-frame always tries, however few of the last frame's new
     splats and changes paid (shares of the previous splat count): with less, an encode can stay stuck
     trying a handful and coding nothing new while the content moves on.
@@ -437,12 +438,16 @@ class RDTuning:
     intra_anneal_steps: int = 200
     intra_step_groups: str = "1,1,1,1"
     intra_step_exponent: float = 0.0
-    # chroma_match_steps 1 by the whole-clip run of 2026-12-06 15:43-16:45 UTC (preset fast, Q 27-36,
+    # chroma_match_steps 1 by the whole-clip run of 2026-12-06 15:43-17:40 UTC (preset fast, Q 27-36,
     # the same run as 0 and 2; BENCHMARKS.md "A chroma target that the decoder's box average gives
-    # back"): BD-rate PSNR-YUV mobile -6.3%, the Kodak pan -4.1%, vt2people -2.4%, cuts_qcif -2.2%,
-    # cars -2.0%, foreman -0.4% (VMAF -3.1% to +0.8%); two steps -0.9% to -6.2% (more than one
-    # step on foreman alone).
+    # back"): BD-rate PSNR-YUV mobile -6.3%, the Kodak pan -4.1%, scenecut -3.8%, vt2people -2.4%,
+    # cuts_qcif -2.2%, cars -2.0%, foreman -0.4% (VMAF -3.1% to +2.6%); two steps -0.9% to -6.2%
+    # (more than one step on foreman alone). chroma_match_below_pixels 1280x720 by the same run's
+    # first 24 frames of street 1080p, cockatoo and flower 720p: +0.5%, +0.2%, +1.4% with one step
+    # (their chroma is smooth at that size: bilinear box-averaged loses only 60-68 dB there, 43-60
+    # dB on the small clips).
     chroma_match_steps: int = 1
+    chroma_match_below_pixels: int = 1280 * 720
 
 
 def lagrangian(quality: float) -> float:
