@@ -792,6 +792,6 @@ def test_chroma_match_steps_apply_below_chroma_match_below_pixels() -> None:
     where it measured no gain) keep bilinear, as does a 64x48 crop with the threshold lowered."""
     assert _encoder().chroma_match_steps == 1
     assert _encoder(RDTuning(chroma_match_below_pixels=64 * 48)).chroma_match_steps == 0
-    frames, info = crops([(0, 200, 40)])
+    _, info = crops([(0, 200, 40)])
     big = info.with_(width=1280, height=720)
     assert Encoder(big, EncoderSettings(RateTarget(quality=30), "fast"), 8, 64).chroma_match_steps == 0

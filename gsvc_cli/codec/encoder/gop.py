@@ -216,8 +216,8 @@ class Encoder:
         self.large = info.height * info.width > SEARCH_PIXELS  # searched downscaled; a P-fit costs seconds
         preset = get_preset(settings.preset)
         tuning = settings.tuning
-        small = info.width * info.height < tuning.chroma_match_below_pixels
-        self.chroma_match_steps = tuning.chroma_match_steps if small else 0
+        chroma_matched = info.width * info.height < tuning.chroma_match_below_pixels
+        self.chroma_match_steps = tuning.chroma_match_steps if chroma_matched else 0
         intra = replace(preset.intra, coarse_steps=tuning.coarse_steps, fine_steps=tuning.fine_steps)
         # Residual splats of M-frames: short fits at the preset's own learning rates.
         self.residual_densities = tuning.picture_residual
