@@ -861,3 +861,26 @@ def test_refining_a_noisy_field_makes_it_rigid_and_lowers_j(overlapped: bool) ->
     assert cost(refined) < 0.8 * cost(start)
     again = refine_field(reference, image, true, lam, weights)
     assert np.array_equal(again.vectors, true.vectors)
+
+
+def test_shared_model_choices_give_the_same_payloads() -> None:
+    """An encoder weighing several residual sets beside one field shares the models chosen for the
+    field's streams (EntropyWriter's choices): every payload is byte for byte the one coded alone,
+    and the field's streams were chosen once (the shared table holds them after the first payload)."""
+    rng = np.random.default_rng(11)
+    jumps = rng.integers(-5, 6, size=(9, 12, 2)) * (rng.random((9, 12, 1)) < 0.3)
+    motion = MotionVectors(np.cumsum(jumps, axis=1), 8, 4, overlapped=True)
+    choices: dict[bytes, object] = {}
+    sizes = []
+    for trial, scale in enumerate((1.0, 2.0, 4.0, 2.0)):
+        steps = QuantSteps.default().scaled(scale)
+        residual = (quantise(_residual_splats(5 + trial, 72, 96, trial), steps), steps)
+        alone = encode_picture_frame(motion, residual, "best")
+        shared = encode_picture_frame(motion, residual, "best", None, choices)  # type: ignore[arg-type]
+        assert shared.payload == alone.payload
+        assert np.array_equal(shared.order.numpy(), alone.order.numpy())
+        sizes.append(len(choices))
+    field_only = encode_picture_frame(motion, None, "best", None, choices)  # type: ignore[arg-type]
+    assert field_only.payload == encode_picture_frame(motion, None, "best").payload
+    assert len(choices) == sizes[-1]  # the field's streams alone: every model already chosen
+    assert sizes[0] < sizes[1]  # new residual streams add theirs

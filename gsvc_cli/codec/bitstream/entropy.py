@@ -278,6 +278,10 @@ class _Model:
     classes: bool = False  # a CLASSES model: freqs over class symbols (`class_symbols`)
 
 
+ModelChoices = dict[bytes, "_Model"]
+"""_choose_model's answers by the stream's int64 bytes (EntropyWriter's `choices`): an encoder that
+codes one M-frame field beside several residual sets chooses the field streams' models once."""
+
 ModelMemory = dict[str, "_Model"]
 """The model each stream key (a stream's name; "name#b" for bucket b of a SPLIT) was last coded
 with, in the frames a payload may refer back to (FORMAT.md, "Model memory")."""
@@ -573,18 +577,30 @@ class EntropyWriter:
 
     memory: the models earlier frames left (REPEAT refers to them; None: no REPEAT). `used` holds
     the model each stream key was coded with here, what the memory becomes after this payload.
+    choices: models chosen before, by their streams' bytes, shared with other writers (ModelChoices).
     """
 
-    def __init__(self, memory: ModelMemory | None = None) -> None:
+    def __init__(self, memory: ModelMemory | None = None, choices: ModelChoices | None = None) -> None:
         self._models = bytearray()
         self._encoder = constriction.stream.queue.RangeEncoder()
         self.stats: list[StreamStats] = []
         self._memory = memory
+        self._choices = choices
         self.used: ModelMemory = {}
+
+    def _chosen_model(self, values: np.ndarray) -> _Model:
+        """_choose_model(values), looked up in and added to `choices` when the writer has them."""
+        if self._choices is None:
+            return _choose_model(values)
+        key = values.tobytes()
+        model = self._choices.get(key)
+        if model is None:
+            model = self._choices[key] = _choose_model(values)
+        return model
 
     def _model_for(self, key: str, values: np.ndarray) -> tuple[_Model, int, float]:
         """(the model, its model-block bits, body bits): a new description or REPEAT, the cheaper."""
-        model = _choose_model(values)
+        model = self._chosen_model(values)
         head_bits, body_bits = 8 * len(model.header), model.ideal_bits
         earlier = self._memory.get(key) if self._memory is not None else None
         repeat = _repeat_bits(earlier, values)

@@ -39,6 +39,7 @@ from gsvc_cli.codec.bitstream.entropy import (
     ByteReader,
     EntropyReader,
     EntropyWriter,
+    ModelChoices,
     ModelMemory,
     StreamStats,
     put_varint,
@@ -601,7 +602,8 @@ def encode_inter_frame(q: QuantisedSplats, prev: QuantisedSplats, kept: torch.Te
 
 
 def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats, QuantSteps] | None = None,
-                         field_coding: str = "best", memory: CodingMemory | None = None) -> CodedFrame:
+                         field_coding: str = "best", memory: CodingMemory | None = None,
+                         choices: ModelChoices | None = None) -> CodedFrame:
     """M-frame: no splats, the previous decoded picture moved by `motion` (whole or quarter pixels,
     per cell of `motion.cell` pixels, covering the frame: gsvc_cli.codec.moved_picture). With
     `residual` (N >= 1 quantised splats and their steps), those splats, intra-coded, are rendered
@@ -610,7 +612,8 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
     shorter payload of the two. An overlapped field (motion.overlapped) has one coding: kind 6,
     kind 5's with the overlap; a field read through the 8-tap filter (motion.sharp) is kind 5 or 6
     (its unit byte says so). memory: what the M-frames before it left (CodingMemory; None: an
-    I-frame came last), which its streams and steps may repeat."""
+    I-frame came last), which its streams and steps may repeat. choices: models chosen for earlier
+    payloads of this field (EntropyWriter), which the same streams reuse: the same bytes, sooner."""
     if field_coding not in FIELD_CODINGS:
         raise ValueError(f"field coding {field_coding!r}: one of {', '.join(FIELD_CODINGS)}")
     if motion.overlapped or motion.sharp:
@@ -629,7 +632,7 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
         order = _position_order(values)
         values = values[order]
     memory = memory if memory is not None else CodingMemory()
-    options = [_picture_payload(motion, values, steps, flagged, memory) for flagged in (False, True)
+    options = [_picture_payload(motion, values, steps, flagged, memory, choices) for flagged in (False, True)
                if field_coding == "best" or (field_coding == "flagged") == flagged]
     payload, writer = min(options, key=lambda option: len(option[0]))
     prefixes = (RESIDUAL_PREFIX,) if len(values) else ()
@@ -639,10 +642,11 @@ def encode_picture_frame(motion: MotionVectors, residual: tuple[QuantisedSplats,
 
 
 def _picture_payload(motion: MotionVectors, values: np.ndarray, steps: QuantSteps | None,
-                     flagged: bool, memory: CodingMemory) -> tuple[bytes, EntropyWriter]:
+                     flagged: bool, memory: CodingMemory, choices: ModelChoices | None = None
+                     ) -> tuple[bytes, EntropyWriter]:
     """An M-frame's payload of kind 2, 3 or 4 (flagged False) or 5 (6 when the field is
     overlapped), and its writer (the stats and the models it used)."""
-    writer = EntropyWriter(memory.models)
+    writer = EntropyWriter(memory.models, choices)
     same_steps = bool(len(values)) and steps is not None and memory.same_steps(steps)
     repeat = SAME_STEPS_BIT if same_steps else 0
     contexts = memory.flag_contexts(motion) if flagged else None

@@ -29,6 +29,7 @@ import torch
 
 from gsvc_cli.atomic import check_output_path
 from gsvc_cli.codec.bitstream.container import FileHeader, GsvcWriter, index_and_trailer_size, record_overhead
+from gsvc_cli.codec.bitstream.entropy import ModelChoices
 from gsvc_cli.codec.bitstream.frame_coding import (
     CodedFrame,
     CodingMemory,
@@ -526,12 +527,14 @@ class Encoder:
         pixels = self.height * self.width
         field_coding = self.settings.tuning.field_coding
 
+        choices: ModelChoices = {}  # every candidate codes the same field
+
         def candidate(q: QuantisedSplats, steps: QuantSteps) -> tuple[_PictureChoice, float, Splats]:
             """(the choice, J at lam_choice, its splats as decoded, in coding order)."""
-            coded = encode_picture_frame(motion, (q, steps), field_coding, self.coding_memory)
+            coded = encode_picture_frame(motion, (q, steps), field_coding, self.coding_memory, choices)
             decoded = dequantise(q.select(coded.order), steps)
-            added = render(decoded.means, decoded.chol, decoded.colors, self.height, self.width)
-            picture = (moved + added).clamp(0, 1)
+            # unclamped: weighted_sse clamps as it sums; only the chosen picture is clamped (below)
+            picture = render(decoded.means, decoded.chol, decoded.colors, self.height, self.width).add_(moved)
             sse, bits = weighted_sse(picture, image, self.weights), 8.0 * len(coded.payload)
             return (coded, picture, sse + self.lam * bits), sse + lam_choice * bits, decoded
 
@@ -566,7 +569,7 @@ class Encoder:
             densities(self.extra_densities)  # near an I-frame: denser splats may keep the M-frame
         if fitted is not pruned_set:
             pruned()  # the set of least J as fitted, unless it is the one pruned already
-        return best
+        return best if best is plain else (best[0], best[1].clamp_(0, 1), best[2])
 
     def _pruned_residual(self, target: torch.Tensor, fitted: _ResidualSet, candidate: _ResidualTrial,
                          best: _PictureChoice, best_choice: float) -> tuple[_PictureChoice, float]:
