@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gsvc_cli.codec.bitstream.container import GsvcReader
-from gsvc_cli.codec.bitstream.entropy import put_varint
+from gsvc_cli.codec.bitstream.entropy import ModelChoices, put_varint
 from gsvc_cli.codec.bitstream.frame_coding import (
     FRAME_M,
     FRAME_M_FLAGGED,
@@ -870,17 +870,17 @@ def test_shared_model_choices_give_the_same_payloads() -> None:
     rng = np.random.default_rng(11)
     jumps = rng.integers(-5, 6, size=(9, 12, 2)) * (rng.random((9, 12, 1)) < 0.3)
     motion = MotionVectors(np.cumsum(jumps, axis=1), 8, 4, overlapped=True)
-    choices: dict[bytes, object] = {}
+    choices: ModelChoices = {}
     sizes = []
     for trial, scale in enumerate((1.0, 2.0, 4.0, 2.0)):
         steps = QuantSteps.default().scaled(scale)
         residual = (quantise(_residual_splats(5 + trial, 72, 96, trial), steps), steps)
         alone = encode_picture_frame(motion, residual, "best")
-        shared = encode_picture_frame(motion, residual, "best", None, choices)  # type: ignore[arg-type]
+        shared = encode_picture_frame(motion, residual, "best", None, choices)
         assert shared.payload == alone.payload
         assert np.array_equal(shared.order.numpy(), alone.order.numpy())
         sizes.append(len(choices))
-    field_only = encode_picture_frame(motion, None, "best", None, choices)  # type: ignore[arg-type]
+    field_only = encode_picture_frame(motion, None, "best", None, choices)
     assert field_only.payload == encode_picture_frame(motion, None, "best").payload
     assert len(choices) == sizes[-1]  # the field's streams alone: every model already chosen
     assert sizes[0] < sizes[1]  # new residual streams add theirs
